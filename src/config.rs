@@ -1,0 +1,441 @@
+//! Configuration: command-line flags, their `JETWAY_*` environment equivalents, and an optional
+//! TOML file whose keys are the flag names (`nats_url` or `nats-url`).
+//!
+//! Precedence, highest first: flag, environment, TOML file, default. Defaults are safe for
+//! production (loopback listener, client authentication required); `make dev` opts into the
+//! conveniences explicitly.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+use crate::nats::streams::StreamConfig;
+
+/// The `jetway` command line.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "jetway",
+    version,
+    about = "HTTP, WebSocket and SSE gateway to NATS JetStream durable streams",
+    long_about = "HTTP, WebSocket and SSE gateway to NATS JetStream durable streams.\n\n\
+        Every flag has a JETWAY_* environment variable and a key of the same name in the \
+        --config TOML file. Precedence: flag, environment, file, default."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+/// Subcommands; without one, jetway serves.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Print the OpenAPI document the server serves at /openapi.json and exit.
+    Openapi,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Server configuration.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// TOML configuration file. Keys are the long flag names (`nats_url = ["nats://a:4222"]`);
+    /// `[[streams]]` tables declare streams ensured at start-up.
+    #[arg(long, env = "JETWAY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on for HTTP, WebSocket and SSE clients.
+    #[arg(
+        long,
+        env = "JETWAY_LISTEN",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
+    pub listen: SocketAddr,
+
+    /// NATS server URLs, comma-separated (several servers of one cluster).
+    #[arg(
+        long,
+        env = "JETWAY_NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        value_delimiter = ',',
+        value_name = "URLS"
+    )]
+    pub nats_url: Vec<String>,
+
+    /// NATS credentials file (JWT + NKey seed) for jetway's own connection.
+    #[arg(long, env = "JETWAY_NATS_CREDS", value_name = "FILE")]
+    pub nats_creds: Option<PathBuf>,
+
+    /// NATS user name (with --nats-password).
+    #[arg(long, env = "JETWAY_NATS_USER", requires = "nats_password")]
+    pub nats_user: Option<String>,
+
+    /// NATS password (with --nats-user).
+    #[arg(
+        long,
+        env = "JETWAY_NATS_PASSWORD",
+        requires = "nats_user",
+        hide_env_values = true
+    )]
+    pub nats_password: Option<String>,
+
+    /// NATS authentication token.
+    #[arg(long, env = "JETWAY_NATS_TOKEN", hide_env_values = true)]
+    pub nats_token: Option<String>,
+
+    /// CA certificate (PEM) to verify the NATS server's TLS certificate; implies TLS.
+    #[arg(long, env = "JETWAY_NATS_TLS_CA", value_name = "FILE")]
+    pub nats_tls_ca: Option<PathBuf>,
+
+    /// Run without client authentication: anyone who can reach the listener may publish, read
+    /// and administer streams. For local development only.
+    #[arg(long, env = "JETWAY_NO_AUTH")]
+    pub no_auth: bool,
+
+    /// Largest request body for a single publish, in bytes (suffixes KiB, MiB accepted).
+    /// Never more than the NATS server's max_payload.
+    #[arg(long, env = "JETWAY_MAX_BODY_BYTES", default_value = "1MiB", value_parser = parse_bytes, value_name = "BYTES")]
+    pub max_body_bytes: u64,
+
+    /// Most messages in one batch publish request.
+    #[arg(
+        long,
+        env = "JETWAY_MAX_BATCH_MESSAGES",
+        default_value_t = 1000,
+        value_name = "N"
+    )]
+    pub max_batch_messages: usize,
+
+    /// Largest batch publish request body, in bytes (suffixes KiB, MiB accepted).
+    #[arg(long, env = "JETWAY_MAX_BATCH_BYTES", default_value = "8MiB", value_parser = parse_bytes, value_name = "BYTES")]
+    pub max_batch_bytes: u64,
+
+    /// Most messages one page of GET /v1/streams/{stream}/messages returns.
+    #[arg(
+        long,
+        env = "JETWAY_MAX_PAGE_MESSAGES",
+        default_value_t = 1000,
+        value_name = "N"
+    )]
+    pub max_page_messages: usize,
+
+    /// How long to wait for JetStream's PubAck before answering 504.
+    #[arg(long, env = "JETWAY_PUBLISH_TIMEOUT", default_value = "5s", value_parser = crate::duration::parse, value_name = "DURATION")]
+    pub publish_timeout: Duration,
+
+    /// How long to wait for a JetStream API answer (stream admin, message reads).
+    #[arg(long, env = "JETWAY_API_TIMEOUT", default_value = "5s", value_parser = crate::duration::parse, value_name = "DURATION")]
+    pub api_timeout: Duration,
+
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    #[arg(long, env = "JETWAY_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = crate::duration::parse, value_name = "DURATION")]
+    pub shutdown_timeout: Duration,
+
+    /// Log format.
+    #[arg(long, env = "JETWAY_LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+
+    /// Log filter in RUST_LOG syntax (e.g. `info`, `jetway=debug,info`).
+    #[arg(
+        long,
+        env = "JETWAY_LOG",
+        default_value = "info",
+        value_name = "FILTER"
+    )]
+    pub log: String,
+
+    /// Streams declared in the TOML file (`[[streams]]`), ensured at start-up.
+    #[arg(skip)]
+    pub streams: Vec<StreamSpec>,
+}
+
+/// A stream declared in the configuration file: `name` plus the fields of
+/// `PUT /v1/streams/{stream}`.
+#[derive(Debug, Clone)]
+pub struct StreamSpec {
+    /// Stream name.
+    pub name: String,
+    /// Its configuration, in the same shape as `PUT /v1/streams/{stream}`.
+    pub config: StreamConfig,
+}
+
+impl StreamSpec {
+    fn from_toml(value: toml::Value) -> Result<Self, String> {
+        let toml::Value::Table(mut table) = value else {
+            return Err("each [[streams]] entry must be a table".to_owned());
+        };
+        let name = match table.remove("name") {
+            Some(toml::Value::String(name)) => name,
+            _ => return Err("each [[streams]] entry needs name = \"...\"".to_owned()),
+        };
+        let config = StreamConfig::deserialize(toml::Value::Table(table))
+            .map_err(|err| format!("stream '{name}': {err}"))?;
+        Ok(Self { name, config })
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Cli(#[from] clap::Error),
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {source}")]
+    Toml {
+        path: String,
+        source: toml::de::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error("{0}")]
+    Check(String),
+}
+
+impl Cli {
+    /// Parses flags and environment, then fills what neither set from the `--config` file.
+    pub fn load<I, T>(args: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let command = Self::command();
+        let matches = command.clone().try_get_matches_from(&args)?;
+        let cli = Self::from_arg_matches(&matches)?;
+        let Some(path) = cli.config.config.clone() else {
+            cli.config.validate()?;
+            return Ok(cli);
+        };
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let mut table: toml::Table = text.parse().map_err(|source| ConfigError::Toml {
+            path: shown.clone(),
+            source,
+        })?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: shown.clone(),
+            message,
+        };
+
+        let streams = match table.remove("streams") {
+            None => Vec::new(),
+            Some(toml::Value::Array(items)) => items
+                .into_iter()
+                .map(StreamSpec::from_toml)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|err| invalid(format!("[[streams]]: {err}")))?,
+            Some(_) => {
+                return Err(invalid(
+                    "'streams' must be an array of tables ([[streams]])".to_owned(),
+                ));
+            }
+        };
+
+        // Turn file keys into flags for the ones neither the command line nor the environment
+        // set, inserted right after the program name so that a subcommand stays last.
+        let mut extra: Vec<OsString> = Vec::new();
+        for (key, value) in table {
+            let id = key.replace('-', "_");
+            let Some(arg) = command.get_arguments().find(|a| a.get_id() == id.as_str()) else {
+                return Err(invalid(format!("unknown key '{key}'")));
+            };
+            if id == "config" {
+                return Err(invalid(
+                    "'config' cannot be set inside a config file".to_owned(),
+                ));
+            }
+            if matches!(
+                matches.value_source(&id),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            ) {
+                continue;
+            }
+            let long = arg.get_long().unwrap_or(id.as_str()).to_owned();
+            let takes_value = arg.get_action().takes_values();
+            match value {
+                toml::Value::Boolean(flag) if !takes_value => {
+                    if flag {
+                        extra.push(format!("--{long}").into());
+                    }
+                }
+                toml::Value::Array(items) => {
+                    let items: Result<Vec<String>, _> = items.iter().map(scalar).collect();
+                    let items = items.map_err(|e| invalid(format!("key '{key}': {e}")))?;
+                    extra.push(format!("--{long}={}", items.join(",")).into());
+                }
+                other => {
+                    let text = scalar(&other).map_err(|e| invalid(format!("key '{key}': {e}")))?;
+                    extra.push(format!("--{long}={text}").into());
+                }
+            }
+        }
+        let mut merged = Vec::with_capacity(args.len() + extra.len());
+        merged.extend(args.first().cloned());
+        merged.extend(extra);
+        merged.extend(args.iter().skip(1).cloned());
+        let mut cli = Self::try_parse_from(merged)?;
+        cli.config.streams = streams;
+        cli.config.validate()?;
+        Ok(cli)
+    }
+}
+
+fn scalar(value: &toml::Value) -> Result<String, String> {
+    match value {
+        toml::Value::String(s) => Ok(s.clone()),
+        toml::Value::Integer(i) => Ok(i.to_string()),
+        toml::Value::Float(f) => Ok(f.to_string()),
+        toml::Value::Boolean(b) => Ok(b.to_string()),
+        other => Err(format!(
+            "expected a string, number or boolean, found {}",
+            other.type_str()
+        )),
+    }
+}
+
+impl Config {
+    /// Checks what clap cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |m: &str| Err(ConfigError::Check(m.to_owned()));
+        if self.nats_url.iter().all(|u| u.trim().is_empty()) {
+            return fail("--nats-url needs at least one server URL");
+        }
+        if self.max_body_bytes == 0 || self.max_batch_bytes == 0 {
+            return fail("--max-body-bytes and --max-batch-bytes must be greater than zero");
+        }
+        if self.max_batch_messages == 0 || self.max_page_messages == 0 {
+            return fail("--max-batch-messages and --max-page-messages must be greater than zero");
+        }
+        for timeout in [self.publish_timeout, self.api_timeout] {
+            if timeout.is_zero() {
+                return fail("--publish-timeout and --api-timeout must be greater than zero");
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for spec in &self.streams {
+            crate::validate::name("stream", &spec.name)
+                .map_err(|e| ConfigError::Check(format!("[[streams]]: {e}")))?;
+            if !names.insert(spec.name.as_str()) {
+                return Err(ConfigError::Check(format!(
+                    "[[streams]]: stream '{}' is declared twice",
+                    spec.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A configuration with every default, for tests and embedders.
+    pub fn defaults() -> Self {
+        // Parsing no arguments cannot fail: every field has a default.
+        match Cli::try_parse_from(["jetway"]) {
+            Ok(cli) => cli.config,
+            Err(err) => unreachable!("defaults must parse: {err}"),
+        }
+    }
+}
+
+/// Parses a byte size: a plain number or one with a `B`, `KB`, `KiB`, `MB`, `MiB`, `GB`, `GiB`
+/// suffix.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("invalid size '{text}': use e.g. 1048576, 512KiB or 1MiB"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "kib" | "k" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" | "m" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" | "g" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit '{other}': use B, KiB, MiB or GiB"
+            ));
+        }
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("size '{text}' is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_bytes("1MiB").unwrap(), 1 << 20);
+        assert_eq!(parse_bytes("512KiB").unwrap(), 512 << 10);
+        assert_eq!(parse_bytes("1000").unwrap(), 1000);
+        assert!(parse_bytes("1XB").is_err());
+        assert!(parse_bytes("").is_err());
+    }
+
+    #[test]
+    fn defaults_are_safe() {
+        let config = Config::defaults();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert!(!config.no_auth);
+        assert_eq!(config.max_body_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn file_fills_what_flags_do_not_set() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            file,
+            "listen = \"127.0.0.1:9999\"\nnats_url = [\"nats://a:4222\", \"nats://b:4222\"]\n\
+             no-auth = true\npublish_timeout = \"2s\"\n\
+             [[streams]]\nname = \"ORDERS\"\nsubjects = [\"orders.>\"]\nmax_age = \"72h\"\n"
+        )
+        .unwrap();
+        let path = file.path().to_str().unwrap().to_owned();
+        let cli = Cli::load(["jetway", "--config", &path, "--listen", "0.0.0.0:1"]).unwrap();
+        let config = cli.config;
+        assert_eq!(config.listen.to_string(), "0.0.0.0:1", "flag beats file");
+        assert_eq!(config.nats_url, ["nats://a:4222", "nats://b:4222"]);
+        assert!(config.no_auth);
+        assert_eq!(config.publish_timeout, Duration::from_secs(2));
+        assert_eq!(config.streams.len(), 1);
+        assert_eq!(config.streams[0].name, "ORDERS");
+    }
+
+    #[test]
+    fn unknown_file_key_is_an_error() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "listne = \"127.0.0.1:9999\"").unwrap();
+        let path = file.path().to_str().unwrap().to_owned();
+        let err = Cli::load(["jetway", "--config", &path]).unwrap_err();
+        assert!(err.to_string().contains("unknown key 'listne'"), "{err}");
+    }
+}

@@ -1,0 +1,94 @@
+//! Extractors whose rejections are [`ApiError`]s, so that a malformed body, query or path is a
+//! problem+json 400 (or 413 / 415) like every other error.
+
+use axum::extract::FromRequest;
+use axum::extract::FromRequestParts;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+
+use crate::error::ApiError;
+
+/// `axum::Json` with problem+json rejections.
+#[derive(Debug, Clone, Copy, Default, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
+    fn into_response(self) -> axum::response::Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// `axum::extract::Query` with problem+json rejections.
+#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+/// `axum::extract::Path` with problem+json rejections.
+#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+/// The raw request body, bounded by the route's `DefaultBodyLimit`.
+#[derive(Debug, Clone, Default)]
+pub struct Body(pub bytes::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        bytes::Bytes::from_request(request, state)
+            .await
+            .map(Body)
+            .map_err(ApiError::from)
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::JsonDataError(err) => ApiError::InvalidBody(body_text(&err)),
+            JsonRejection::JsonSyntaxError(err) => ApiError::InvalidBody(body_text(&err)),
+            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
+                "send the body as JSON with 'Content-Type: application/json'".to_owned(),
+            ),
+            JsonRejection::BytesRejection(err) => ApiError::from(err),
+            other => ApiError::InvalidBody(other.body_text()),
+        }
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        let text = rejection.body_text();
+        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(format!(
+                "request body is larger than this route accepts ({text})"
+            ))
+        } else {
+            ApiError::InvalidBody(format!("cannot read request body: {text}"))
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::InvalidParameter(format!("invalid query: {}", rejection.body_text()))
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::InvalidParameter(format!("invalid path: {}", rejection.body_text()))
+    }
+}
+
+/// The innermost message (serde's, which says what is wrong and where), once.
+fn body_text(err: &dyn std::error::Error) -> String {
+    let mut innermost = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        innermost = inner.to_string();
+        source = inner.source();
+    }
+    format!("invalid JSON body: {innermost}")
+}

@@ -1,0 +1,57 @@
+//! Liveness and readiness.
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::extract::Json;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Health answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"status": "ok"}))]
+pub struct Health {
+    /// `ok` (alive) or `ready` (can serve).
+    pub status: String,
+}
+
+/// Liveness.
+///
+/// 200 while the process runs; does not look at NATS.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    operation_id = "healthz",
+    responses((status = 200, description = "Alive", body = Health))
+)]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".to_owned(),
+    })
+}
+
+/// Readiness.
+///
+/// 200 when the NATS connection is up and JetStream answers; 503 (with `Retry-After`)
+/// otherwise, so that a load balancer sends no traffic to a gateway that cannot serve it.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    operation_id = "readyz",
+    responses(
+        (status = 200, description = "Ready", body = Health),
+        (status = 503, description = "NATS or JetStream unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    state.nats.ping_jetstream().await.map_err(|err| match err {
+        ApiError::Unavailable(_) => err,
+        other => ApiError::Unavailable(format!("JetStream is not answering: {other}")),
+    })?;
+    Ok(Json(Health {
+        status: "ready".to_owned(),
+    }))
+}

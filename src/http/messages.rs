@@ -1,0 +1,243 @@
+//! Reading stored messages without a consumer: by sequence, last on a subject, or a page.
+
+use async_nats::jetstream::message::StreamMessage;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+
+use super::extract::{Json, Path, Query};
+use super::publish::MSG_HEADER_PREFIX;
+use super::responses::ReadErrors;
+use crate::error::ApiError;
+use crate::message::{EncodingChoice, Message};
+use crate::nats::messages::Start;
+use crate::nats::streams::format_time;
+use crate::state::AppState;
+
+/// Default page size of `GET /v1/streams/{stream}/messages`.
+const DEFAULT_PAGE: usize = 100;
+
+/// How to encode `data`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EncodingParams {
+    /// `auto` (JSON, text or base64, whichever is lossless) or `base64` (always).
+    #[serde(default)]
+    pub encoding: EncodingChoice,
+}
+
+/// Which subject's last message.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LastParams {
+    /// Subject (wildcards allowed: the newest message on any matching subject).
+    pub subject: String,
+    #[serde(default)]
+    pub encoding: EncodingChoice,
+}
+
+/// Where a page starts and what it holds.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// First sequence to return (default 1). Not with `start_time`.
+    pub start_seq: Option<u64>,
+    /// Return messages stored at or after this RFC 3339 time. Not with `start_seq`.
+    pub start_time: Option<String>,
+    /// Only messages on this subject (wildcards allowed).
+    pub subject: Option<String>,
+    /// Most messages to return (default 100, at most the server's configured maximum, 1000 by default).
+    pub limit: Option<usize>,
+    #[serde(default)]
+    pub encoding: EncodingChoice,
+}
+
+/// A page of stored messages.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MessagePage {
+    pub messages: Vec<Message>,
+    /// Pass as `start_seq` for the next page; `null` when this page reached the end of the stream.
+    pub next_seq: Option<u64>,
+}
+
+fn to_message(stream: &str, message: &StreamMessage, encoding: EncodingChoice) -> Message {
+    Message::new(
+        stream,
+        message.subject.as_str(),
+        message.sequence,
+        message.time,
+        Some(&message.headers),
+        &message.payload,
+        encoding,
+    )
+}
+
+/// Does the client ask for the raw payload?
+fn wants_raw(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/octet-stream"))
+}
+
+/// The payload as the body; metadata and stored headers as response headers.
+fn raw_response(stream: &str, message: &StreamMessage) -> Response {
+    let mut headers = HeaderMap::new();
+    let mut put = |name: &str, value: &str| {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::from_str(value)) {
+            headers.append(name, value);
+        }
+    };
+    put("jetway-stream", stream);
+    put("jetway-seq", &message.sequence.to_string());
+    put("jetway-subject", message.subject.as_str());
+    put("jetway-time", &format_time(message.time));
+    let mut content_type = "application/octet-stream".to_owned();
+    for (name, values) in message.headers.iter() {
+        let name = name.to_string();
+        for value in values {
+            if name.eq_ignore_ascii_case("content-type") {
+                content_type = value.as_str().to_owned();
+            } else {
+                put(&format!("{MSG_HEADER_PREFIX}{name}"), value.as_str());
+            }
+        }
+    }
+    put("content-type", &content_type);
+    (headers, message.payload.clone()).into_response()
+}
+
+/// Get a message by sequence.
+///
+/// Answers the JSON representation, or with `Accept: application/octet-stream` the payload
+/// byte-exact with `Content-Type` as stored, `Jetway-Stream`, `Jetway-Seq`, `Jetway-Subject`,
+/// `Jetway-Time` and each stored header as `X-Msg-<Name>`. Reads go through the stream leader,
+/// so a message is readable as soon as its publish was acknowledged.
+#[utoipa::path(
+    get,
+    path = "/v1/streams/{stream}/messages/{seq}",
+    tag = "messages",
+    operation_id = "get_message",
+    params(
+        ("stream" = String, Path, description = "Stream name", example = "ORDERS"),
+        ("seq" = u64, Path, description = "Stream sequence", example = 1),
+        EncodingParams,
+    ),
+    responses(
+        (status = 200, description = "The message", content(
+            (Message = "application/json"),
+            (Vec<u8> = "application/octet-stream"),
+        )),
+        ReadErrors,
+    )
+)]
+pub async fn get_message(
+    State(state): State<AppState>,
+    Path((stream, seq)): Path<(String, u64)>,
+    Query(params): Query<EncodingParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    crate::validate::name("stream", &stream)?;
+    let message = state.nats.get_message(&stream, seq).await?;
+    if wants_raw(&headers) {
+        return Ok(raw_response(&stream, &message));
+    }
+    Ok(Json(to_message(&stream, &message, params.encoding)).into_response())
+}
+
+/// Get the last message on a subject.
+///
+/// The newest stored message on `subject` (wildcards match the newest on any matching subject).
+/// Like get-by-sequence, `Accept: application/octet-stream` answers the raw payload.
+#[utoipa::path(
+    get,
+    path = "/v1/streams/{stream}/messages/last",
+    tag = "messages",
+    operation_id = "get_last_message",
+    params(("stream" = String, Path, description = "Stream name", example = "ORDERS"), LastParams),
+    responses(
+        (status = 200, description = "The message", content(
+            (Message = "application/json"),
+            (Vec<u8> = "application/octet-stream"),
+        )),
+        ReadErrors,
+    )
+)]
+pub async fn get_last_message(
+    State(state): State<AppState>,
+    Path(stream): Path<String>,
+    Query(params): Query<LastParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    crate::validate::name("stream", &stream)?;
+    crate::validate::subject_filter(&params.subject)?;
+    let message = state.nats.last_message(&stream, &params.subject).await?;
+    if wants_raw(&headers) {
+        return Ok(raw_response(&stream, &message));
+    }
+    Ok(Json(to_message(&stream, &message, params.encoding)).into_response())
+}
+
+/// List stored messages.
+///
+/// A page of messages in stream order from `start_seq` (default 1) or `start_time`, optionally
+/// only on `subject`. Continue with `start_seq = next_seq` until `next_seq` is `null`.
+#[utoipa::path(
+    get,
+    path = "/v1/streams/{stream}/messages",
+    tag = "messages",
+    operation_id = "list_messages",
+    params(("stream" = String, Path, description = "Stream name", example = "ORDERS"), PageParams),
+    responses((status = 200, description = "A page of messages", body = MessagePage), ReadErrors)
+)]
+pub async fn list_messages(
+    State(state): State<AppState>,
+    Path(stream): Path<String>,
+    Query(params): Query<PageParams>,
+) -> Result<Json<MessagePage>, ApiError> {
+    crate::validate::name("stream", &stream)?;
+    if let Some(subject) = &params.subject {
+        crate::validate::subject_filter(subject)?;
+    }
+    let max = state.limits.max_page_messages;
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE.min(max));
+    if limit == 0 || limit > max {
+        return Err(ApiError::InvalidParameter(format!(
+            "limit must be between 1 and {max}"
+        )));
+    }
+    let start = match (params.start_seq, params.start_time.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::InvalidParameter(
+                "give start_seq or start_time, not both".to_owned(),
+            ));
+        }
+        (Some(seq), None) => Start::Sequence(seq),
+        (None, Some(text)) => Start::Time(parse_time(text)?),
+        (None, None) => Start::Sequence(1),
+    };
+    let page = state
+        .nats
+        .page(&stream, start, params.subject.as_deref(), limit)
+        .await?;
+    Ok(Json(MessagePage {
+        messages: page
+            .messages
+            .iter()
+            .map(|m| to_message(&stream, m, params.encoding))
+            .collect(),
+        next_seq: page.next_seq,
+    }))
+}
+
+/// Parses an RFC 3339 time from a client.
+pub fn parse_time(text: &str) -> Result<OffsetDateTime, ApiError> {
+    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).map_err(|err| {
+        ApiError::InvalidParameter(format!(
+            "'{text}' is not an RFC 3339 time such as 2026-11-26T09:00:00Z: {err}"
+        ))
+    })
+}

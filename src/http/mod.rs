@@ -1,0 +1,142 @@
+//! The HTTP surface: routes, layers, and the OpenAPI document.
+
+pub mod console;
+pub mod extract;
+pub mod health;
+pub mod messages;
+pub mod openapi;
+pub mod publish;
+pub mod responses;
+pub mod streams;
+
+use std::any::Any;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, Method, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::TraceLayer;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Header carrying the request id (generated when the client sends none, always echoed).
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Bodies of routes that take small JSON documents (stream config, purge).
+const SMALL_BODY: usize = 64 * 1024;
+
+/// Routes reachable without authentication. Everything else requires a token unless the server
+/// runs with `--no-auth`.
+pub const PUBLIC_ROUTES: [&str; 5] = ["/", "/healthz", "/readyz", "/openapi.json", "/docs"];
+
+/// Builds the router with every route and layer.
+pub fn router(state: AppState) -> Router {
+    let limits = state.limits;
+    let v1 = Router::new()
+        .route(
+            "/v1/publish/{subject}",
+            post(publish::publish_message).layer(DefaultBodyLimit::max(limits.max_body)),
+        )
+        .route(
+            "/v1/publish",
+            post(publish::publish_batch).layer(DefaultBodyLimit::max(limits.max_batch_bytes)),
+        )
+        .route("/v1/streams", get(streams::list_streams))
+        .route(
+            "/v1/streams/{stream}",
+            get(streams::get_stream)
+                .put(streams::put_stream)
+                .delete(streams::delete_stream)
+                .layer(DefaultBodyLimit::max(SMALL_BODY)),
+        )
+        .route(
+            "/v1/streams/{stream}/purge",
+            post(streams::purge_stream).layer(DefaultBodyLimit::max(SMALL_BODY)),
+        )
+        .route(
+            "/v1/streams/{stream}/messages",
+            get(messages::list_messages),
+        )
+        .route(
+            "/v1/streams/{stream}/messages/last",
+            get(messages::get_last_message),
+        )
+        .route(
+            "/v1/streams/{stream}/messages/{seq}",
+            get(messages::get_message),
+        );
+
+    let public = Router::new()
+        .route("/", get(console::console))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::document()));
+
+    // Layers, outermost first: request id (set, then echoed), tracing with it, panics as
+    // problem+json 500s.
+    let layers = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(REQUEST_ID, NuidRequestId))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(make_span))
+        .layer(CatchPanicLayer::custom(panic_response));
+
+    Router::new()
+        .merge(v1)
+        .merge(public)
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(layers)
+        .with_state(state)
+}
+
+/// Request ids: NUIDs (unique, unguessable enough for correlation, no extra dependency).
+#[derive(Clone, Copy)]
+struct NuidRequestId;
+
+impl MakeRequestId for NuidRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        HeaderValue::from_str(&nuid::next().to_string())
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// The span of a request: method, route template (never the raw path, which may carry ids) and
+/// request id.
+fn make_span(request: &Request) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    let id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!("request", http.method = %request.method(), http.route = route, request.id = id)
+}
+
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    ApiError::internal("handler panicked", message).into_response()
+}
+
+async fn route_not_found(uri: Uri) -> ApiError {
+    ApiError::RouteNotFound(uri.path().to_owned())
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{} does not accept {method}", uri.path()))
+}

@@ -1,0 +1,100 @@
+//! The error responses of each group of routes, listed once and referenced by the handlers'
+//! OpenAPI annotations. Every error body is an RFC 9457 problem (`application/problem+json`).
+
+#![allow(
+    dead_code,
+    reason = "these types exist only to describe responses in the OpenAPI document"
+)]
+
+use utoipa::IntoResponses;
+
+use crate::error::Problem;
+
+/// Errors of `POST /v1/publish/{subject}`.
+#[derive(IntoResponses)]
+pub enum PublishErrors {
+    /// Invalid subject or header, a forbidden `Nats-*` header, an invalid TTL, or TTLs not enabled on the stream.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// No stream captures the subject.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// A `Nats-Expected-*` precondition did not hold; nothing was stored.
+    #[response(status = 412, content_type = "application/problem+json")]
+    PreconditionFailed(Problem),
+    /// The body is larger than the limit (default 1 MiB, never more than the server's max_payload).
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// JetStream is unavailable; retry after `Retry-After` seconds with the same Idempotency-Key.
+    #[response(status = 503, content_type = "application/problem+json", headers(("Retry-After" = u64)))]
+    Unavailable(Problem),
+    /// No PubAck in time: the outcome is unknown; retry with the same Idempotency-Key.
+    #[response(status = 504, content_type = "application/problem+json")]
+    Timeout(Problem),
+}
+
+/// Errors of `POST /v1/publish`.
+#[derive(IntoResponses)]
+pub enum BatchErrors {
+    /// The body is not a JSON array or NDJSON of items, the batch is empty, or (atomic) an item is invalid or the stream refused the batch.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// (atomic) No stream captures the subject.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// (atomic) A precondition did not hold; nothing was stored.
+    #[response(status = 412, content_type = "application/problem+json")]
+    PreconditionFailed(Problem),
+    /// Too many messages or bytes in one request.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// The Content-Type is neither JSON nor NDJSON.
+    #[response(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Problem),
+    /// (atomic) The NATS server is older than 2.12.
+    #[response(status = 501, content_type = "application/problem+json")]
+    NotImplemented(Problem),
+    /// JetStream is unavailable; retry later.
+    #[response(status = 503, content_type = "application/problem+json", headers(("Retry-After" = u64)))]
+    Unavailable(Problem),
+    /// (atomic) No answer in time.
+    #[response(status = 504, content_type = "application/problem+json")]
+    Timeout(Problem),
+}
+
+/// Errors of routes that read a stream or its messages.
+#[derive(IntoResponses)]
+pub enum ReadErrors {
+    /// Invalid name, subject or parameter.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// The stream or message does not exist.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// JetStream is unavailable; retry later.
+    #[response(status = 503, content_type = "application/problem+json", headers(("Retry-After" = u64)))]
+    Unavailable(Problem),
+    /// JetStream did not answer in time.
+    #[response(status = 504, content_type = "application/problem+json")]
+    Timeout(Problem),
+}
+
+/// Errors of routes that change a stream.
+#[derive(IntoResponses)]
+pub enum WriteErrors {
+    /// Invalid name or configuration.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// The stream does not exist.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// The change is incompatible with the existing stream, or its subjects overlap another stream's.
+    #[response(status = 409, content_type = "application/problem+json")]
+    Conflict(Problem),
+    /// JetStream is unavailable; retry later.
+    #[response(status = 503, content_type = "application/problem+json", headers(("Retry-After" = u64)))]
+    Unavailable(Problem),
+    /// JetStream did not answer in time.
+    #[response(status = 504, content_type = "application/problem+json")]
+    Timeout(Problem),
+}

@@ -1,0 +1,195 @@
+//! jetway: an HTTP, WebSocket and SSE gateway that gives non-NATS clients durable streams on NATS
+//! JetStream.
+//!
+//! [`build`] connects to NATS, ensures the declared streams and returns the application;
+//! [`serve`] runs it on a listener until a shutdown future resolves. `main` binds the configured
+//! address; tests bind `127.0.0.1:0` and call the same functions.
+
+pub mod config;
+/// API durations (`500ms`, `30s`, `5m`, `72h`).
+pub mod duration;
+pub mod error;
+/// HTTP routes, handlers and the OpenAPI document.
+pub mod http;
+/// The JSON representation of messages.
+pub mod message;
+pub mod nats;
+pub mod state;
+pub mod telemetry;
+/// Validation of subjects, names and headers.
+pub mod validate;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::nats::Nats;
+use crate::nats::streams::PutOutcome;
+use crate::state::{AppState, Limits};
+
+/// Why jetway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Connect(#[from] nats::ConnectError),
+    #[error(
+        "no client authentication is configured: jetway will not serve unauthenticated clients \
+         unless started with --no-auth (JETWAY_NO_AUTH=true), for local development or behind a \
+         trusted network"
+    )]
+    NoAuthConfigured,
+    #[error("declared stream: {0}")]
+    Stream(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A built application: the router and the state it shares with background tasks.
+pub struct App {
+    pub router: Router,
+    pub state: AppState,
+}
+
+/// Connects to NATS, ensures the streams declared in the configuration, and builds the router.
+pub async fn build(config: Config) -> Result<App, StartError> {
+    if !config.no_auth {
+        return Err(StartError::NoAuthConfigured);
+    }
+    let nats = Nats::connect(&config).await?;
+    build_with(config, nats).await
+}
+
+/// Like [`build`], with an existing NATS connection.
+pub async fn build_with(config: Config, nats: Nats) -> Result<App, StartError> {
+    for spec in &config.streams {
+        let outcome = nats
+            .ensure_stream(&spec.name, &spec.config)
+            .await
+            .map_err(StartError::Stream)?;
+        match outcome {
+            PutOutcome::Created => {
+                tracing::info!(stream.name = %spec.name, "created declared stream")
+            }
+            PutOutcome::Unchanged | PutOutcome::Updated => {
+                tracing::info!(stream.name = %spec.name, "declared stream exists as configured")
+            }
+        }
+    }
+    if config.no_auth {
+        tracing::warn!(
+            "CLIENT AUTHENTICATION IS OFF (--no-auth): anyone who can reach {} may publish, read \
+             and administer streams. Use this for local development only.",
+            config.listen
+        );
+    }
+    let limits = Limits::new(&config, nats.max_payload());
+    let state = AppState {
+        nats,
+        config: Arc::new(config),
+        limits,
+        shutdown: CancellationToken::new(),
+        tasks: TaskTracker::new(),
+    };
+    let router = http::router(state.clone());
+    Ok(App { router, state })
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then shuts down in phases:
+/// 1. stop accepting and signal long-lived tasks (streams, sockets) to end,
+/// 2. let in-flight requests finish, up to the configured shutdown timeout,
+/// 3. wait for tracked tasks under the same deadline,
+/// 4. drain the NATS connection so that buffered publishes and acks reach the server.
+pub async fn serve(
+    listener: TcpListener,
+    app: App,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let App { router, state } = app;
+    let token = state.shutdown.clone();
+    let deadline = state.config.shutdown_timeout;
+    let signal_token = token.clone();
+    let graceful = async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, finishing in-flight requests");
+        signal_token.cancel();
+    };
+    let server = axum::serve(listener, router.into_make_service()).with_graceful_shutdown(graceful);
+    let mut serving = tokio::spawn(async move { server.await });
+    // Phase 2: in-flight requests, bounded by the deadline once shutdown has begun.
+    let result = tokio::select! {
+        joined = &mut serving => match joined {
+            Ok(served) => served.map_err(StartError::Serve),
+            Err(join) => Err(StartError::Serve(std::io::Error::other(join))),
+        },
+        () = async { token.cancelled().await; tokio::time::sleep(deadline).await } => {
+            tracing::warn!("in-flight requests did not finish within the shutdown timeout");
+            serving.abort();
+            Ok(())
+        }
+    };
+    // Phase 3: tracked tasks.
+    state.tasks.close();
+    if tokio::time::timeout(deadline, state.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("background tasks did not finish within the shutdown timeout");
+    }
+    // Phase 4: flush what the client still buffers.
+    if let Err(err) = state.nats.client().drain().await {
+        tracing::debug!(error = %err, "NATS drain");
+    }
+    tracing::info!("shutdown complete");
+    result
+}
+
+/// Builds and serves on the configured address until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let addr = config.listen;
+    let app = build(config).await?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { addr, source })?;
+    tracing::info!(
+        "jetway listening on http://{addr} (console /, API docs /docs, OpenAPI /openapi.json)"
+    );
+    serve(listener, app, shutdown_signal()).await
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,147 @@
+//! Reading stored messages without a consumer, through the stream's leader (`STREAM.MSG.GET`),
+//! so that a read right after a write sees it (a direct get may be served by a lagging replica).
+
+use async_nats::jetstream::message::StreamMessage;
+use async_nats::jetstream::stream::RawMessage;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::{Nats, Op};
+use crate::error::ApiError;
+
+/// Which message to get.
+#[derive(Debug, Clone, Serialize, Default)]
+struct GetRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+    #[serde(rename = "last_by_subj", skip_serializing_if = "Option::is_none")]
+    last_by_subject: Option<String>,
+    #[serde(rename = "next_by_subj", skip_serializing_if = "Option::is_none")]
+    next_by_subject: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    start_time: Option<OffsetDateTime>,
+}
+
+#[derive(Deserialize)]
+struct GetAnswer {
+    message: RawMessage,
+}
+
+/// Where a page of messages starts.
+#[derive(Debug, Clone, Copy)]
+pub enum Start {
+    Sequence(u64),
+    Time(OffsetDateTime),
+}
+
+/// A page of stored messages and where the next page starts.
+pub struct Page {
+    pub messages: Vec<StreamMessage>,
+    /// `None` when the page reached the end of the stream.
+    pub next_seq: Option<u64>,
+}
+
+impl Nats {
+    async fn get(
+        &self,
+        stream: &str,
+        request: &GetRequest,
+    ) -> Result<Option<StreamMessage>, ApiError> {
+        let answer: Result<GetAnswer, ApiError> = self
+            .api(
+                &format!("STREAM.MSG.GET.{stream}"),
+                request,
+                Op::Stream(stream),
+            )
+            .await;
+        match answer {
+            Ok(answer) => StreamMessage::try_from(answer.message)
+                .map(Some)
+                .map_err(|err| ApiError::internal("cannot decode stored message", err)),
+            Err(ApiError::MessageNotFound(_)) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The message stored at `seq`.
+    pub async fn get_message(&self, stream: &str, seq: u64) -> Result<StreamMessage, ApiError> {
+        if seq == 0 {
+            return Err(ApiError::InvalidParameter(
+                "sequences start at 1".to_owned(),
+            ));
+        }
+        let request = GetRequest {
+            seq: Some(seq),
+            ..Default::default()
+        };
+        self.get(stream, &request).await?.ok_or_else(|| {
+            ApiError::MessageNotFound(format!(
+                "stream '{stream}' has no message at sequence {seq} (never stored, deleted, expired or purged)"
+            ))
+        })
+    }
+
+    /// The newest message on `subject` (wildcards allowed).
+    pub async fn last_message(
+        &self,
+        stream: &str,
+        subject: &str,
+    ) -> Result<StreamMessage, ApiError> {
+        let request = GetRequest {
+            last_by_subject: Some(subject.to_owned()),
+            ..Default::default()
+        };
+        self.get(stream, &request).await?.ok_or_else(|| {
+            ApiError::MessageNotFound(format!(
+                "stream '{stream}' holds no message on subject '{subject}'"
+            ))
+        })
+    }
+
+    /// Up to `limit` messages from `start`, in stream order, optionally only on `subject`.
+    pub async fn page(
+        &self,
+        stream: &str,
+        start: Start,
+        subject: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, ApiError> {
+        let filter = subject.unwrap_or(">").to_owned();
+        let mut messages = Vec::with_capacity(limit.min(256));
+        let mut request = match start {
+            Start::Sequence(seq) => GetRequest {
+                seq: Some(seq.max(1)),
+                next_by_subject: Some(filter.clone()),
+                ..Default::default()
+            },
+            Start::Time(time) => GetRequest {
+                start_time: Some(time),
+                next_by_subject: Some(filter.clone()),
+                ..Default::default()
+            },
+        };
+        while messages.len() < limit {
+            let Some(message) = self.get(stream, &request).await? else {
+                return Ok(Page {
+                    messages,
+                    next_seq: None,
+                });
+            };
+            request = GetRequest {
+                seq: Some(message.sequence + 1),
+                next_by_subject: Some(filter.clone()),
+                ..Default::default()
+            };
+            messages.push(message);
+        }
+        // The page is full; whether anything follows is known only by asking.
+        let more = self.get(stream, &request).await?;
+        Ok(Page {
+            messages,
+            next_seq: more.map(|m| m.sequence),
+        })
+    }
+}

@@ -1,0 +1,500 @@
+//! Publishing with JetStream acknowledgement: one message, a pipelined batch, or an atomic batch.
+//!
+//! [`Outgoing`] is the single place where client input becomes NATS headers. JetStream matches
+//! header names case-sensitively while HTTP delivers them lowercased, so every mapped header is
+//! written here with its canonical spelling and clients can never set any other `Nats-*` header.
+
+use std::time::Duration;
+
+use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::publish::PublishAck;
+use async_nats::jetstream::response::Response;
+use async_nats::{HeaderMap, HeaderName, HeaderValue};
+use bytes::Bytes;
+use futures::future::join_all;
+
+use super::Nats;
+use super::errors::{self, Checks};
+use crate::error::ApiError;
+
+/// Canonical JetStream header names jetway writes.
+pub mod header {
+    pub const MSG_ID: &str = "Nats-Msg-Id";
+    pub const EXPECTED_STREAM: &str = "Nats-Expected-Stream";
+    pub const EXPECTED_LAST_SEQUENCE: &str = "Nats-Expected-Last-Sequence";
+    pub const EXPECTED_LAST_SUBJECT_SEQUENCE: &str = "Nats-Expected-Last-Subject-Sequence";
+    pub const EXPECTED_LAST_MSG_ID: &str = "Nats-Expected-Last-Msg-Id";
+    pub const TTL: &str = "Nats-TTL";
+    pub const BATCH_ID: &str = "Nats-Batch-Id";
+    pub const BATCH_SEQUENCE: &str = "Nats-Batch-Sequence";
+    pub const BATCH_COMMIT: &str = "Nats-Batch-Commit";
+    pub const CONTENT_TYPE: &str = "Content-Type";
+}
+
+/// The `Nats-*` headers a client may send, by their lowercase HTTP spelling, and the canonical
+/// spelling jetway writes.
+pub const CLIENT_NATS_HEADERS: [(&str, &str); 5] = [
+    ("nats-expected-stream", header::EXPECTED_STREAM),
+    (
+        "nats-expected-last-sequence",
+        header::EXPECTED_LAST_SEQUENCE,
+    ),
+    (
+        "nats-expected-last-subject-sequence",
+        header::EXPECTED_LAST_SUBJECT_SEQUENCE,
+    ),
+    ("nats-expected-last-msg-id", header::EXPECTED_LAST_MSG_ID),
+    ("nats-ttl", header::TTL),
+];
+
+/// A message ready to publish: subject, validated headers, payload, and the preconditions it
+/// carries (to name the failing one in an error).
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub subject: String,
+    pub headers: HeaderMap,
+    pub payload: Bytes,
+    pub checks: Checks,
+}
+
+impl Outgoing {
+    /// Starts a message to a validated publish subject.
+    pub fn new(subject: &str, payload: Bytes) -> Result<Self, ApiError> {
+        crate::validate::publish_subject(subject)?;
+        Ok(Self {
+            subject: subject.to_owned(),
+            headers: HeaderMap::new(),
+            payload,
+            checks: Checks::default(),
+        })
+    }
+
+    fn set(&mut self, name: &str, value: &str) -> Result<(), ApiError> {
+        crate::validate::header(name, value)?;
+        let name = HeaderName::try_from(name)
+            .map_err(|_| ApiError::InvalidHeader(format!("invalid header name '{name}'")))?;
+        let value: HeaderValue = value
+            .parse()
+            .map_err(|_| ApiError::InvalidHeader(format!("invalid value for header '{name}'")))?;
+        self.headers.insert(name, value);
+        Ok(())
+    }
+
+    /// A user header, stored as given. `Nats-*` names are refused: they would let a client
+    /// steer the server (`Nats-Rollup` erases a stream).
+    pub fn user_header(&mut self, name: &str, value: &str) -> Result<(), ApiError> {
+        if name.len() >= 5 && name[..5].eq_ignore_ascii_case("nats-") {
+            return Err(forbidden(name));
+        }
+        self.set(name, value)
+    }
+
+    /// `Idempotency-Key` → `Nats-Msg-Id`.
+    pub fn idempotency_key(&mut self, key: &str) -> Result<(), ApiError> {
+        if key.is_empty() || key.len() > 256 {
+            return Err(ApiError::InvalidHeader(
+                "Idempotency-Key must be 1 to 256 characters".to_owned(),
+            ));
+        }
+        self.set(header::MSG_ID, key)
+    }
+
+    pub fn content_type(&mut self, value: &str) -> Result<(), ApiError> {
+        self.set(header::CONTENT_TYPE, value)
+    }
+
+    pub fn expected_stream(&mut self, stream: &str) -> Result<(), ApiError> {
+        crate::validate::name("stream", stream)?;
+        self.checks.expected_stream = Some(stream.to_owned());
+        self.set(header::EXPECTED_STREAM, stream)
+    }
+
+    pub fn expected_last_sequence(&mut self, seq: u64) -> Result<(), ApiError> {
+        self.checks.expected_last_sequence = Some(seq);
+        self.set(header::EXPECTED_LAST_SEQUENCE, &seq.to_string())
+    }
+
+    pub fn expected_last_subject_sequence(&mut self, seq: u64) -> Result<(), ApiError> {
+        self.checks.expected_last_subject_sequence = Some(seq);
+        self.set(header::EXPECTED_LAST_SUBJECT_SEQUENCE, &seq.to_string())
+    }
+
+    pub fn expected_last_msg_id(&mut self, id: &str) -> Result<(), ApiError> {
+        self.checks.expected_last_msg_id = Some(id.to_owned());
+        self.set(header::EXPECTED_LAST_MSG_ID, id)
+    }
+
+    /// Per-message TTL: a duration of whole seconds (at least `1s`) or `never`.
+    pub fn ttl(&mut self, text: &str) -> Result<(), ApiError> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("never") {
+            return self.set(header::TTL, "never");
+        }
+        let invalid = |why: String| ApiError::InvalidTtl {
+            detail: why,
+            jetstream_code: None,
+        };
+        let ttl = crate::duration::parse(text).map_err(|e| invalid(format!("Nats-TTL: {e}")))?;
+        if ttl < Duration::from_secs(1) || ttl.subsec_nanos() != 0 {
+            return Err(invalid(format!(
+                "Nats-TTL '{text}' must be a whole number of seconds, at least 1s (or 'never')"
+            )));
+        }
+        self.set(header::TTL, &format!("{}s", ttl.as_secs()))
+    }
+
+    /// Applies a client-sent `Nats-*` header, identified by its lowercase name.
+    pub fn client_nats_header(
+        &mut self,
+        lowercase_name: &str,
+        value: &str,
+    ) -> Result<(), ApiError> {
+        let parse_seq = |v: &str| {
+            v.trim().parse::<u64>().map_err(|_| {
+                ApiError::InvalidHeader(format!(
+                    "{lowercase_name} must be a sequence number, got '{v}'"
+                ))
+            })
+        };
+        match lowercase_name {
+            "nats-expected-stream" => self.expected_stream(value.trim()),
+            "nats-expected-last-sequence" => self.expected_last_sequence(parse_seq(value)?),
+            "nats-expected-last-subject-sequence" => {
+                self.expected_last_subject_sequence(parse_seq(value)?)
+            }
+            "nats-expected-last-msg-id" => self.expected_last_msg_id(value),
+            "nats-ttl" => self.ttl(value),
+            other => Err(forbidden(other)),
+        }
+    }
+}
+
+fn forbidden(name: &str) -> ApiError {
+    let hint = if name.eq_ignore_ascii_case("nats-msg-id") {
+        " (use the Idempotency-Key header for deduplication)"
+    } else {
+        ""
+    };
+    ApiError::ForbiddenHeader(format!(
+        "header '{name}' may not be set by clients{hint}; allowed Nats-* headers: \
+         Nats-Expected-Stream, Nats-Expected-Last-Sequence, Nats-Expected-Last-Subject-Sequence, \
+         Nats-Expected-Last-Msg-Id, Nats-TTL"
+    ))
+}
+
+/// A stored message's place in its stream.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub stream: String,
+    pub seq: u64,
+    pub duplicate: bool,
+}
+
+impl From<PublishAck> for Stored {
+    fn from(ack: PublishAck) -> Self {
+        Self {
+            stream: ack.stream,
+            seq: ack.sequence,
+            duplicate: ack.duplicate,
+        }
+    }
+}
+
+/// A publish that was sent (its PubAck still to come) or that failed before it could be.
+enum Sent {
+    Pending {
+        ack: PublishAckFuture,
+        subject: String,
+        checks: Checks,
+    },
+    Failed(ApiError),
+}
+
+impl Nats {
+    async fn send(&self, message: Outgoing) -> Sent {
+        let Outgoing {
+            subject,
+            headers,
+            payload,
+            checks,
+        } = message;
+        let publish = async_nats::jetstream::message::PublishMessage::build()
+            .payload(payload)
+            .headers(headers);
+        match self.js_publish.send_publish(subject.clone(), publish).await {
+            Ok(ack) => Sent::Pending {
+                ack,
+                subject,
+                checks,
+            },
+            Err(err) => Sent::Failed(errors::from_publish(
+                &err,
+                &subject,
+                &checks,
+                self.publish_timeout,
+            )),
+        }
+    }
+
+    /// Publishes one message and waits for JetStream's PubAck.
+    pub async fn publish(&self, message: Outgoing) -> Result<Stored, ApiError> {
+        self.publish_all(vec![Ok(message)])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(ApiError::Internal("publish produced no result".to_owned())))
+    }
+
+    /// Publishes every valid message pipelined (all sent before any PubAck is awaited) and
+    /// answers one result per input, in order. Invalid inputs keep their error.
+    pub async fn publish_all(
+        &self,
+        messages: Vec<Result<Outgoing, ApiError>>,
+    ) -> Vec<Result<Stored, ApiError>> {
+        if let Err(down) = self.ensure_connected() {
+            return messages
+                .into_iter()
+                .map(|m| {
+                    Err(m
+                        .err()
+                        .unwrap_or_else(|| ApiError::Unavailable(down.to_string())))
+                })
+                .collect();
+        }
+        let mut sent = Vec::with_capacity(messages.len());
+        for message in messages {
+            sent.push(match message {
+                Ok(message) => self.send(message).await,
+                Err(err) => Sent::Failed(err),
+            });
+        }
+        let timeout = self.publish_timeout;
+        let results = join_all(sent.into_iter().map(|sent| async move {
+            match sent {
+                Sent::Pending {
+                    ack,
+                    subject,
+                    checks,
+                } => ack
+                    .await
+                    .map(Stored::from)
+                    .map_err(|err| errors::from_publish(&err, &subject, &checks, timeout)),
+                Sent::Failed(err) => Err(err),
+            }
+        }))
+        .await;
+        self.refine_not_captured(results).await
+    }
+
+    /// "No responders" on publish means no stream captures the subject, unless JetStream itself
+    /// is down: ask JetStream once to tell the two apart.
+    async fn refine_not_captured(
+        &self,
+        results: Vec<Result<Stored, ApiError>>,
+    ) -> Vec<Result<Stored, ApiError>> {
+        let any = results
+            .iter()
+            .any(|r| matches!(r, Err(ApiError::SubjectNotCaptured(_))));
+        if !any {
+            return results;
+        }
+        let Err(down) = self.ping_jetstream().await else {
+            return results;
+        };
+        results
+            .into_iter()
+            .map(|r| match r {
+                Err(ApiError::SubjectNotCaptured(_)) => Err(clone_unavailable(&down)),
+                other => other,
+            })
+            .collect()
+    }
+
+    /// Publishes all messages as one JetStream atomic batch: every message is stored, or none.
+    pub async fn publish_atomic(&self, messages: Vec<Outgoing>) -> Result<Vec<Stored>, ApiError> {
+        self.ensure_connected()?;
+        let count = messages.len();
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let version = self.client.server_info().version;
+        if !server_at_least(&version, 2, 12) {
+            return Err(ApiError::NotSupportedByServer {
+                detail: format!(
+                    "atomic batch publish needs nats-server 2.12 or newer; connected server is {version}"
+                ),
+                jetstream_code: None,
+            });
+        }
+        let batch_id = nuid::next().to_string();
+        let mut last_answer = None;
+        for (index, mut message) in messages.into_iter().enumerate() {
+            let position = index + 1;
+            let batch_headers = [
+                (header::BATCH_ID, batch_id.clone()),
+                (header::BATCH_SEQUENCE, position.to_string()),
+            ];
+            for (name, value) in batch_headers {
+                message.set(name, &value)?;
+            }
+            let last = position == count;
+            if last {
+                message.set(header::BATCH_COMMIT, "1")?;
+            }
+            // The first message is a request so that a refusal (atomic not enabled, no stream)
+            // is known before the rest is sent; the middle ones are plain publishes; the last
+            // one is a request whose answer is the batch's PubAck.
+            if position == 1 || last {
+                let reply = tokio::time::timeout(
+                    self.publish_timeout,
+                    self.client
+                        .request_with_headers(message.subject.clone(), message.headers.clone(), message.payload.clone()),
+                )
+                .await
+                .map_err(|_| {
+                    ApiError::Timeout(format!(
+                        "no answer from JetStream within {} for atomic batch message {position}; \
+                         the batch was abandoned unless it was committed: check the stream before retrying",
+                        crate::duration::format(self.publish_timeout)
+                    ))
+                })?;
+                let reply = match reply {
+                    Ok(reply) => reply,
+                    Err(err) if err.kind() == async_nats::RequestErrorKind::NoResponders => {
+                        let not_captured = ApiError::SubjectNotCaptured(message.subject.clone());
+                        let refined = self.refine_not_captured(vec![Err(not_captured)]).await;
+                        return Err(refined
+                            .into_iter()
+                            .next()
+                            .and_then(Result::err)
+                            .unwrap_or_else(|| {
+                                ApiError::SubjectNotCaptured(message.subject.clone())
+                            }));
+                    }
+                    Err(err) => {
+                        return Err(ApiError::Unavailable(format!(
+                            "atomic batch publish failed: {err}"
+                        )));
+                    }
+                };
+                if reply.payload.is_empty() {
+                    continue;
+                }
+                let answer: Response<PublishAck> = serde_json::from_slice(&reply.payload)
+                    .map_err(|err| ApiError::internal("cannot decode atomic batch answer", err))?;
+                match answer {
+                    Response::Err { error } => {
+                        return Err(
+                            match errors::from_jetstream(
+                                &error,
+                                super::Op::Publish(&message.checks),
+                            ) {
+                                ApiError::JetStream {
+                                    detail,
+                                    jetstream_code,
+                                } => ApiError::AtomicBatchFailed {
+                                    detail,
+                                    jetstream_code,
+                                },
+                                other => other,
+                            },
+                        );
+                    }
+                    Response::Ok(ack) => last_answer = Some(ack),
+                }
+            } else {
+                self.client
+                    .publish_with_headers(
+                        message.subject.clone(),
+                        message.headers.clone(),
+                        message.payload.clone(),
+                    )
+                    .await
+                    .map_err(|err| {
+                        ApiError::Unavailable(format!("atomic batch publish failed: {err}"))
+                    })?;
+            }
+        }
+        let Some(ack) = last_answer else {
+            return Err(ApiError::JetStream {
+                detail: "JetStream did not acknowledge the atomic batch commit".to_owned(),
+                jetstream_code: None,
+            });
+        };
+        let first_seq = ack.sequence + 1 - count as u64;
+        Ok((0..count as u64)
+            .map(|i| Stored {
+                stream: ack.stream.clone(),
+                seq: first_seq + i,
+                duplicate: false,
+            })
+            .collect())
+    }
+}
+
+fn clone_unavailable(err: &ApiError) -> ApiError {
+    ApiError::Unavailable(err.to_string())
+}
+
+/// Is `version` (`2.15.1`, `2.12.0-beta.1`) at least `major.minor`?
+fn server_at_least(version: &str, major: u64, minor: u64) -> bool {
+    let mut parts = version.trim_start_matches('v').split(['.', '-']);
+    let have_major = parts
+        .next()
+        .and_then(|p| p.parse::<u64>().ok())
+        .unwrap_or(0);
+    let have_minor = parts
+        .next()
+        .and_then(|p| p.parse::<u64>().ok())
+        .unwrap_or(0);
+    (have_major, have_minor) >= (major, minor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_versions() {
+        assert!(server_at_least("2.15.1", 2, 12));
+        assert!(server_at_least("2.12.0-beta.1", 2, 12));
+        assert!(!server_at_least("2.11.9", 2, 12));
+        assert!(!server_at_least("", 2, 12));
+    }
+
+    #[test]
+    fn mapped_headers_use_canonical_spelling() {
+        let mut message = Outgoing::new("a.b", Bytes::new()).unwrap();
+        message
+            .client_nats_header("nats-expected-last-sequence", "7")
+            .unwrap();
+        message.client_nats_header("nats-ttl", "30s").unwrap();
+        message.idempotency_key("k1").unwrap();
+        let names: Vec<String> = message.headers.iter().map(|(n, _)| n.to_string()).collect();
+        for canonical in ["Nats-Expected-Last-Sequence", "Nats-TTL", "Nats-Msg-Id"] {
+            assert!(
+                names.iter().any(|n| n == canonical),
+                "{canonical} missing from {names:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_nats_headers_are_refused() {
+        let mut message = Outgoing::new("a.b", Bytes::new()).unwrap();
+        let err = message
+            .client_nats_header("nats-rollup", "all")
+            .unwrap_err();
+        assert_eq!(err.code(), "forbidden_header");
+        assert!(message.user_header("NATS-Rollup", "all").is_err());
+    }
+
+    #[test]
+    fn ttl_needs_whole_seconds() {
+        let mut message = Outgoing::new("a.b", Bytes::new()).unwrap();
+        assert!(message.ttl("1500ms").is_err());
+        assert!(message.ttl("0s").is_err());
+        assert!(message.ttl("never").is_ok());
+        assert!(message.ttl("2m").is_ok());
+        assert_eq!(message.headers.get("Nats-TTL").unwrap().as_str(), "120s");
+    }
+}

@@ -1,0 +1,52 @@
+//! Shared application state: cheap clones only.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::nats::Nats;
+
+/// What every handler can reach. Cloned per request, so every field is an `Arc` or a handle.
+#[derive(Clone)]
+pub struct AppState {
+    pub nats: Nats,
+    pub config: Arc<Config>,
+    pub limits: Limits,
+    /// Cancelled when the server starts shutting down; long-lived tasks select on it.
+    pub shutdown: CancellationToken,
+    /// Long-lived tasks (streams, sockets), awaited during shutdown.
+    pub tasks: TaskTracker,
+}
+
+/// Effective size limits, after clamping the configuration to what the NATS server accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest single-message publish body.
+    pub max_body: usize,
+    /// Largest batch publish body.
+    pub max_batch_bytes: usize,
+    /// Most messages per batch.
+    pub max_batch_messages: usize,
+    /// Most messages per page of stored messages.
+    pub max_page_messages: usize,
+}
+
+impl Limits {
+    /// Clamps the configured limits to the server's `max_payload`.
+    pub fn new(config: &Config, server_max_payload: usize) -> Self {
+        let to_usize = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        let server = if server_max_payload == 0 {
+            usize::MAX
+        } else {
+            server_max_payload
+        };
+        Self {
+            max_body: to_usize(config.max_body_bytes).min(server),
+            max_batch_bytes: to_usize(config.max_batch_bytes),
+            max_batch_messages: config.max_batch_messages,
+            max_page_messages: config.max_page_messages,
+        }
+    }
+}

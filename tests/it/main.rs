@@ -1,0 +1,9 @@
+//! Integration tests: the public HTTP surface against a real nats-server, with what is stored
+//! checked through a direct NATS client.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+mod batch;
+#[allow(dead_code, reason = "not every helper is used by every test file")]
+mod harness;
+mod publish;
