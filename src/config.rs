@@ -134,6 +134,48 @@ pub struct Config {
     )]
     pub max_page_messages: usize,
 
+    /// Most messages one fetch may ask for (`max_messages`).
+    #[arg(
+        long,
+        env = "JETWAY_MAX_FETCH_MESSAGES",
+        default_value_t = 1000,
+        value_name = "N"
+    )]
+    pub max_fetch_messages: usize,
+
+    /// Most bytes one fetch may return (`max_bytes`; also its default).
+    #[arg(long, env = "JETWAY_MAX_FETCH_BYTES", default_value = "8MiB", value_parser = parse_bytes, value_name = "BYTES")]
+    pub max_fetch_bytes: u64,
+
+    /// Longest long-poll a fetch may ask for (`wait`).
+    #[arg(long, env = "JETWAY_MAX_FETCH_WAIT", default_value = "30s", value_parser = crate::duration::parse, value_name = "DURATION")]
+    pub max_fetch_wait: Duration,
+
+    /// Most acks in one POST /v1/acks request.
+    #[arg(
+        long,
+        env = "JETWAY_MAX_ACKS",
+        default_value_t = 1000,
+        value_name = "N"
+    )]
+    pub max_acks: usize,
+
+    /// How long to wait for JetStream to confirm an ack before reporting it unconfirmed.
+    #[arg(long, env = "JETWAY_ACK_TIMEOUT", default_value = "2s", value_parser = crate::duration::parse, value_name = "DURATION")]
+    pub ack_timeout: Duration,
+
+    /// Secrets that sign ack ids, comma-separated; the first signs, all verify (rotate by
+    /// prepending a new one). Every replica needs the same list. Without one, a random secret is
+    /// used and ack ids work only on this process.
+    #[arg(
+        long,
+        env = "JETWAY_ACK_SECRET",
+        value_delimiter = ',',
+        hide_env_values = true,
+        value_name = "SECRETS"
+    )]
+    pub ack_secret: Vec<String>,
+
     /// How long to wait for JetStream's PubAck before answering 504.
     #[arg(long, env = "JETWAY_PUBLISH_TIMEOUT", default_value = "5s", value_parser = crate::duration::parse, value_name = "DURATION")]
     pub publish_timeout: Duration,
@@ -325,12 +367,24 @@ impl Config {
         if self.max_body_bytes == 0 || self.max_batch_bytes == 0 {
             return fail("--max-body-bytes and --max-batch-bytes must be greater than zero");
         }
-        if self.max_batch_messages == 0 || self.max_page_messages == 0 {
-            return fail("--max-batch-messages and --max-page-messages must be greater than zero");
+        if self.max_batch_messages == 0
+            || self.max_page_messages == 0
+            || self.max_fetch_messages == 0
+            || self.max_acks == 0
+        {
+            return fail(
+                "--max-batch-messages, --max-page-messages, --max-fetch-messages and --max-acks \
+                 must be greater than zero",
+            );
         }
-        for timeout in [self.publish_timeout, self.api_timeout] {
+        if self.max_fetch_bytes == 0 {
+            return fail("--max-fetch-bytes must be greater than zero");
+        }
+        for timeout in [self.publish_timeout, self.api_timeout, self.ack_timeout] {
             if timeout.is_zero() {
-                return fail("--publish-timeout and --api-timeout must be greater than zero");
+                return fail(
+                    "--publish-timeout, --api-timeout and --ack-timeout must be greater than zero",
+                );
             }
         }
         let mut names = std::collections::HashSet::new();

@@ -72,6 +72,24 @@ pub mod required {
     }
 }
 
+/// Serde adapter for `Vec<Duration>` fields (lists of API duration strings).
+pub mod list {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(value: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(value.iter().map(|d| super::format(*d)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+        let texts: Vec<String> = Vec::deserialize(d)?;
+        texts
+            .iter()
+            .map(|t| super::parse(t).map_err(serde::de::Error::custom))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

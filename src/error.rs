@@ -55,6 +55,9 @@ pub enum ApiError {
         detail: String,
         jetstream_code: Option<u64>,
     },
+    /// An ack id that was altered, forged, truncated or signed with an unknown key.
+    #[error("{0}")]
+    InvalidAckId(String),
     /// The body (or message) is larger than allowed.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -70,6 +73,12 @@ pub enum ApiError {
     /// The named stream does not exist.
     #[error("stream '{0}' does not exist")]
     StreamNotFound(String),
+    /// The named consumer does not exist on the stream.
+    #[error("consumer '{consumer}' does not exist on stream '{stream}'")]
+    ConsumerNotFound { stream: String, consumer: String },
+    /// JetStream did not confirm an ack: the consumer no longer tracks that delivery.
+    #[error("{0}")]
+    AckNotConfirmed(String),
     /// No stored message matches.
     #[error("{0}")]
     MessageNotFound(String),
@@ -79,6 +88,12 @@ pub enum ApiError {
     /// The change conflicts with the existing configuration or another stream.
     #[error("{detail}")]
     StreamConflict {
+        detail: String,
+        jetstream_code: Option<u64>,
+    },
+    /// The change conflicts with the existing consumer's configuration.
+    #[error("{detail}")]
+    ConsumerConflict {
         detail: String,
         jetstream_code: Option<u64>,
     },
@@ -208,6 +223,7 @@ impl ApiError {
                 "Per-message TTL not enabled on the stream",
                 jetstream_code,
             ),
+            Self::InvalidAckId(_) => p(S::BAD_REQUEST, "invalid_ack_id", "Invalid ack id"),
             Self::PayloadTooLarge(_) => p(
                 S::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
@@ -225,6 +241,10 @@ impl ApiError {
                 "Method not allowed",
             ),
             Self::StreamNotFound(_) => p(S::NOT_FOUND, "stream_not_found", "Stream not found"),
+            Self::ConsumerNotFound { .. } => {
+                p(S::NOT_FOUND, "consumer_not_found", "Consumer not found")
+            }
+            Self::AckNotConfirmed(_) => p(S::GONE, "ack_not_confirmed", "Ack not confirmed"),
             Self::MessageNotFound(_) => p(S::NOT_FOUND, "message_not_found", "Message not found"),
             Self::SubjectNotCaptured(_) => p(
                 S::NOT_FOUND,
@@ -235,6 +255,12 @@ impl ApiError {
                 S::CONFLICT,
                 "stream_conflict",
                 "Conflicting stream configuration",
+                jetstream_code,
+            ),
+            Self::ConsumerConflict { jetstream_code, .. } => js(
+                S::CONFLICT,
+                "consumer_conflict",
+                "Conflicting consumer configuration",
                 jetstream_code,
             ),
             Self::PreconditionFailed { jetstream_code, .. } => js(

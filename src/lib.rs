@@ -5,7 +5,10 @@
 //! [`serve`] runs it on a listener until a shutdown future resolves. `main` binds the configured
 //! address; tests bind `127.0.0.1:0` and call the same functions.
 
+/// Ack ids: signed, opaque handles on delivered messages.
+pub mod ackid;
 pub mod config;
+pub mod deadletter;
 /// API durations (`500ms`, `30s`, `5m`, `72h`).
 pub mod duration;
 pub mod error;
@@ -27,7 +30,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::ackid::AckKeys;
 use crate::config::Config;
+use crate::deadletter::DeadLetters;
 use crate::nats::Nats;
 use crate::nats::streams::PutOutcome;
 use crate::state::{AppState, Limits};
@@ -43,7 +48,7 @@ pub enum StartError {
          trusted network"
     )]
     NoAuthConfigured,
-    #[error("declared stream: {0}")]
+    #[error("{0}")]
     Stream(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -75,7 +80,7 @@ pub async fn build_with(config: Config, nats: Nats) -> Result<App, StartError> {
         let outcome = nats
             .ensure_stream(&spec.name, &spec.config)
             .await
-            .map_err(StartError::Stream)?;
+            .map_err(|err| StartError::Stream(format!("declared stream: {err}")))?;
         match outcome {
             PutOutcome::Created => {
                 tracing::info!(stream.name = %spec.name, "created declared stream")
@@ -93,13 +98,31 @@ pub async fn build_with(config: Config, nats: Nats) -> Result<App, StartError> {
         );
     }
     let limits = Limits::new(&config, nats.max_payload());
+    let ack_keys = match AckKeys::new(&config.ack_secret) {
+        Some(keys) => keys,
+        None => {
+            tracing::warn!(
+                "no --ack-secret configured: ack ids are signed with a random secret and work only \
+                 on this process; give every replica the same JETWAY_ACK_SECRET"
+            );
+            AckKeys::random()
+        }
+    };
+    let dead_letters = DeadLetters::new(nats.clone());
     let state = AppState {
         nats,
         config: Arc::new(config),
         limits,
+        ack_keys,
+        dead_letters,
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),
     };
+    state
+        .dead_letters
+        .spawn_watcher(&state.tasks, state.shutdown.clone())
+        .await
+        .map_err(|err| StartError::Stream(format!("cannot watch consumer advisories: {err}")))?;
     let router = http::router(state.clone());
     Ok(App { router, state })
 }

@@ -62,6 +62,22 @@ pub struct Message {
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
     pub encoding: Encoding,
+    /// Consumer deliveries: how many times this message was delivered (1 on first delivery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered: Option<u64>,
+    /// Consumer deliveries: the consumer's sequence of this delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_seq: Option<u64>,
+    /// Consumer deliveries: messages still pending for the consumer after this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<u64>,
+    /// Consumer deliveries: pass to `POST /v1/acks` (any jetway replica) to ack, nak, term or
+    /// extend this delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack_id: Option<String>,
+    /// Bytes JetStream counted for this delivery (subject, headers, payload); not serialized.
+    #[serde(skip)]
+    pub size: usize,
 }
 
 impl Message {
@@ -86,6 +102,11 @@ impl Message {
             headers,
             data,
             encoding,
+            delivered: None,
+            consumer_seq: None,
+            pending: None,
+            ack_id: None,
+            size: 0,
         }
     }
 }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::ackid::AckKeys;
 use crate::config::Config;
+use crate::deadletter::DeadLetters;
 use crate::nats::Nats;
 
 /// What every handler can reach. Cloned per request, so every field is an `Arc` or a handle.
@@ -14,6 +16,10 @@ pub struct AppState {
     pub nats: Nats,
     pub config: Arc<Config>,
     pub limits: Limits,
+    /// Keys that sign and verify ack ids.
+    pub ack_keys: AckKeys,
+    /// Dead-letter subjects and copies.
+    pub dead_letters: DeadLetters,
     /// Cancelled when the server starts shutting down; long-lived tasks select on it.
     pub shutdown: CancellationToken,
     /// Long-lived tasks (streams, sockets), awaited during shutdown.
@@ -31,6 +37,14 @@ pub struct Limits {
     pub max_batch_messages: usize,
     /// Most messages per page of stored messages.
     pub max_page_messages: usize,
+    /// Most messages per fetch.
+    pub max_fetch_messages: usize,
+    /// Most bytes per fetch.
+    pub max_fetch_bytes: usize,
+    /// Longest fetch long-poll.
+    pub max_fetch_wait: std::time::Duration,
+    /// Most acks per request.
+    pub max_acks: usize,
 }
 
 impl Limits {
@@ -47,6 +61,10 @@ impl Limits {
             max_batch_bytes: to_usize(config.max_batch_bytes),
             max_batch_messages: config.max_batch_messages,
             max_page_messages: config.max_page_messages,
+            max_fetch_messages: config.max_fetch_messages,
+            max_fetch_bytes: to_usize(config.max_fetch_bytes),
+            max_fetch_wait: config.max_fetch_wait,
+            max_acks: config.max_acks,
         }
     }
 }

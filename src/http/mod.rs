@@ -1,6 +1,8 @@
 //! The HTTP surface: routes, layers, and the OpenAPI document.
 
+pub mod acks;
 pub mod console;
+pub mod consumers;
 pub mod extract;
 pub mod health;
 pub mod messages;
@@ -32,6 +34,9 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Bodies of routes that take small JSON documents (stream config, purge).
 const SMALL_BODY: usize = 64 * 1024;
+
+/// Body of `POST /v1/acks` (room for the most acks per request).
+const ACKS_BODY: usize = 2 * 1024 * 1024;
 
 /// Routes reachable without authentication. Everything else requires a token unless the server
 /// runs with `--no-auth`.
@@ -72,6 +77,25 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/streams/{stream}/messages/{seq}",
             get(messages::get_message),
+        )
+        .route(
+            "/v1/streams/{stream}/consumers",
+            get(consumers::list_consumers),
+        )
+        .route(
+            "/v1/streams/{stream}/consumers/{consumer}",
+            get(consumers::get_consumer)
+                .put(consumers::put_consumer)
+                .delete(consumers::delete_consumer)
+                .layer(DefaultBodyLimit::max(SMALL_BODY)),
+        )
+        .route(
+            "/v1/streams/{stream}/consumers/{consumer}/fetch",
+            post(consumers::fetch_messages).layer(DefaultBodyLimit::max(SMALL_BODY)),
+        )
+        .route(
+            "/v1/acks",
+            post(acks::ack_messages).layer(DefaultBodyLimit::max(ACKS_BODY)),
         );
 
     let public = Router::new()

@@ -4,7 +4,7 @@
 
 use utoipa::OpenApi;
 
-use super::{health, messages, publish, streams};
+use super::{acks, consumers, health, messages, publish, streams};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,6 +26,12 @@ use super::{health, messages, publish, streams};
         messages::get_message,
         messages::get_last_message,
         messages::list_messages,
+        consumers::list_consumers,
+        consumers::put_consumer,
+        consumers::get_consumer,
+        consumers::delete_consumer,
+        consumers::fetch_messages,
+        acks::ack_messages,
         health::healthz,
         health::readyz,
     ),
@@ -34,6 +40,7 @@ use super::{health, messages, publish, streams};
         (name = "publish", description = "Publish messages with JetStream acknowledgement"),
         (name = "streams", description = "Create, inspect, purge and delete streams"),
         (name = "messages", description = "Read stored messages without a consumer"),
+        (name = "consumers", description = "Durable pull consumers: fetch with long-poll, then ack by ack id"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]

@@ -98,3 +98,31 @@ pub enum WriteErrors {
     #[response(status = 504, content_type = "application/problem+json")]
     Timeout(Problem),
 }
+
+/// Errors of `POST /v1/streams/{stream}/consumers/{consumer}/fetch`.
+#[derive(IntoResponses)]
+pub enum FetchErrors {
+    /// Invalid name, body or bounds (`max_messages`, `max_bytes`, `wait`), or the next message is larger than `max_bytes`.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// The stream or consumer does not exist.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// Too many fetches are waiting on the consumer (`max_waiting`); retry after `Retry-After`.
+    #[response(status = 429, content_type = "application/problem+json", headers(("Retry-After" = u64)))]
+    TooMany(Problem),
+    /// JetStream is unavailable; retry later.
+    #[response(status = 503, content_type = "application/problem+json", headers(("Retry-After" = u64)))]
+    Unavailable(Problem),
+}
+
+/// Errors of `POST /v1/acks` (before any ack is applied).
+#[derive(IntoResponses)]
+pub enum AckErrors {
+    /// Malformed body, `delay` with an action other than `nak`, or an altered, forged or truncated ack id (nothing was applied).
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// Too many acks in one request.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+}

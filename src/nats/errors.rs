@@ -24,6 +24,12 @@ pub enum Op<'a> {
     StreamCreate(&'a str),
     /// Updating an existing stream.
     StreamUpdate(&'a str),
+    /// Reading or deleting a consumer: (stream, consumer).
+    Consumer(&'a str, &'a str),
+    /// Creating a consumer.
+    ConsumerCreate(&'a str, &'a str),
+    /// Updating an existing consumer.
+    ConsumerUpdate(&'a str, &'a str),
     /// Publishing; which preconditions were sent, to name the one that failed.
     Publish(&'a Checks),
 }
@@ -47,8 +53,59 @@ pub fn from_jetstream(err: &jetstream::Error, op: Op<'_>) -> ApiError {
         // Not found.
         10059 => ApiError::StreamNotFound(match op {
             Op::Stream(name) | Op::StreamCreate(name) | Op::StreamUpdate(name) => name.to_owned(),
+            Op::Consumer(stream, _)
+            | Op::ConsumerCreate(stream, _)
+            | Op::ConsumerUpdate(stream, _) => stream.to_owned(),
             Op::Account | Op::Publish(_) => description,
         }),
+        10014 | 10149 => match op {
+            Op::Consumer(stream, consumer)
+            | Op::ConsumerCreate(stream, consumer)
+            | Op::ConsumerUpdate(stream, consumer) => ApiError::ConsumerNotFound {
+                stream: stream.to_owned(),
+                consumer: consumer.to_owned(),
+            },
+            _ => ApiError::JetStream {
+                detail,
+                jetstream_code,
+            },
+        },
+
+        // Consumer configuration: invalid on create, an incompatible change on update.
+        10012 | 10013 | 10105 | 10106 | 10131 | 10132 | 10148 => match op {
+            Op::ConsumerUpdate(stream, consumer) => ApiError::ConsumerConflict {
+                detail: format!(
+                    "consumer '{consumer}' on stream '{stream}' cannot be changed this way: {description}; \
+                     delete and recreate it to change this"
+                ),
+                jetstream_code,
+            },
+            Op::ConsumerCreate(..) if code == 10148 => ApiError::ConsumerConflict {
+                detail,
+                jetstream_code,
+            },
+            _ => ApiError::InvalidConfig {
+                detail,
+                jetstream_code,
+            },
+        },
+        10079..=10095
+        | 10098..=10104
+        | 10107
+        | 10108
+        | 10112
+        | 10114..=10116
+        | 10121
+        | 10125..=10127
+        | 10134..=10139
+        | 10153
+        | 10159..=10162
+        | 10181..=10184
+        | 10196
+        | 10197 => ApiError::InvalidConfig {
+            detail,
+            jetstream_code,
+        },
         10037 | 10043 => ApiError::MessageNotFound(format!("no message found ({description})")),
 
         // Publish preconditions.
@@ -66,8 +123,7 @@ pub fn from_jetstream(err: &jetstream::Error, op: Op<'_>) -> ApiError {
         | 10155 | 10156 | 10111 | 10128 | 10133 | 10074 | 10109 => match op {
             Op::StreamUpdate(name) => ApiError::StreamConflict {
                 detail: format!(
-                    "stream '{name}' cannot be changed this way: {description}; \
-                     delete and recreate it, or keep the incompatible field as it is"
+                    "JetStream refused to apply this change to stream '{name}': {description}"
                 ),
                 jetstream_code,
             },

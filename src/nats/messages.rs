@@ -58,9 +58,7 @@ impl Nats {
             )
             .await;
         match answer {
-            Ok(answer) => StreamMessage::try_from(answer.message)
-                .map(Some)
-                .map_err(|err| ApiError::internal("cannot decode stored message", err)),
+            Ok(answer) => decode(answer.message).map(Some),
             Err(ApiError::MessageNotFound(_)) => Ok(None),
             Err(err) => Err(err),
         }
@@ -143,5 +141,64 @@ impl Nats {
             messages,
             next_seq: more.map(|m| m.sequence),
         })
+    }
+}
+
+/// Decodes a stored message. Headers are parsed here, keeping every value of a repeated header
+/// (async-nats' own conversion keeps only the last).
+fn decode(raw: RawMessage) -> Result<StreamMessage, ApiError> {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    let payload = STANDARD
+        .decode(raw.payload.as_bytes())
+        .map_err(|err| ApiError::internal("cannot decode stored payload", err))?;
+    let headers = match raw.headers {
+        Some(encoded) => {
+            let block = STANDARD
+                .decode(encoded.as_bytes())
+                .map_err(|err| ApiError::internal("cannot decode stored headers", err))?;
+            parse_headers(&block)
+        }
+        None => async_nats::HeaderMap::new(),
+    };
+    Ok(StreamMessage {
+        subject: raw.subject.into(),
+        sequence: raw.sequence,
+        headers,
+        payload: payload.into(),
+        time: raw.time,
+    })
+}
+
+/// Parses a NATS header block (`NATS/1.0` line, then `Name: value` lines).
+pub fn parse_headers(block: &[u8]) -> async_nats::HeaderMap {
+    let mut headers = async_nats::HeaderMap::new();
+    let text = String::from_utf8_lossy(block);
+    for line in text.split("\r\n").skip(1) {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let (Ok(name), Ok(value)) = (
+            async_nats::HeaderName::try_from(name.trim()),
+            value.trim().parse::<async_nats::HeaderValue>(),
+        ) else {
+            continue;
+        };
+        headers.append(name, value);
+    }
+    headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_headers_keep_every_value() {
+        let headers =
+            parse_headers(b"NATS/1.0\r\nTag: a\r\nTag: b\r\nContent-Type: text/plain\r\n\r\n");
+        let tags: Vec<&str> = headers.get_all("Tag").map(|v| v.as_str()).collect();
+        assert_eq!(tags, ["a", "b"]);
+        assert_eq!(headers.get("Content-Type").unwrap().as_str(), "text/plain");
     }
 }

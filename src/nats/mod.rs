@@ -5,6 +5,7 @@
 //! connection is up (a disconnected client would otherwise queue the request and answer with a
 //! timeout), apply the configured timeouts, and classify every failure.
 
+pub mod consumers;
 pub mod errors;
 pub mod messages;
 pub mod publish;

@@ -193,7 +193,8 @@ pub struct PurgeRequest {
     /// Only messages on this subject (wildcards allowed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
-    /// Keep this many newest messages (per subject when `subject` is set).
+    /// Keep this many newest messages (with `subject`: of the messages it matches, taken
+    /// together, not per subject).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep: Option<u64>,
     /// Purge messages with a sequence below this one.
@@ -302,6 +303,14 @@ impl StreamConfig {
     /// compares equal to the stream it created.
     pub fn normalized(&self, name: &str) -> Self {
         let mut config = self.clone();
+        // JetStream reads zero limits as "unlimited" and a zero duplicate window as "default".
+        let nonzero = |v: Option<u64>| v.filter(|v| *v > 0);
+        config.max_bytes = nonzero(config.max_bytes);
+        config.max_msgs = nonzero(config.max_msgs);
+        config.max_msgs_per_subject = nonzero(config.max_msgs_per_subject);
+        config.max_msg_size = config.max_msg_size.filter(|v| *v > 0);
+        config.max_age = config.max_age.filter(|d| !d.is_zero());
+        config.duplicate_window = config.duplicate_window.filter(|d| !d.is_zero());
         if config.subjects.is_empty() {
             config.subjects = vec![name.to_owned()];
         }
@@ -354,6 +363,20 @@ impl StreamConfig {
                 detail: format!("subjects: {e}"),
                 jetstream_code: None,
             })?;
+        }
+        if let (Some(window), Some(age)) = (self.duplicate_window, self.max_age)
+            && !window.is_zero()
+            && !age.is_zero()
+            && window > age
+        {
+            return Err(ApiError::InvalidConfig {
+                detail: format!(
+                    "duplicate_window ({}) cannot be longer than max_age ({})",
+                    duration::format(window),
+                    duration::format(age)
+                ),
+                jetstream_code: None,
+            });
         }
         if self.replicas > 5 {
             return Err(ApiError::InvalidConfig {
@@ -466,6 +489,19 @@ impl Nats {
         let current = StreamConfig::from_nats(&existing.config).normalized(name);
         if current.diff(&wanted).is_empty() {
             return Ok((existing, PutOutcome::Unchanged));
+        }
+        if current.storage != wanted.storage {
+            return Err(ApiError::StreamConflict {
+                detail: format!(
+                    "stream '{name}' uses {} storage; JetStream cannot change storage in place: \
+                     delete and recreate the stream, or keep \"storage\" as it is",
+                    match current.storage {
+                        Storage::File => "file",
+                        Storage::Memory => "memory",
+                    }
+                ),
+                jetstream_code: None,
+            });
         }
         let body = wanted.to_nats(name, existing.config.clone());
         let info = self

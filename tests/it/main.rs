@@ -7,3 +7,8 @@ mod batch;
 #[allow(dead_code, reason = "not every helper is used by every test file")]
 mod harness;
 mod publish;
+
+mod cli;
+mod messages;
+mod misc;
+mod streams;

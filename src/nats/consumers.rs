@@ -1,0 +1,770 @@
+//! Durable pull consumers: the API's consumer model, administration, long-poll fetch and acks.
+//!
+//! Fetch talks to `CONSUMER.MSG.NEXT` directly so that it can return as soon as one message is
+//! there: a no-wait request takes what is available now; only when that is nothing does a
+//! waiting request for one message follow, and once it arrives another no-wait request fills the
+//! rest of the batch. Pull requests always carry `expires`, so none outlives its HTTP request by
+//! more than the wait.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use super::{Nats, Op};
+use crate::ackid::{AckKeys, AckTarget};
+use crate::duration;
+use crate::error::ApiError;
+use crate::message::{EncodingChoice, Message};
+use crate::nats::streams::format_time;
+
+/// Consumer metadata key under which jetway keeps the dead-letter subject.
+pub const DEAD_LETTER_METADATA_KEY: &str = "jetway.dead_letter_subject";
+
+/// Where a new consumer starts in the stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliverFrom {
+    /// From the first stored message.
+    #[default]
+    All,
+    /// From the last stored message.
+    Last,
+    /// Only messages stored after the consumer is created.
+    New,
+    /// The last message of every subject, then new ones.
+    LastPerSubject,
+    /// From `opt_start_seq`.
+    ByStartSequence,
+    /// From the first message stored at or after `opt_start_time`.
+    ByStartTime,
+}
+
+/// A durable pull consumer's configuration. Durations are strings such as `30s`, `5m`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "deliver_policy": "all",
+    "filter_subjects": ["orders.eu.>"],
+    "ack_wait": "30s",
+    "max_deliver": 5,
+    "backoff": ["1s", "10s", "1m"],
+    "max_ack_pending": 1000,
+    "dead_letter_subject": "dlq.orders",
+    "description": "EU order workers"
+}))]
+pub struct ConsumerConfig {
+    #[serde(default)]
+    pub deliver_policy: DeliverFrom,
+    /// First stream sequence, with `deliver_policy: by_start_sequence`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opt_start_seq: Option<u64>,
+    /// Start time (RFC 3339), with `deliver_policy: by_start_time`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opt_start_time: Option<String>,
+    /// Only messages on these subjects (wildcards allowed). Default: every subject of the stream.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filter_subjects: Vec<String>,
+    /// How long a delivered message may stay unacknowledged before redelivery. Default `30s`.
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, example = "30s")]
+    pub ack_wait: Option<Duration>,
+    /// Deliveries of one message before it is given up (and dead-lettered). Default unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_deliver: Option<u64>,
+    /// Redelivery delays, one per delivery (the last repeats); overrides `ack_wait` for
+    /// redelivery timing.
+    #[serde(
+        default,
+        with = "duration::list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    #[schema(value_type = Vec<String>, example = json!(["1s", "10s", "1m"]))]
+    pub backoff: Vec<Duration>,
+    /// Most messages delivered and not yet acknowledged. Default 1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ack_pending: Option<u64>,
+    /// Most concurrent waiting fetches. Default 512.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_waiting: Option<u64>,
+    /// Delete the consumer after this long without fetches. Default never.
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, example = "24h")]
+    pub inactive_threshold: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Free-form metadata.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// Subject that receives a copy of each message that reached `max_deliver` or was
+    /// terminated (a stream must capture it to keep the copies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_subject: Option<String>,
+}
+
+/// A position in the stream and in the consumer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SequencePair {
+    pub consumer_seq: u64,
+    pub stream_seq: u64,
+}
+
+/// A consumer's state: what an operator watches.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConsumerState {
+    /// Messages not yet delivered (the lag).
+    pub num_pending: u64,
+    /// Messages delivered and awaiting an ack.
+    pub num_ack_pending: usize,
+    /// Messages delivered more than once and still unacknowledged.
+    pub num_redelivered: usize,
+    /// Fetches waiting for messages.
+    pub num_waiting: usize,
+    /// Last delivered position.
+    pub delivered: SequencePair,
+    /// Everything up to here is acknowledged.
+    pub ack_floor: SequencePair,
+}
+
+/// A consumer: configuration and state.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConsumerInfo {
+    pub stream: String,
+    pub name: String,
+    pub config: ConsumerConfig,
+    pub state: ConsumerState,
+    pub created: String,
+}
+
+/// A stream's consumers.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConsumerList {
+    pub consumers: Vec<ConsumerInfo>,
+}
+
+fn count(value: i64) -> Option<u64> {
+    u64::try_from(value).ok().filter(|v| *v > 0)
+}
+
+impl ConsumerConfig {
+    /// Checks what jetway can check before asking JetStream.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let invalid = |detail: String| ApiError::InvalidConfig {
+            detail,
+            jetstream_code: None,
+        };
+        for subject in &self.filter_subjects {
+            crate::validate::subject_filter(subject)
+                .map_err(|e| invalid(format!("filter_subjects: {e}")))?;
+        }
+        if let Some(subject) = &self.dead_letter_subject {
+            crate::validate::publish_subject(subject)
+                .map_err(|e| invalid(format!("dead_letter_subject: {e}")))?;
+        }
+        match self.deliver_policy {
+            DeliverFrom::ByStartSequence if self.opt_start_seq.is_none() => {
+                return Err(invalid(
+                    "deliver_policy by_start_sequence needs opt_start_seq".to_owned(),
+                ));
+            }
+            DeliverFrom::ByStartTime if self.opt_start_time.is_none() => {
+                return Err(invalid(
+                    "deliver_policy by_start_time needs opt_start_time".to_owned(),
+                ));
+            }
+            _ => {}
+        }
+        if self.opt_start_seq.is_some() && self.deliver_policy != DeliverFrom::ByStartSequence {
+            return Err(invalid(
+                "opt_start_seq needs deliver_policy by_start_sequence".to_owned(),
+            ));
+        }
+        if self.opt_start_time.is_some() && self.deliver_policy != DeliverFrom::ByStartTime {
+            return Err(invalid(
+                "opt_start_time needs deliver_policy by_start_time".to_owned(),
+            ));
+        }
+        if self.metadata.contains_key(DEAD_LETTER_METADATA_KEY) {
+            return Err(invalid(format!(
+                "metadata key '{DEAD_LETTER_METADATA_KEY}' is reserved; use dead_letter_subject"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The JetStream configuration of a durable pull consumer with explicit acks.
+    pub fn to_nats(&self, name: &str) -> Result<consumer::Config, ApiError> {
+        let to_i64 =
+            |v: Option<u64>, unset: i64| v.map_or(unset, |v| i64::try_from(v).unwrap_or(i64::MAX));
+        let deliver_policy = match self.deliver_policy {
+            DeliverFrom::All => DeliverPolicy::All,
+            DeliverFrom::Last => DeliverPolicy::Last,
+            DeliverFrom::New => DeliverPolicy::New,
+            DeliverFrom::LastPerSubject => DeliverPolicy::LastPerSubject,
+            DeliverFrom::ByStartSequence => DeliverPolicy::ByStartSequence {
+                start_sequence: self.opt_start_seq.unwrap_or(1),
+            },
+            DeliverFrom::ByStartTime => {
+                let text = self.opt_start_time.as_deref().unwrap_or_default();
+                let start_time =
+                    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                        .map_err(|err| ApiError::InvalidConfig {
+                            detail: format!(
+                                "opt_start_time '{text}' is not an RFC 3339 time: {err}"
+                            ),
+                            jetstream_code: None,
+                        })?;
+                DeliverPolicy::ByStartTime { start_time }
+            }
+        };
+        let mut metadata: std::collections::HashMap<String, String> = self
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let Some(subject) = &self.dead_letter_subject {
+            metadata.insert(DEAD_LETTER_METADATA_KEY.to_owned(), subject.clone());
+        }
+        let (filter_subject, filter_subjects) = match self.filter_subjects.as_slice() {
+            [one] => (one.clone(), Vec::new()),
+            many => (String::new(), many.to_vec()),
+        };
+        Ok(consumer::Config {
+            durable_name: Some(name.to_owned()),
+            name: Some(name.to_owned()),
+            description: self.description.clone(),
+            deliver_policy,
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: self.ack_wait.unwrap_or_default(),
+            max_deliver: to_i64(self.max_deliver, 0),
+            filter_subject,
+            filter_subjects,
+            max_waiting: to_i64(self.max_waiting, 0),
+            max_ack_pending: to_i64(self.max_ack_pending, 0),
+            inactive_threshold: self.inactive_threshold.unwrap_or_default(),
+            metadata,
+            backoff: self.backoff.clone(),
+            ..Default::default()
+        })
+    }
+
+    /// The API view of a JetStream consumer configuration.
+    pub fn from_nats(config: &consumer::Config) -> Self {
+        let (deliver_policy, opt_start_seq, opt_start_time) = match config.deliver_policy {
+            DeliverPolicy::All => (DeliverFrom::All, None, None),
+            DeliverPolicy::Last => (DeliverFrom::Last, None, None),
+            DeliverPolicy::New => (DeliverFrom::New, None, None),
+            DeliverPolicy::LastPerSubject => (DeliverFrom::LastPerSubject, None, None),
+            DeliverPolicy::ByStartSequence { start_sequence } => {
+                (DeliverFrom::ByStartSequence, Some(start_sequence), None)
+            }
+            DeliverPolicy::ByStartTime { start_time } => (
+                DeliverFrom::ByStartTime,
+                None,
+                Some(format_time(start_time)),
+            ),
+        };
+        let mut metadata: BTreeMap<String, String> = config
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let dead_letter_subject = metadata.remove(DEAD_LETTER_METADATA_KEY);
+        // JetStream adds its own metadata keys (`_nats.*`); they are not the user's.
+        metadata.retain(|key, _| !key.starts_with("_nats"));
+        let mut filter_subjects = config.filter_subjects.clone();
+        if !config.filter_subject.is_empty() {
+            filter_subjects.insert(0, config.filter_subject.clone());
+        }
+        Self {
+            deliver_policy,
+            opt_start_seq,
+            opt_start_time,
+            filter_subjects,
+            ack_wait: (!config.ack_wait.is_zero()).then_some(config.ack_wait),
+            max_deliver: count(config.max_deliver),
+            backoff: config.backoff.clone(),
+            max_ack_pending: count(config.max_ack_pending),
+            max_waiting: count(config.max_waiting),
+            inactive_threshold: (!config.inactive_threshold.is_zero())
+                .then_some(config.inactive_threshold),
+            description: config.description.clone().filter(|d| !d.is_empty()),
+            metadata,
+            dead_letter_subject,
+        }
+    }
+}
+
+impl ConsumerInfo {
+    pub fn from_nats(info: &consumer::Info) -> Self {
+        let pair = |s: &consumer::SequenceInfo| SequencePair {
+            consumer_seq: s.consumer_sequence,
+            stream_seq: s.stream_sequence,
+        };
+        Self {
+            stream: info.stream_name.clone(),
+            name: info.name.clone(),
+            config: ConsumerConfig::from_nats(&info.config),
+            state: ConsumerState {
+                num_pending: info.num_pending,
+                num_ack_pending: info.num_ack_pending,
+                num_redelivered: info.num_redelivered,
+                num_waiting: info.num_waiting,
+                delivered: pair(&info.delivered),
+                ack_floor: pair(&info.ack_floor),
+            },
+            created: format_time(info.created),
+        }
+    }
+}
+
+/// What a fetch asks for, after bounds were applied.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchSpec {
+    pub max_messages: usize,
+    pub max_bytes: Option<usize>,
+    pub wait: Duration,
+    pub encoding: EncodingChoice,
+}
+
+/// What to do with a delivered message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AckAction {
+    /// Processed: never deliver again.
+    Ack,
+    /// Not processed: deliver again (after `delay`, if given).
+    Nak,
+    /// Poison: never deliver again (dead-lettered when the consumer has a dead-letter subject).
+    Term,
+    /// Still working: restart the ack wait.
+    Progress,
+}
+
+impl AckAction {
+    fn payload(self, delay: Option<Duration>) -> Bytes {
+        match (self, delay) {
+            (Self::Ack, _) => Bytes::from_static(b"+ACK"),
+            (Self::Nak, None) => Bytes::from_static(b"-NAK"),
+            (Self::Nak, Some(delay)) => {
+                Bytes::from(format!("-NAK {{\"delay\": {}}}", delay.as_nanos()))
+            }
+            (Self::Term, _) => Bytes::from_static(b"+TERM"),
+            (Self::Progress, _) => Bytes::from_static(b"+WPI"),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ConsumerPage {
+    #[serde(default)]
+    total: usize,
+    #[serde(default)]
+    consumers: Option<Vec<consumer::Info>>,
+}
+
+#[derive(Deserialize)]
+struct DeleteAnswer {
+    #[serde(default)]
+    success: bool,
+}
+
+/// What a pull request's reply stream said besides messages.
+enum PullEnd {
+    /// The batch is complete or nothing (more) is available.
+    Done,
+    /// The consumer or stream is gone, or another error.
+    Failed(ApiError),
+}
+
+impl Nats {
+    /// Every consumer of a stream.
+    pub async fn list_consumers(&self, stream: &str) -> Result<Vec<consumer::Info>, ApiError> {
+        let mut consumers = Vec::new();
+        loop {
+            let page: ConsumerPage = self
+                .api(
+                    &format!("CONSUMER.LIST.{stream}"),
+                    &serde_json::json!({ "offset": consumers.len() }),
+                    Op::Stream(stream),
+                )
+                .await?;
+            let got = page.consumers.unwrap_or_default();
+            let done = got.is_empty() || consumers.len() + got.len() >= page.total;
+            consumers.extend(got);
+            if done {
+                return Ok(consumers);
+            }
+        }
+    }
+
+    /// One consumer's configuration and state.
+    pub async fn consumer_info(
+        &self,
+        stream: &str,
+        consumer: &str,
+    ) -> Result<consumer::Info, ApiError> {
+        self.api(
+            &format!("CONSUMER.INFO.{stream}.{consumer}"),
+            &serde_json::json!({}),
+            Op::Consumer(stream, consumer),
+        )
+        .await
+    }
+
+    /// Creates the durable consumer, or updates it; answers whether it was created.
+    pub async fn put_consumer(
+        &self,
+        stream: &str,
+        name: &str,
+        config: &ConsumerConfig,
+    ) -> Result<(consumer::Info, bool), ApiError> {
+        config.validate()?;
+        let nats_config = config.to_nats(name)?;
+        let exists = match self.consumer_info(stream, name).await {
+            Ok(_) => true,
+            Err(ApiError::ConsumerNotFound { .. }) => false,
+            Err(err) => return Err(err),
+        };
+        let (action, op) = if exists {
+            ("update", Op::ConsumerUpdate(stream, name))
+        } else {
+            ("create", Op::ConsumerCreate(stream, name))
+        };
+        let body =
+            serde_json::json!({ "stream_name": stream, "config": nats_config, "action": action });
+        let info = self
+            .api(&format!("CONSUMER.CREATE.{stream}.{name}"), &body, op)
+            .await?;
+        Ok((info, !exists))
+    }
+
+    /// Deletes a consumer.
+    pub async fn delete_consumer(&self, stream: &str, consumer: &str) -> Result<(), ApiError> {
+        let answer: DeleteAnswer = self
+            .api(
+                &format!("CONSUMER.DELETE.{stream}.{consumer}"),
+                &serde_json::json!({}),
+                Op::Consumer(stream, consumer),
+            )
+            .await?;
+        if answer.success {
+            Ok(())
+        } else {
+            Err(ApiError::JetStream {
+                detail: format!("JetStream did not delete consumer '{consumer}'"),
+                jetstream_code: None,
+            })
+        }
+    }
+
+    /// Long-poll fetch: returns as soon as at least one message is there, or empty after `wait`.
+    pub async fn fetch(
+        &self,
+        stream: &str,
+        consumer: &str,
+        spec: FetchSpec,
+        keys: &AckKeys,
+    ) -> Result<Vec<Message>, ApiError> {
+        self.ensure_connected()?;
+        let inbox = self.client.new_inbox();
+        let mut replies =
+            self.client.subscribe(inbox.clone()).await.map_err(|err| {
+                ApiError::Unavailable(format!("cannot subscribe for fetch: {err}"))
+            })?;
+        let subject = format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}");
+        let mut messages = Vec::new();
+
+        // What is there right now.
+        self.pull(&subject, &inbox, spec.max_messages, spec.max_bytes, None)
+            .await?;
+        let end = self
+            .collect(
+                &mut replies,
+                &mut messages,
+                stream,
+                spec,
+                keys,
+                self.api_timeout,
+            )
+            .await;
+        self.pull_outcome(end, stream, consumer).await?;
+        if !messages.is_empty() || spec.wait.is_zero() {
+            return Ok(messages);
+        }
+
+        // Nothing yet: wait for one, then take whatever else is there.
+        self.pull(&subject, &inbox, 1, spec.max_bytes, Some(spec.wait))
+            .await?;
+        let one = FetchSpec {
+            max_messages: 1,
+            ..spec
+        };
+        let end = self
+            .collect(
+                &mut replies,
+                &mut messages,
+                stream,
+                one,
+                keys,
+                spec.wait + self.api_timeout,
+            )
+            .await;
+        self.pull_outcome(end, stream, consumer).await?;
+        if messages.is_empty() || spec.max_messages == 1 {
+            return Ok(messages);
+        }
+        let used: usize = messages.iter().map(message_size).sum();
+        let rest = FetchSpec {
+            max_messages: spec.max_messages - messages.len(),
+            max_bytes: spec
+                .max_bytes
+                .map(|b| b.saturating_sub(used))
+                .filter(|b| *b > 0),
+            ..spec
+        };
+        if spec.max_bytes.is_some() && rest.max_bytes.is_none() {
+            return Ok(messages);
+        }
+        self.pull(&subject, &inbox, rest.max_messages, rest.max_bytes, None)
+            .await?;
+        let end = self
+            .collect(
+                &mut replies,
+                &mut messages,
+                stream,
+                rest,
+                keys,
+                self.api_timeout,
+            )
+            .await;
+        // Messages already in hand are returned even if the top-up failed: they are delivered
+        // and their ack wait is running.
+        if let PullEnd::Failed(err) = end {
+            tracing::debug!(error = %err, "fetch top-up failed");
+        }
+        Ok(messages)
+    }
+
+    async fn pull(
+        &self,
+        subject: &str,
+        inbox: &str,
+        batch: usize,
+        max_bytes: Option<usize>,
+        expires: Option<Duration>,
+    ) -> Result<(), ApiError> {
+        let mut request = serde_json::json!({ "batch": batch });
+        match expires {
+            Some(expires) => {
+                request["expires"] = u64::try_from(expires.as_nanos()).unwrap_or(u64::MAX).into()
+            }
+            None => request["no_wait"] = true.into(),
+        }
+        if let Some(max_bytes) = max_bytes {
+            request["max_bytes"] = max_bytes.into();
+        }
+        let payload = serde_json::to_vec(&request)
+            .map_err(|e| ApiError::internal("encode pull request", e))?;
+        self.client
+            .publish_with_reply(subject.to_owned(), inbox.to_owned(), payload.into())
+            .await
+            .map_err(|err| ApiError::Unavailable(format!("cannot send pull request: {err}")))
+    }
+
+    /// Reads one pull request's replies into `out` until the batch is complete, the server says
+    /// it is done, or `deadline` passes.
+    async fn collect(
+        &self,
+        replies: &mut async_nats::Subscriber,
+        out: &mut Vec<Message>,
+        stream: &str,
+        spec: FetchSpec,
+        keys: &AckKeys,
+        deadline: Duration,
+    ) -> PullEnd {
+        let start = out.len();
+        let until = tokio::time::Instant::now() + deadline;
+        while out.len() - start < spec.max_messages {
+            let next = tokio::time::timeout_at(until, replies.next()).await;
+            let Ok(Some(reply)) = next else {
+                return match next {
+                    Err(_) => PullEnd::Done,
+                    Ok(_) => PullEnd::Failed(ApiError::Unavailable(
+                        "the NATS connection closed".to_owned(),
+                    )),
+                };
+            };
+            if let Some(status) = reply.status {
+                match status.as_u16() {
+                    // Idle heartbeat: keep waiting.
+                    100 => continue,
+                    // No messages / request expired: done.
+                    404 | 408 => return PullEnd::Done,
+                    409 => {
+                        let description = reply.description.unwrap_or_default();
+                        return end_409(&description, out.len() > start);
+                    }
+                    503 => {
+                        return PullEnd::Failed(ApiError::Unavailable(
+                            "no JetStream consumer answered the fetch".to_owned(),
+                        ));
+                    }
+                    other => {
+                        return PullEnd::Failed(ApiError::JetStream {
+                            detail: format!(
+                                "unexpected pull status {other}: {}",
+                                reply.description.unwrap_or_default()
+                            ),
+                            jetstream_code: None,
+                        });
+                    }
+                }
+            }
+            let Some(reply_subject) = reply.reply.as_ref() else {
+                continue;
+            };
+            let Some(target) = AckTarget::parse(reply_subject.as_str()) else {
+                continue;
+            };
+            let time = OffsetDateTime::from_unix_timestamp_nanos(i128::from(target.timestamp_ns))
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+            let mut message = Message::new(
+                stream,
+                reply.subject.as_str(),
+                target.stream_seq,
+                time,
+                reply.headers.as_ref(),
+                &reply.payload,
+                spec.encoding,
+            );
+            message.delivered = Some(target.delivered);
+            message.consumer_seq = Some(target.consumer_seq);
+            message.pending = Some(target.pending);
+            message.ack_id = Some(keys.sign(reply_subject.as_str()));
+            message.size = reply.length;
+            out.push(message);
+        }
+        PullEnd::Done
+    }
+
+    /// Turns a failed pull into the most precise error: a missing stream or consumer is a 404.
+    async fn pull_outcome(
+        &self,
+        end: PullEnd,
+        stream: &str,
+        consumer: &str,
+    ) -> Result<(), ApiError> {
+        match end {
+            PullEnd::Done => Ok(()),
+            PullEnd::Failed(ApiError::Unavailable(why)) => {
+                match self.consumer_info(stream, consumer).await {
+                    Err(
+                        err @ (ApiError::ConsumerNotFound { .. } | ApiError::StreamNotFound(_)),
+                    ) => Err(err),
+                    _ => Err(ApiError::Unavailable(why)),
+                }
+            }
+            PullEnd::Failed(err) => Err(err),
+        }
+    }
+
+    /// Sends an ack and waits for the server's confirmation.
+    pub async fn ack(
+        &self,
+        target: &AckTarget,
+        action: AckAction,
+        delay: Option<Duration>,
+        timeout: Duration,
+    ) -> Result<(), ApiError> {
+        self.ensure_connected()?;
+        let request = self
+            .client
+            .request(target.subject.clone(), action.payload(delay));
+        match tokio::time::timeout(timeout, request).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) if err.kind() == async_nats::RequestErrorKind::NoResponders => {
+                Err(ApiError::ConsumerNotFound {
+                    stream: target.stream.clone(),
+                    consumer: target.consumer.clone(),
+                })
+            }
+            Ok(Err(err)) if err.kind() == async_nats::RequestErrorKind::TimedOut => {
+                Err(not_confirmed(target, timeout))
+            }
+            Ok(Err(err)) => Err(ApiError::Unavailable(format!("cannot send ack: {err}"))),
+            Err(_) => Err(not_confirmed(target, timeout)),
+        }
+    }
+}
+
+fn not_confirmed(target: &AckTarget, timeout: Duration) -> ApiError {
+    ApiError::AckNotConfirmed(format!(
+        "JetStream did not confirm within {} for stream sequence {}: the consumer no longer tracks \
+         this delivery (it may have been acknowledged already, or the consumer was reset); acking \
+         again is safe",
+        duration::format(timeout),
+        target.stream_seq
+    ))
+}
+
+fn end_409(description: &str, got_some: bool) -> PullEnd {
+    let lower = description.to_ascii_lowercase();
+    if lower.contains("exceeds maxbytes") || lower.contains("message size exceeds") {
+        return if got_some {
+            PullEnd::Done
+        } else {
+            PullEnd::Failed(ApiError::InvalidParameter(
+                "the next message is larger than max_bytes; raise max_bytes to receive it"
+                    .to_owned(),
+            ))
+        };
+    }
+    if lower.contains("maxwaiting") || lower.contains("max waiting") {
+        return PullEnd::Failed(ApiError::RateLimited(
+            "too many fetches are waiting on this consumer (its max_waiting); retry shortly"
+                .to_owned(),
+        ));
+    }
+    if lower.contains("leadership change") || lower.contains("server shutdown") {
+        return if got_some {
+            PullEnd::Done
+        } else {
+            PullEnd::Failed(ApiError::Unavailable(description.to_owned()))
+        };
+    }
+    if lower.contains("consumer deleted") || lower.contains("consumer is push based") {
+        return PullEnd::Failed(ApiError::Unavailable(format!("fetch ended: {description}")));
+    }
+    if lower.contains("exceeded maxrequest") || lower.contains("exceeded max request") {
+        return PullEnd::Failed(ApiError::InvalidParameter(format!(
+            "the consumer refuses this fetch: {description}; ask for less"
+        )));
+    }
+    if got_some {
+        PullEnd::Done
+    } else {
+        PullEnd::Failed(ApiError::JetStream {
+            detail: format!("fetch refused: {description}"),
+            jetstream_code: None,
+        })
+    }
+}
+
+/// Bytes a delivered message counted against `max_bytes` (as JetStream counts it).
+fn message_size(message: &Message) -> usize {
+    message.size
+}
