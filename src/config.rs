@@ -176,6 +176,49 @@ pub struct Config {
     )]
     pub ack_secret: Vec<String>,
 
+    /// Most bytes queued in the gateway for one WebSocket client; a client that reads slower
+    /// slows its subscriptions down instead. Also the most bytes asked of JetStream per pull.
+    #[arg(long, env = "JETWAY_WS_MAX_BUFFERED_BYTES", default_value = "1MiB", value_parser = parse_bytes, value_name = "BYTES")]
+    pub ws_max_buffered_bytes: u64,
+
+    /// Largest WebSocket message a client may send (bigger ones close the socket with 1009).
+    #[arg(long, env = "JETWAY_WS_MAX_MESSAGE_BYTES", default_value = "1MiB", value_parser = parse_bytes, value_name = "BYTES")]
+    pub ws_max_message_bytes: u64,
+
+    /// Interval of WebSocket pings from the gateway.
+    #[arg(long, env = "JETWAY_WS_PING_INTERVAL", default_value = "20s", value_parser = crate::duration::parse, value_name = "DURATION")]
+    pub ws_ping_interval: Duration,
+
+    /// Close a WebSocket after this long without any frame from the client (pongs count).
+    #[arg(long, env = "JETWAY_WS_IDLE_TIMEOUT", default_value = "60s", value_parser = crate::duration::parse, value_name = "DURATION")]
+    pub ws_idle_timeout: Duration,
+
+    /// Most subscriptions on one multiplexed WebSocket.
+    #[arg(
+        long,
+        env = "JETWAY_WS_MAX_SUBSCRIPTIONS",
+        default_value_t = 100,
+        value_name = "N"
+    )]
+    pub ws_max_subscriptions: usize,
+
+    /// Most messages asked of JetStream per pull by a WebSocket or SSE replay.
+    #[arg(
+        long,
+        env = "JETWAY_REPLAY_BATCH",
+        default_value_t = 256,
+        value_name = "N"
+    )]
+    pub replay_batch: usize,
+
+    /// Idle heartbeat of replay pulls; two missed heartbeats make a replay recover.
+    #[arg(long, env = "JETWAY_REPLAY_HEARTBEAT", default_value = "5s", value_parser = crate::duration::parse, value_name = "DURATION")]
+    pub replay_heartbeat: Duration,
+
+    /// Interval of SSE keep-alive comments.
+    #[arg(long, env = "JETWAY_SSE_KEEPALIVE", default_value = "15s", value_parser = crate::duration::parse, value_name = "DURATION")]
+    pub sse_keepalive: Duration,
+
     /// How long to wait for JetStream's PubAck before answering 504.
     #[arg(long, env = "JETWAY_PUBLISH_TIMEOUT", default_value = "5s", value_parser = crate::duration::parse, value_name = "DURATION")]
     pub publish_timeout: Duration,
@@ -377,8 +420,26 @@ impl Config {
                  must be greater than zero",
             );
         }
-        if self.max_fetch_bytes == 0 {
-            return fail("--max-fetch-bytes must be greater than zero");
+        if self.max_fetch_bytes == 0
+            || self.ws_max_buffered_bytes == 0
+            || self.ws_max_message_bytes == 0
+        {
+            return fail(
+                "--max-fetch-bytes and the --ws-max-*-bytes limits must be greater than zero",
+            );
+        }
+        if self.replay_batch == 0 || self.ws_max_subscriptions == 0 {
+            return fail("--replay-batch and --ws-max-subscriptions must be greater than zero");
+        }
+        for interval in [
+            self.ws_ping_interval,
+            self.ws_idle_timeout,
+            self.replay_heartbeat,
+            self.sse_keepalive,
+        ] {
+            if interval.is_zero() {
+                return fail("WebSocket, SSE and replay intervals must be greater than zero");
+            }
         }
         for timeout in [self.publish_timeout, self.api_timeout, self.ack_timeout] {
             if timeout.is_zero() {

@@ -64,6 +64,9 @@ pub enum ApiError {
     /// The request's `Content-Type` is not one the route accepts.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A WebSocket route was requested without a WebSocket upgrade.
+    #[error("{0}")]
+    UpgradeRequired(String),
     /// No route matches the path.
     #[error("no route matches {0}")]
     RouteNotFound(String),
@@ -233,6 +236,11 @@ impl ApiError {
                 S::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 "Unsupported media type",
+            ),
+            Self::UpgradeRequired(_) => p(
+                S::UPGRADE_REQUIRED,
+                "upgrade_required",
+                "WebSocket upgrade required",
             ),
             Self::RouteNotFound(_) => p(S::NOT_FOUND, "route_not_found", "Route not found"),
             Self::MethodNotAllowed(_) => p(

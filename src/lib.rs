@@ -16,11 +16,14 @@ pub mod error;
 pub mod http;
 /// The JSON representation of messages.
 pub mod message;
+pub mod metrics;
 pub mod nats;
+pub mod replay;
 pub mod state;
 pub mod telemetry;
 /// Validation of subjects, names and headers.
 pub mod validate;
+pub mod ws;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -115,6 +118,7 @@ pub async fn build_with(config: Config, nats: Nats) -> Result<App, StartError> {
         limits,
         ack_keys,
         dead_letters,
+        metrics: metrics::Metrics::default(),
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),
     };

@@ -8,6 +8,7 @@ use tokio_util::task::TaskTracker;
 use crate::ackid::AckKeys;
 use crate::config::Config;
 use crate::deadletter::DeadLetters;
+use crate::metrics::Metrics;
 use crate::nats::Nats;
 
 /// What every handler can reach. Cloned per request, so every field is an `Arc` or a handle.
@@ -20,6 +21,8 @@ pub struct AppState {
     pub ack_keys: AckKeys,
     /// Dead-letter subjects and copies.
     pub dead_letters: DeadLetters,
+    /// Counters and gauges for `/metrics`.
+    pub metrics: Metrics,
     /// Cancelled when the server starts shutting down; long-lived tasks select on it.
     pub shutdown: CancellationToken,
     /// Long-lived tasks (streams, sockets), awaited during shutdown.

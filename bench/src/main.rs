@@ -276,38 +276,41 @@ impl Runner {
     fn checks(&self) -> Vec<Check> {
         let one_c64 = scenarios::publish_one_name(HIGH_CONCURRENCY);
         let one_c1 = scenarios::publish_one_name(1);
-        let ceiling = self.row(scenarios::HTTP_CEILING);
+        let (c64, ceiling) = (self.row(&one_c64), self.row(scenarios::HTTP_CEILING));
+        let (batch, pipelined) = (self.row(scenarios::BATCH), self.row(scenarios::PIPELINED));
+        let (c1, direct_c1) = (
+            self.row(&one_c1),
+            self.row(&scenarios::direct_publish_name(1)),
+        );
         let ratio = |a: Option<&Scenario>, b: Option<&Scenario>, per: fn(&Scenario) -> f64| {
             Some(per(a?) / per(b?))
         };
-        let added_ms = self
-            .row(&one_c1)
-            .zip(self.row(&scenarios::direct_publish_name(1)))
+        let added_ms = c1
+            .zip(direct_c1)
             .map(|(http, direct)| (f64::from(http.p50_us) - f64::from(direct.p50_us)) / 1000.0);
         vec![
             Check::at_least(
                 &format!("{one_c64} ÷ {} (req/s)", scenarios::HTTP_CEILING),
                 &one_c64,
-                ratio(self.row(&one_c64), ceiling, |s| s.req_per_s),
+                ratio(c64, ceiling, |s| s.req_per_s),
                 0.5,
-            ),
+            )
+            .noisy_if([c64, ceiling].into_iter()),
             Check::at_least(
                 &format!("{} ÷ {} (msgs/s)", scenarios::BATCH, scenarios::PIPELINED),
                 scenarios::BATCH,
-                ratio(
-                    self.row(scenarios::BATCH),
-                    self.row(scenarios::PIPELINED),
-                    |s| s.msgs_per_s,
-                ),
+                ratio(batch, pipelined, |s| s.msgs_per_s),
                 0.7,
-            ),
+            )
+            .noisy_if([batch, pipelined].into_iter()),
             Check::at_most(
                 "added median latency at c=1 (HTTP p50 − direct p50)",
                 &one_c1,
                 added_ms,
                 0.3,
                 "ms",
-            ),
+            )
+            .noisy_if([c1, direct_c1].into_iter()),
         ]
     }
 }

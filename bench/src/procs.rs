@@ -195,3 +195,31 @@ pub fn status_kib(pid: u32, key: &str) -> Result<u64> {
         })
         .with_context(|| format!("no {key} in {path}"))
 }
+
+/// CPU time spent by the whole machine outside idle and I/O wait, in clock ticks (all cores).
+pub fn machine_busy_ticks() -> Result<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").context("cannot read /proc/stat")?;
+    let line = stat.lines().next().context("empty /proc/stat")?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| {
+            v.parse()
+                .with_context(|| format!("unexpected /proc/stat line: {line}"))
+        })
+        .collect::<Result<_>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is already in user and nice).
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    Ok(total.saturating_sub(idle))
+}
+
+/// The 1-minute load average, to tell a busy machine from a slow gateway.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}

@@ -10,6 +10,9 @@ use serde::Serialize;
 
 use crate::load::{CpuSplit, Measurement};
 
+/// CPU used by other processes (percent of one core) above which a row is marked noisy.
+pub const NOISE_PCT: f64 = 10.0;
+
 /// One measured row.
 #[derive(Debug, Clone, Serialize)]
 pub struct Scenario {
@@ -28,6 +31,8 @@ pub struct Scenario {
     pub p50_us: u32,
     pub p99_us: u32,
     pub cpu: CpuSplit,
+    /// Other processes used more than [`NOISE_PCT`] of a core during the window.
+    pub noisy: bool,
     /// The target this row is judged by, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio: Option<f64>,
@@ -58,6 +63,7 @@ impl Scenario {
             p50_us: m.percentile_us(0.50),
             p99_us: m.percentile_us(0.99),
             cpu: m.cpu,
+            noisy: m.cpu.other_pct > NOISE_PCT,
             ratio: None,
             target: None,
             pass: None,
@@ -76,6 +82,8 @@ pub struct Check {
     pub unit: &'static str,
     pub target: String,
     pub pass: bool,
+    /// A row it needs was measured while other processes used the CPU.
+    pub noisy: bool,
 }
 
 impl Check {
@@ -88,6 +96,7 @@ impl Check {
             unit: "",
             target: format!("≥ {min}"),
             pass: value.is_some_and(|v| v >= min),
+            noisy: false,
         }
     }
 
@@ -106,14 +115,23 @@ impl Check {
             unit,
             target: format!("≤ {max} {unit}").trim_end().to_owned(),
             pass: value.is_some_and(|v| v <= max),
+            noisy: false,
         }
     }
 
+    /// Marks the check noisy when any of `rows` is.
+    pub fn noisy_if<'a>(mut self, mut rows: impl Iterator<Item = Option<&'a Scenario>>) -> Self {
+        self.noisy = rows.any(|row| row.is_some_and(|r| r.noisy));
+        self
+    }
+
     fn verdict(&self) -> &'static str {
-        match (self.value, self.pass) {
-            (None, _) => "NOT RUN",
-            (Some(_), true) => "PASS",
-            (Some(_), false) => "MISS",
+        match (self.value, self.pass, self.noisy) {
+            (None, _, _) => "NOT RUN",
+            (Some(_), true, false) => "PASS",
+            (Some(_), false, false) => "MISS",
+            (Some(_), true, true) => "PASS (noisy)",
+            (Some(_), false, true) => "MISS (noisy)",
         }
     }
 
@@ -134,6 +152,8 @@ pub struct Machine {
     pub nats_server: String,
     pub store_fs: String,
     pub date: String,
+    /// 1-minute load average before the gateway started.
+    pub load_average: Option<f64>,
 }
 
 impl Machine {
@@ -167,6 +187,7 @@ impl Machine {
             nats_server,
             store_fs,
             date,
+            load_average: crate::procs::load_average(),
         }
     }
 }
@@ -241,14 +262,19 @@ impl Report {
             self.duration_s
         );
         out.push_str(
-            "| scenario | path | request | c | msgs/s | req/s | p50 ms | p99 ms | CPU jetway | CPU nats-server | CPU load tool |\n\
-             |---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+            "| scenario | path | request | c | msgs/s | req/s | p50 ms | p99 ms | CPU jetway | CPU nats-server | CPU load tool | CPU other |\n\
+             |---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
         );
         for s in &self.scenarios {
+            let name = if s.noisy {
+                format!("{} (noisy)", s.name)
+            } else {
+                s.name.clone()
+            };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {:.0}% | {:.0}% | {:.0}% |",
-                s.name,
+                "| {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {:.0}% | {:.0}% | {:.0}% | {:.0}% |",
+                name,
                 s.path,
                 s.what,
                 s.concurrency,
@@ -263,18 +289,26 @@ impl Report {
                 s.cpu.gateway_pct,
                 s.cpu.nats_server_pct,
                 s.cpu.load_tool_pct,
+                s.cpu.other_pct,
             );
         }
         for f in &self.failures {
             let _ = writeln!(
                 out,
-                "| {} | FAILED: {} | | | | | | | | | |",
+                "| {} | FAILED: {} | | | | | | | | | | |",
                 f.name,
                 one_line(&f.error)
             );
         }
-        out.push_str(
-            "\nCPU is the share of one core over the measured window (200% = both cores).\n\n",
+        let _ = writeln!(
+            out,
+            "\nCPU is the share of one core over the measured window ({}% = every core); \
+             \"other\" is the rest of the machine (1-minute load average before the run: {}); \
+             a row is marked noisy when other processes used more than {NOISE_PCT}% during it: \
+             run again on a quiet machine.\n",
+            m.nproc * 100,
+            m.load_average
+                .map_or_else(|| "unknown".to_owned(), |l| format!("{l:.2}"))
         );
         out.push_str("| target | measured | target | result |\n|---|--:|---|---|\n");
         for c in &self.checks {

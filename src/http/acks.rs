@@ -147,7 +147,8 @@ pub async fn ack_messages(
     Ok((status, Json(AcksResponse { results })).into_response())
 }
 
-async fn apply(
+/// Applies one verified ack (the REST and WebSocket paths share it).
+pub(crate) async fn apply(
     state: &AppState,
     target: &AckTarget,
     action: AckAction,

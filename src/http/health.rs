@@ -55,3 +55,24 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
         status: "ready".to_owned(),
     }))
 }
+
+/// Metrics.
+///
+/// Prometheus text format: WebSocket and SSE connections, subscriptions, messages and bytes
+/// sent, bytes queued for slow clients, credit stalls.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    operation_id = "metrics",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain; version=0.0.4"))
+)]
+pub async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}

@@ -40,7 +40,14 @@ const ACKS_BODY: usize = 2 * 1024 * 1024;
 
 /// Routes reachable without authentication. Everything else requires a token unless the server
 /// runs with `--no-auth`.
-pub const PUBLIC_ROUTES: [&str; 5] = ["/", "/healthz", "/readyz", "/openapi.json", "/docs"];
+pub const PUBLIC_ROUTES: [&str; 6] = [
+    "/",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+];
 
 /// Builds the router with every route and layer.
 pub fn router(state: AppState) -> Router {
@@ -96,12 +103,19 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/acks",
             post(acks::ack_messages).layer(DefaultBodyLimit::max(ACKS_BODY)),
+        )
+        .route("/v1/streams/{stream}/ws", get(crate::ws::stream_websocket))
+        .route("/v1/ws", get(crate::ws::multiplexed_websocket))
+        .route(
+            "/v1/streams/{stream}/events",
+            get(crate::ws::sse::stream_events),
         );
 
     let public = Router::new()
         .route("/", get(console::console))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::document()));
 
     // Layers, outermost first: request id (set, then echoed), tracing with it, panics as

@@ -32,16 +32,26 @@ use super::{acks, consumers, health, messages, publish, streams};
         consumers::delete_consumer,
         consumers::fetch_messages,
         acks::ack_messages,
+        crate::ws::stream_websocket,
+        crate::ws::multiplexed_websocket,
+        crate::ws::sse::stream_events,
         health::healthz,
         health::readyz,
+        health::metrics,
     ),
-    components(schemas(crate::error::Problem, crate::message::Encoding)),
+    components(schemas(
+        crate::error::Problem,
+        crate::message::Encoding,
+        crate::ws::protocol::ServerFrame,
+        crate::ws::protocol::ClientOp,
+    )),
     tags(
         (name = "publish", description = "Publish messages with JetStream acknowledgement"),
         (name = "streams", description = "Create, inspect, purge and delete streams"),
         (name = "messages", description = "Read stored messages without a consumer"),
         (name = "consumers", description = "Durable pull consumers: fetch with long-poll, then ack by ack id"),
-        (name = "health", description = "Liveness and readiness"),
+        (name = "streaming", description = "Replay and live tail over WebSocket and Server-Sent Events (frames: asyncapi.yaml)"),
+        (name = "health", description = "Liveness, readiness and metrics"),
     )
 )]
 pub struct ApiDoc;

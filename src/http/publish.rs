@@ -194,7 +194,8 @@ pub struct BatchItem {
 }
 
 impl BatchItem {
-    fn into_outgoing(self) -> Result<Outgoing, ApiError> {
+    /// The message this item describes, validated.
+    pub(crate) fn into_outgoing(self) -> Result<Outgoing, ApiError> {
         let mut content_type = self.content_type;
         let payload = match (self.data, self.data_base64) {
             (Some(_), Some(_)) => {

@@ -47,7 +47,10 @@ pub struct Checks {
 pub fn from_jetstream(err: &jetstream::Error, op: Op<'_>) -> ApiError {
     let code = err.error_code().0;
     let jetstream_code = Some(code);
-    let description = err.to_string();
+    // The description alone; the codes are reported in their own fields.
+    let shown = err.to_string();
+    let suffix = format!(" (code {}, error code {code})", err.code());
+    let description = shown.strip_suffix(&suffix).unwrap_or(&shown).to_owned();
     let detail = description.clone();
     match code {
         // Not found.

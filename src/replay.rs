@@ -1,0 +1,494 @@
+//! Replay and live tail of a stream, for the WebSocket and SSE bridges.
+//!
+//! Without a durable consumer, a replay is an *ordered consumer* that jetway runs itself: an
+//! ephemeral, memory-stored, ack-less consumer that jetway pulls from, checking that every
+//! delivery's consumer sequence follows the previous one. On a gap, a lost heartbeat, a deleted
+//! consumer or a reconnect it recreates the consumer from the last delivered stream sequence + 1,
+//! so the client sees every message once, in order. With a durable consumer (ack mode) it pulls
+//! from that consumer and signs ack ids.
+//!
+//! Flow control is pull-based: jetway asks JetStream for more only when the caller asks for the
+//! next event, at most `batch_messages` messages and `batch_bytes` bytes at a time, so a client
+//! that stops reading stops the consumer instead of growing the gateway's memory.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy, ReplayPolicy};
+use futures::StreamExt;
+use time::OffsetDateTime;
+
+use crate::ackid::{AckKeys, AckTarget};
+use crate::error::ApiError;
+use crate::message::{EncodingChoice, Message};
+use crate::nats::{Nats, Op};
+use crate::ws::protocol::DeliverFrom;
+
+/// How long an ordered consumer outlives a gateway that stopped pulling from it.
+const ORDERED_INACTIVE_THRESHOLD: Duration = Duration::from_secs(60);
+/// How long one pull request waits at the server.
+const PULL_EXPIRES: Duration = Duration::from_secs(30);
+/// Longest back-off between attempts to recreate a lost consumer.
+const MAX_RECREATE_BACKOFF: Duration = Duration::from_secs(2);
+/// Give up recreating a lost consumer (and tell the client) after this long.
+const RECREATE_GIVE_UP: Duration = Duration::from_secs(120);
+
+/// Where a replay starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    All,
+    Last,
+    New,
+    LastPerSubject,
+    Sequence(u64),
+    Time(OffsetDateTime),
+}
+
+impl Start {
+    /// From the API's three ways of saying where to start (at most one may be given).
+    pub fn parse(
+        deliver: Option<DeliverFrom>,
+        start_seq: Option<u64>,
+        start_time: Option<&str>,
+    ) -> Result<Self, ApiError> {
+        match (deliver, start_seq, start_time) {
+            (None, None, None) | (Some(DeliverFrom::All), None, None) => Ok(Self::All),
+            (Some(DeliverFrom::Last), None, None) => Ok(Self::Last),
+            (Some(DeliverFrom::New), None, None) => Ok(Self::New),
+            (Some(DeliverFrom::LastPerSubject), None, None) => Ok(Self::LastPerSubject),
+            (None, Some(0), None) => Err(ApiError::InvalidParameter(
+                "start_seq starts at 1".to_owned(),
+            )),
+            (None, Some(seq), None) => Ok(Self::Sequence(seq)),
+            (None, None, Some(text)) => Ok(Self::Time(crate::http::messages::parse_time(text)?)),
+            _ => Err(ApiError::InvalidParameter(
+                "give at most one of deliver, start_seq and start_time".to_owned(),
+            )),
+        }
+    }
+
+    fn policy(self) -> DeliverPolicy {
+        match self {
+            Self::All => DeliverPolicy::All,
+            Self::Last => DeliverPolicy::Last,
+            Self::New => DeliverPolicy::New,
+            Self::LastPerSubject => DeliverPolicy::LastPerSubject,
+            Self::Sequence(seq) => DeliverPolicy::ByStartSequence {
+                start_sequence: seq,
+            },
+            Self::Time(start_time) => DeliverPolicy::ByStartTime { start_time },
+        }
+    }
+}
+
+/// What to replay.
+#[derive(Debug, Clone)]
+pub struct ReplaySpec {
+    pub stream: String,
+    pub start: Start,
+    pub filters: Vec<String>,
+    /// Durable consumer for ack mode; `None` for an ordered replay.
+    pub consumer: Option<String>,
+    pub encoding: EncodingChoice,
+    /// Most messages asked of JetStream at a time.
+    pub batch_messages: usize,
+    /// Most bytes asked of JetStream at a time.
+    pub batch_bytes: usize,
+    /// Idle heartbeat of pull requests; two missed ones mean the pull is lost.
+    pub heartbeat: Duration,
+}
+
+/// What a replay produces.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Message(Box<Message>),
+    /// Sequences that will never be delivered.
+    Gap {
+        from: u64,
+        to: u64,
+    },
+    /// The end of the stream as it was at subscribe time was reached.
+    CaughtUp {
+        seq: u64,
+    },
+}
+
+/// A running replay. Dropping it stops pulling; call [`Replay::close`] to also delete the
+/// ordered consumer right away (it expires by itself otherwise).
+pub struct Replay {
+    nats: Nats,
+    keys: AckKeys,
+    spec: ReplaySpec,
+    consumer_name: String,
+    inbox: String,
+    replies: async_nats::Subscriber,
+    /// Messages the current pull request may still deliver.
+    outstanding: usize,
+    last_stream_seq: u64,
+    last_consumer_seq: u64,
+    caught_up_sent: bool,
+    queue: VecDeque<Event>,
+    /// After a "message larger than max_bytes" answer, the next pull asks for one message
+    /// without a byte limit.
+    oversized: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct StreamState {
+    state: StreamCounts,
+}
+
+#[derive(serde::Deserialize)]
+struct StreamCounts {
+    messages: u64,
+    first_seq: u64,
+    last_seq: u64,
+}
+
+impl Replay {
+    /// Checks the stream (and consumer), creates the ordered consumer, and queues a `gap` when
+    /// the requested start lies before the first stored message.
+    pub async fn start(nats: Nats, keys: AckKeys, spec: ReplaySpec) -> Result<Self, ApiError> {
+        crate::validate::name("stream", &spec.stream)?;
+        for filter in &spec.filters {
+            crate::validate::subject_filter(filter)?;
+        }
+        let stream = spec.stream.clone();
+        let counts: StreamState = nats
+            .api(
+                &format!("STREAM.INFO.{stream}"),
+                &serde_json::json!({}),
+                Op::Stream(&stream),
+            )
+            .await?;
+        let inbox = nats.client().new_inbox();
+        let replies = nats
+            .client()
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|err| ApiError::Unavailable(format!("cannot subscribe: {err}")))?;
+        let mut replay = Self {
+            nats,
+            keys,
+            consumer_name: String::new(),
+            inbox,
+            replies,
+            outstanding: 0,
+            last_stream_seq: 0,
+            last_consumer_seq: 0,
+            caught_up_sent: false,
+            queue: VecDeque::new(),
+            oversized: false,
+            spec,
+        };
+        let info = match replay.spec.consumer.clone() {
+            Some(durable) => {
+                crate::validate::name("consumer", &durable)?;
+                replay.consumer_name = durable.clone();
+                replay.nats.consumer_info(&stream, &durable).await?
+            }
+            None => {
+                if let Start::Sequence(seq) = replay.spec.start {
+                    let state = &counts.state;
+                    let first_kept = if state.messages == 0 {
+                        state.last_seq + 1
+                    } else {
+                        state.first_seq
+                    };
+                    if seq < first_kept {
+                        replay.queue.push_back(Event::Gap {
+                            from: seq,
+                            to: first_kept - 1,
+                        });
+                    }
+                }
+                replay.create_ordered(replay.spec.start).await?
+            }
+        };
+        if info.num_pending == 0 {
+            replay.caught_up_sent = true;
+            let seq = info.delivered.stream_sequence.max(match replay.spec.start {
+                Start::New => counts.state.last_seq,
+                _ => 0,
+            });
+            replay.queue.push_back(Event::CaughtUp { seq });
+        }
+        Ok(replay)
+    }
+
+    /// Creates (or recreates) the ordered consumer starting at `start`.
+    async fn create_ordered(&mut self, start: Start) -> Result<consumer::Info, ApiError> {
+        let name = format!("jetway_{}", nuid::next());
+        let (filter_subject, filter_subjects) = match self.spec.filters.as_slice() {
+            [one] => (one.clone(), Vec::new()),
+            many => (String::new(), many.to_vec()),
+        };
+        let config = consumer::Config {
+            name: Some(name.clone()),
+            deliver_policy: start.policy(),
+            ack_policy: AckPolicy::None,
+            replay_policy: ReplayPolicy::Instant,
+            filter_subject,
+            filter_subjects,
+            inactive_threshold: ORDERED_INACTIVE_THRESHOLD,
+            num_replicas: 1,
+            memory_storage: true,
+            description: Some("jetway replay (ordered, ephemeral)".to_owned()),
+            ..Default::default()
+        };
+        let stream = self.spec.stream.clone();
+        let body =
+            serde_json::json!({ "stream_name": stream, "config": config, "action": "create" });
+        let info: consumer::Info = self
+            .nats
+            .api(
+                &format!("CONSUMER.CREATE.{stream}.{name}"),
+                &body,
+                Op::ConsumerCreate(&stream, &name),
+            )
+            .await?;
+        self.consumer_name = name;
+        self.last_consumer_seq = 0;
+        self.outstanding = 0;
+        Ok(info)
+    }
+
+    /// Recreates a lost ordered consumer from the last delivered message, retrying with
+    /// back-off while NATS is away.
+    async fn recreate(&mut self) -> Result<(), ApiError> {
+        let old = std::mem::take(&mut self.consumer_name);
+        self.delete_consumer(&old).await;
+        let start = if self.last_stream_seq == 0 {
+            self.spec.start
+        } else {
+            Start::Sequence(self.last_stream_seq + 1)
+        };
+        let give_up = tokio::time::Instant::now() + RECREATE_GIVE_UP;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.create_ordered(start).await {
+                Ok(_) => {
+                    tracing::debug!(stream.name = %self.spec.stream, from = ?start, "ordered consumer recreated");
+                    return Ok(());
+                }
+                Err(err @ ApiError::StreamNotFound(_)) => return Err(err),
+                Err(err) if tokio::time::Instant::now() >= give_up => {
+                    return Err(ApiError::Unavailable(format!(
+                        "the replay lost its consumer and could not recreate it: {err}; resume with start_seq={}",
+                        self.last_stream_seq + 1
+                    )));
+                }
+                Err(err) => {
+                    tracing::debug!(error = %err, "recreating ordered consumer");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_RECREATE_BACKOFF);
+                }
+            }
+        }
+    }
+
+    async fn delete_consumer(&self, name: &str) {
+        if name.is_empty() || self.spec.consumer.is_some() {
+            return;
+        }
+        let stream = &self.spec.stream;
+        let deleted: Result<serde_json::Value, ApiError> = self
+            .nats
+            .api(
+                &format!("CONSUMER.DELETE.{stream}.{name}"),
+                &serde_json::json!({}),
+                Op::Consumer(stream, name),
+            )
+            .await;
+        if let Err(err) = deleted {
+            tracing::debug!(error = %err, consumer.name = name, "ordered consumer not deleted; it expires by itself");
+        }
+    }
+
+    /// Deletes the ordered consumer now.
+    pub async fn close(mut self) {
+        let name = std::mem::take(&mut self.consumer_name);
+        self.delete_consumer(&name).await;
+    }
+
+    async fn pull(&mut self, want: usize) -> Result<(), ApiError> {
+        let batch = if self.oversized {
+            1
+        } else {
+            want.clamp(1, self.spec.batch_messages)
+        };
+        let mut request = serde_json::json!({
+            "batch": batch,
+            "expires": u64::try_from(PULL_EXPIRES.as_nanos()).unwrap_or(u64::MAX),
+            "idle_heartbeat": u64::try_from(self.spec.heartbeat.as_nanos()).unwrap_or(u64::MAX),
+        });
+        if !self.oversized {
+            request["max_bytes"] = self.spec.batch_bytes.into();
+        }
+        self.oversized = false;
+        let subject = format!(
+            "$JS.API.CONSUMER.MSG.NEXT.{}.{}",
+            self.spec.stream, self.consumer_name
+        );
+        let payload = serde_json::to_vec(&request)
+            .map_err(|e| ApiError::internal("encode pull request", e))?;
+        self.nats.ensure_connected()?;
+        self.nats
+            .client()
+            .publish_with_reply(subject, self.inbox.clone(), payload.into())
+            .await
+            .map_err(|err| ApiError::Unavailable(format!("cannot send pull request: {err}")))?;
+        self.outstanding = batch;
+        Ok(())
+    }
+
+    /// The next event. `want` is how many messages the caller could take now (its credit); it
+    /// sizes the next pull request.
+    pub async fn next(&mut self, want: usize) -> Result<Event, ApiError> {
+        loop {
+            if let Some(event) = self.queue.pop_front() {
+                return Ok(event);
+            }
+            if self.outstanding == 0
+                && let Err(err) = self.pull(want).await
+            {
+                self.lost(err).await?;
+                continue;
+            }
+            let wait = self.spec.heartbeat * 2 + Duration::from_secs(1);
+            let reply = match tokio::time::timeout(wait, self.replies.next()).await {
+                Ok(Some(reply)) => reply,
+                Ok(None) => {
+                    return Err(ApiError::Unavailable(
+                        "the NATS connection closed".to_owned(),
+                    ));
+                }
+                Err(_) => {
+                    // Neither messages nor heartbeats: the pull (or the consumer) is gone.
+                    self.lost(ApiError::Unavailable("missed heartbeats".to_owned()))
+                        .await?;
+                    continue;
+                }
+            };
+            if let Some(status) = reply.status {
+                let description = reply.description.clone().unwrap_or_default();
+                match status.as_u16() {
+                    100 => {}
+                    404 | 408 => self.outstanding = 0,
+                    409 if description.to_ascii_lowercase().contains("maxbytes") => {
+                        self.outstanding = 0;
+                        self.oversized = true;
+                    }
+                    409 | 503 => {
+                        let err =
+                            ApiError::Unavailable(format!("pull ended: {status} {description}"));
+                        self.lost(err).await?;
+                    }
+                    _ => self.outstanding = 0,
+                }
+                continue;
+            }
+            let Some(target) = reply
+                .reply
+                .as_ref()
+                .and_then(|r| AckTarget::parse(r.as_str()))
+            else {
+                continue;
+            };
+            if target.consumer != self.consumer_name {
+                continue; // a late reply to a consumer already replaced
+            }
+            self.outstanding = self.outstanding.saturating_sub(1);
+            if self.spec.consumer.is_none() && target.consumer_seq != self.last_consumer_seq + 1 {
+                self.lost(ApiError::Unavailable("ordered delivery gap".to_owned()))
+                    .await?;
+                continue;
+            }
+            self.accept(&reply, &target);
+        }
+    }
+
+    /// Reacts to a lost pull: an ordered replay recreates its consumer; a durable one pulls
+    /// again unless the consumer is gone.
+    async fn lost(&mut self, why: ApiError) -> Result<(), ApiError> {
+        self.outstanding = 0;
+        if self.spec.consumer.is_none() {
+            tracing::debug!(reason = %why, "replay recovering");
+            return self.recreate().await;
+        }
+        let (stream, durable) = (self.spec.stream.clone(), self.consumer_name.clone());
+        match self.nats.consumer_info(&stream, &durable).await {
+            Ok(_) => Ok(()),
+            Err(err @ (ApiError::ConsumerNotFound { .. } | ApiError::StreamNotFound(_))) => {
+                Err(err)
+            }
+            Err(_) => {
+                // Not reachable right now: wait a little before pulling again.
+                tokio::time::sleep(MAX_RECREATE_BACKOFF).await;
+                Ok(())
+            }
+        }
+    }
+
+    fn accept(&mut self, reply: &async_nats::Message, target: &AckTarget) {
+        let unfiltered = self.spec.filters.is_empty() && self.spec.consumer.is_none();
+        if unfiltered && self.last_stream_seq > 0 && target.stream_seq > self.last_stream_seq + 1 {
+            self.queue.push_back(Event::Gap {
+                from: self.last_stream_seq + 1,
+                to: target.stream_seq - 1,
+            });
+        }
+        self.last_consumer_seq = target.consumer_seq;
+        self.last_stream_seq = self.last_stream_seq.max(target.stream_seq);
+        let time = OffsetDateTime::from_unix_timestamp_nanos(i128::from(target.timestamp_ns))
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let mut message = Message::new(
+            &self.spec.stream,
+            reply.subject.as_str(),
+            target.stream_seq,
+            time,
+            reply.headers.as_ref(),
+            &reply.payload,
+            self.spec.encoding,
+        );
+        if self.spec.consumer.is_some() {
+            message.delivered = Some(target.delivered);
+            message.consumer_seq = Some(target.consumer_seq);
+            message.pending = Some(target.pending);
+            message.ack_id = Some(self.keys.sign(&target.subject));
+        }
+        message.size = reply.length;
+        self.queue.push_back(Event::Message(Box::new(message)));
+        if target.pending == 0 && !self.caught_up_sent {
+            self.caught_up_sent = true;
+            self.queue.push_back(Event::CaughtUp {
+                seq: target.stream_seq,
+            });
+        }
+    }
+}
+
+impl Drop for Replay {
+    /// A replay dropped without `close` (a client that went away) deletes its ordered consumer
+    /// in the background rather than leaving it to expire.
+    fn drop(&mut self) {
+        if self.consumer_name.is_empty() || self.spec.consumer.is_some() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let nats = self.nats.clone();
+        let stream = self.spec.stream.clone();
+        let name = std::mem::take(&mut self.consumer_name);
+        runtime.spawn(async move {
+            let _: Result<serde_json::Value, ApiError> = nats
+                .api(
+                    &format!("CONSUMER.DELETE.{stream}.{name}"),
+                    &serde_json::json!({}),
+                    Op::Consumer(&stream, &name),
+                )
+                .await;
+        });
+    }
+}

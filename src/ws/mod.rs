@@ -1,0 +1,772 @@
+//! The WebSocket bridge: `GET /v1/streams/{stream}/ws` (one subscription per socket) and
+//! `GET /v1/ws` (multiplexed protocol), plus Server-Sent Events in `sse.rs`.
+//!
+//! One session per socket: a writer task owns the socket's sending half and drains a queue of
+//! frames; the session loop reads client frames; each subscription runs as a task that pulls
+//! from its [`Replay`] only while the client has credit and the socket's byte budget has room.
+//! The budget is a semaphore of `--ws-max-buffered-bytes` permits: a frame holds its size in
+//! permits from the moment it is queued until it is written, so a client that stops reading
+//! stops its subscriptions and never grows the gateway's memory.
+
+pub mod protocol;
+pub mod sse;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{
+    CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code,
+};
+use axum::extract::{RawQuery, State};
+use axum::response::Response;
+use futures::{SinkExt, StreamExt};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ApiError;
+use crate::http::extract::Path;
+use crate::message::EncodingChoice;
+use crate::metrics::GaugeGuard;
+use crate::replay::{Event, Replay, ReplaySpec, Start};
+use crate::state::AppState;
+use protocol::{ClientOp, DeliverFrom, ServerFrame};
+
+/// Most publishes and acks of one socket in flight at once; further ops wait.
+const MAX_INFLIGHT_OPS: usize = 256;
+
+/// Query options shared by the single-stream WebSocket and SSE endpoints.
+#[derive(Debug, Clone, Default)]
+pub struct StreamParams {
+    pub deliver: Option<DeliverFrom>,
+    pub start_seq: Option<u64>,
+    pub start_time: Option<String>,
+    pub filters: Vec<String>,
+    pub consumer: Option<String>,
+    pub encoding: EncodingChoice,
+    pub credit: Option<u64>,
+}
+
+impl StreamParams {
+    /// Parses the query string; `filter` may repeat or hold several comma-separated subjects.
+    pub fn parse(query: Option<&str>) -> Result<Self, ApiError> {
+        let mut params = Self::default();
+        let bad = |name: &str, value: &str| {
+            ApiError::InvalidParameter(format!("invalid {name} '{value}'"))
+        };
+        for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            match name.as_ref() {
+                "deliver" => {
+                    let deliver =
+                        serde_json::from_value(serde_json::Value::String(value.to_string()))
+                            .map_err(|_| {
+                                bad("deliver (all, last, new, last_per_subject)", &value)
+                            })?;
+                    params.deliver = Some(deliver);
+                }
+                "start_seq" => {
+                    params.start_seq = Some(value.parse().map_err(|_| bad("start_seq", &value))?)
+                }
+                "start_time" => params.start_time = Some(value.to_string()),
+                "filter" => params.filters.extend(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from),
+                ),
+                "consumer" => params.consumer = Some(value.to_string()),
+                "encoding" => {
+                    params.encoding = match value.as_ref() {
+                        "auto" => EncodingChoice::Auto,
+                        "base64" => EncodingChoice::Base64,
+                        other => return Err(bad("encoding (auto, base64)", other)),
+                    }
+                }
+                "credit" => params.credit = Some(value.parse().map_err(|_| bad("credit", &value))?),
+                // Reserved for browser authentication (`access_token`).
+                "access_token" => {}
+                other => {
+                    return Err(ApiError::InvalidParameter(format!(
+                        "unknown query parameter '{other}'"
+                    )));
+                }
+            }
+        }
+        Ok(params)
+    }
+
+    /// The replay these options describe.
+    pub fn spec(&self, state: &AppState, stream: &str) -> Result<ReplaySpec, ApiError> {
+        let start = Start::parse(self.deliver, self.start_seq, self.start_time.as_deref())?;
+        let positioned =
+            self.deliver.is_some() || self.start_seq.is_some() || self.start_time.is_some();
+        if self.consumer.is_some() && (positioned || !self.filters.is_empty()) {
+            return Err(ApiError::InvalidParameter(
+                "with 'consumer', the durable consumer's own position and filters apply: \
+                 drop deliver, start_seq, start_time and filter"
+                    .to_owned(),
+            ));
+        }
+        Ok(replay_spec(
+            state,
+            stream,
+            start,
+            self.filters.clone(),
+            self.consumer.clone(),
+            self.encoding,
+        ))
+    }
+}
+
+fn replay_spec(
+    state: &AppState,
+    stream: &str,
+    start: Start,
+    filters: Vec<String>,
+    consumer: Option<String>,
+    encoding: EncodingChoice,
+) -> ReplaySpec {
+    let config = &state.config;
+    ReplaySpec {
+        stream: stream.to_owned(),
+        start,
+        filters,
+        consumer,
+        encoding,
+        batch_messages: config.replay_batch,
+        batch_bytes: usize::try_from(config.ws_max_buffered_bytes).unwrap_or(usize::MAX),
+        heartbeat: config.replay_heartbeat,
+    }
+}
+
+fn configure(ws: WebSocketUpgrade, state: &AppState) -> WebSocketUpgrade {
+    let max_in = usize::try_from(state.config.ws_max_message_bytes).unwrap_or(usize::MAX);
+    ws.max_message_size(max_in)
+        .max_frame_size(max_in)
+        .write_buffer_size(0)
+}
+
+/// Replay and live-tail one stream over a WebSocket.
+///
+/// Query: `deliver` (`all`, `last`, `new`, `last_per_subject`) or `start_seq` or `start_time`
+/// (RFC 3339); `filter` (repeatable or comma-separated, wildcards allowed); `consumer` for ack
+/// mode; `encoding=base64`; `credit` for explicit flow control. Every server frame is JSON text
+/// with a `type`: `msg`, `caught_up`, `gap`, `ack_result`, `error`, `pong`. The client may send
+/// `ack`/`nak`/`term`/`progress`, `credit` and `ping` ops. An unknown stream or consumer answers
+/// 404 before the upgrade. See docs/websocket.md.
+#[utoipa::path(
+    get,
+    path = "/v1/streams/{stream}/ws",
+    tag = "streaming",
+    operation_id = "stream_websocket",
+    params(
+        ("stream" = String, Path, description = "Stream name", example = "ORDERS"),
+        ("deliver" = Option<String>, Query, description = "all (default), last, new or last_per_subject"),
+        ("start_seq" = Option<u64>, Query, description = "Start at this stream sequence (resume with last seen + 1)"),
+        ("start_time" = Option<String>, Query, description = "Start at the first message at or after this RFC 3339 time"),
+        ("filter" = Option<String>, Query, description = "Subject filter; repeat or comma-separate for several"),
+        ("consumer" = Option<String>, Query, description = "Durable consumer: ack mode"),
+        ("encoding" = Option<String>, Query, description = "auto (default) or base64"),
+        ("credit" = Option<u64>, Query, description = "Initial credit: messages sent before the client grants more"),
+    ),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol (frames: openapi/asyncapi.yaml)"),
+        (status = 400, description = "Invalid parameter", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown stream or consumer", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 426, description = "Not a WebSocket upgrade request", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "JetStream unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn stream_websocket(
+    State(state): State<AppState>,
+    Path(stream): Path<String>,
+    RawQuery(query): RawQuery,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let params = StreamParams::parse(query.as_deref())?;
+    let spec = params.spec(&state, &stream)?;
+    let ws = ws.map_err(upgrade_required)?;
+    let replay = Replay::start(state.nats.clone(), state.ack_keys.clone(), spec).await?;
+    let credit = params.credit;
+    let tasks = state.tasks.clone();
+    Ok(configure(ws, &state).on_upgrade(move |socket| {
+        tasks.track_future(async move {
+            let mut session = Session::new(state, socket, true);
+            session.add_subscription(None, replay, credit);
+            session.run().await;
+        })
+    }))
+}
+
+/// Multiplexed WebSocket: many subscriptions, acks and publishes on one socket.
+///
+/// Client ops (JSON text with an `op`): `subscribe`, `unsubscribe`, `ack`, `nak`, `term`,
+/// `progress`, `credit`, `publish`, `ping`, `close`. Server frames (JSON text with a `type`):
+/// `msg`, `caught_up`, `gap`, `subscribed`, `unsubscribed`, `ack_result`, `publish_ack`, `error`,
+/// `pong`. The protocol is in docs/websocket.md and openapi/asyncapi.yaml.
+#[utoipa::path(
+    get,
+    path = "/v1/ws",
+    tag = "streaming",
+    operation_id = "multiplexed_websocket",
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol (frames: openapi/asyncapi.yaml)"),
+        (status = 426, description = "Not a WebSocket upgrade request", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn multiplexed_websocket(
+    State(state): State<AppState>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let ws = ws.map_err(upgrade_required)?;
+    let tasks = state.tasks.clone();
+    Ok(configure(ws, &state).on_upgrade(move |socket| {
+        tasks.track_future(async move {
+            Session::new(state, socket, false).run().await;
+        })
+    }))
+}
+
+fn upgrade_required(rejection: WebSocketUpgradeRejection) -> ApiError {
+    ApiError::UpgradeRequired(format!(
+        "this route speaks WebSocket: connect with a WebSocket client (ws://…) ({})",
+        rejection.body_text()
+    ))
+}
+
+/// A frame queued for the writer, holding its share of the socket's byte budget.
+struct Outbound {
+    text: String,
+    _budget: Option<tokio::sync::OwnedSemaphorePermit>,
+    _gauge: Option<GaugeGuard>,
+}
+
+/// A subscription's handles kept by the session.
+struct SubHandle {
+    cancel: CancellationToken,
+    credit: Option<Arc<Semaphore>>,
+}
+
+struct Session {
+    state: AppState,
+    /// Sending half, moved into the writer task by `run`.
+    socket: Option<WebSocket>,
+    simple: bool,
+    out: mpsc::UnboundedSender<Outbound>,
+    out_rx: Option<mpsc::UnboundedReceiver<Outbound>>,
+    budget: Arc<Semaphore>,
+    budget_bytes: usize,
+    subs: HashMap<String, SubHandle>,
+    inflight: Arc<Semaphore>,
+    /// Cancelled when the session ends (any reason).
+    done: CancellationToken,
+    _connection: GaugeGuard,
+}
+
+impl Session {
+    fn new(state: AppState, socket: WebSocket, simple: bool) -> Self {
+        let (out, out_rx) = mpsc::unbounded_channel();
+        let budget_bytes =
+            usize::try_from(state.config.ws_max_buffered_bytes).unwrap_or(usize::MAX);
+        let connection = state.metrics.ws_connection();
+        Self {
+            socket: Some(socket),
+            simple,
+            out,
+            out_rx: Some(out_rx),
+            budget: Arc::new(Semaphore::new(budget_bytes)),
+            budget_bytes,
+            subs: HashMap::new(),
+            inflight: Arc::new(Semaphore::new(MAX_INFLIGHT_OPS)),
+            done: state.shutdown.child_token(),
+            _connection: connection,
+            state,
+        }
+    }
+
+    /// Queues a control frame (not counted against the budget: the client caused it and it is
+    /// small).
+    fn send(&self, frame: &ServerFrame) {
+        let _ = self.out.send(Outbound {
+            text: frame.to_text(),
+            _budget: None,
+            _gauge: None,
+        });
+    }
+
+    fn error(&self, id: Option<&str>, sub: Option<&str>, err: &ApiError) {
+        self.send(&ServerFrame::Error {
+            id: id.map(str::to_owned),
+            sub: sub.map(str::to_owned),
+            problem: err.problem(),
+        });
+    }
+
+    /// Starts a subscription task feeding the writer.
+    fn add_subscription(&mut self, sub: Option<String>, mut replay: Replay, credit: Option<u64>) {
+        let key = sub.clone().unwrap_or_default();
+        let cancel = self.done.child_token();
+        let credit = credit.map(|n| {
+            Arc::new(Semaphore::new(
+                usize::try_from(n)
+                    .unwrap_or(Semaphore::MAX_PERMITS)
+                    .min(Semaphore::MAX_PERMITS),
+            ))
+        });
+        self.subs.insert(
+            key,
+            SubHandle {
+                cancel: cancel.clone(),
+                credit: credit.clone(),
+            },
+        );
+        let out = self.out.clone();
+        let budget = self.budget.clone();
+        let budget_bytes = self.budget_bytes;
+        let metrics = self.state.metrics.clone();
+        let simple = self.simple;
+        let batch = self.state.config.replay_batch;
+        self.state.tasks.spawn(async move {
+            let _active = metrics.ws_subscription();
+            let outcome = tokio::select! {
+                () = cancel.cancelled() => Ok(()),
+                result = feed(&mut replay, sub.as_deref(), &out, &budget, budget_bytes, credit.as_deref(), &metrics, batch) => result,
+            };
+            if let Err(err) = outcome {
+                let problem = err.problem();
+                let _ = out.send(Outbound {
+                    text: ServerFrame::Error { id: None, sub: sub.clone(), problem }.to_text(),
+                    _budget: None,
+                    _gauge: None,
+                });
+                if simple {
+                    // The socket exists for this one subscription: close it.
+                    let marker = close_marker(close_code::ERROR, "subscription failed");
+                    let _ = out.send(Outbound { text: marker, _budget: None, _gauge: None });
+                } else if let Some(sub) = &sub {
+                    let frame = ServerFrame::Unsubscribed { sub: sub.clone(), reason: Some(err.to_string()) };
+                    let _ = out.send(Outbound { text: frame.to_text(), _budget: None, _gauge: None });
+                }
+            }
+            replay.close().await;
+        });
+    }
+
+    async fn run(mut self) {
+        let Some(socket) = self.socket.take() else {
+            return;
+        };
+        let Some(out_rx) = self.out_rx.take() else {
+            return;
+        };
+        let (sink, mut incoming) = socket.split();
+        let writer = self.state.tasks.spawn(write_loop(
+            sink,
+            out_rx,
+            self.done.clone(),
+            self.state.shutdown.clone(),
+            self.state.config.ws_ping_interval,
+            self.state.metrics.clone(),
+        ));
+        let idle = self.state.config.ws_idle_timeout;
+        let close = loop {
+            let next = tokio::select! {
+                () = self.done.cancelled() => break None,
+                next = tokio::time::timeout(idle, incoming.next()) => next,
+            };
+            match next {
+                Err(_) => break Some((close_code::NORMAL, "idle timeout")),
+                Ok(None) => break None,
+                Ok(Some(Err(err))) => {
+                    let too_big = err.to_string().to_ascii_lowercase().contains("too long")
+                        || err.to_string().to_ascii_lowercase().contains("too big");
+                    break if too_big {
+                        Some((close_code::SIZE, "frame too big"))
+                    } else {
+                        None
+                    };
+                }
+                Ok(Some(Ok(WsMessage::Text(text)))) => {
+                    if self.handle_text(text.as_str()).await {
+                        break Some((close_code::NORMAL, "bye"));
+                    }
+                }
+                Ok(Some(Ok(WsMessage::Binary(_)))) => self.error(
+                    None,
+                    None,
+                    &ApiError::InvalidBody(
+                        "binary frames are not part of the protocol: send JSON text".to_owned(),
+                    ),
+                ),
+                Ok(Some(Ok(WsMessage::Close(_)))) => break None,
+                Ok(Some(Ok(_))) => {} // ping/pong: answered by the library, counted as activity
+            }
+        };
+        for (_, sub) in self.subs.drain() {
+            sub.cancel.cancel();
+        }
+        if let Some((code, reason)) = close {
+            let _ = self.out.send(Outbound {
+                text: close_marker(code, reason),
+                _budget: None,
+                _gauge: None,
+            });
+        }
+        self.done.cancel();
+        let _ = writer.await;
+    }
+
+    /// Handles one client frame; answers whether the client asked to close.
+    async fn handle_text(&mut self, text: &str) -> bool {
+        let op: ClientOp = match serde_json::from_str(text) {
+            Ok(op) => op,
+            Err(err) => {
+                let id = serde_json::from_str::<serde_json::Value>(text)
+                    .ok()
+                    .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_owned));
+                self.error(
+                    id.as_deref(),
+                    None,
+                    &ApiError::InvalidBody(format!("invalid frame: {err}")),
+                );
+                return false;
+            }
+        };
+        if let Some((ack_id, action, delay, id)) = op.ack() {
+            self.ack(ack_id.to_owned(), action, delay, id.map(str::to_owned))
+                .await;
+            return false;
+        }
+        match op {
+            ClientOp::Close => return true,
+            ClientOp::Ping { id } => self.send(&ServerFrame::Pong { id }),
+            ClientOp::Credit { id, n } => {
+                let key = if self.simple {
+                    String::new()
+                } else {
+                    id.clone().unwrap_or_default()
+                };
+                match self.subs.get(&key) {
+                    Some(SubHandle {
+                        credit: Some(credit),
+                        ..
+                    }) => {
+                        let room = Semaphore::MAX_PERMITS - credit.available_permits();
+                        credit.add_permits(usize::try_from(n).unwrap_or(room).min(room));
+                    }
+                    Some(_) => {} // not in credit mode: nothing to grant
+                    None => self.error(
+                        id.as_deref(),
+                        id.as_deref(),
+                        &ApiError::InvalidParameter(format!(
+                            "no subscription '{}'",
+                            id.as_deref().unwrap_or("")
+                        )),
+                    ),
+                }
+            }
+            ClientOp::Subscribe {
+                id,
+                stream,
+                deliver,
+                start_seq,
+                start_time,
+                filter,
+                consumer,
+                credit,
+                encoding,
+            } => {
+                if self.simple {
+                    self.error(
+                        Some(&id),
+                        None,
+                        &ApiError::InvalidBody(
+                            "this socket has its one subscription; use /v1/ws to subscribe"
+                                .to_owned(),
+                        ),
+                    );
+                } else if self.subs.contains_key(&id) {
+                    self.error(
+                        Some(&id),
+                        Some(&id),
+                        &ApiError::InvalidParameter(format!("subscription '{id}' exists")),
+                    );
+                } else if self.subs.len() >= self.state.config.ws_max_subscriptions {
+                    self.error(
+                        Some(&id),
+                        None,
+                        &ApiError::RateLimited(format!(
+                            "at most {} subscriptions per socket",
+                            self.state.config.ws_max_subscriptions
+                        )),
+                    );
+                } else {
+                    let params = StreamParams {
+                        deliver,
+                        start_seq,
+                        start_time,
+                        filters: filter,
+                        consumer,
+                        encoding,
+                        credit,
+                    };
+                    let started = match params.spec(&self.state, &stream) {
+                        Ok(spec) => {
+                            Replay::start(
+                                self.state.nats.clone(),
+                                self.state.ack_keys.clone(),
+                                spec,
+                            )
+                            .await
+                        }
+                        Err(err) => Err(err),
+                    };
+                    match started {
+                        Ok(replay) => {
+                            self.send(&ServerFrame::Subscribed { sub: id.clone() });
+                            self.add_subscription(Some(id), replay, credit);
+                        }
+                        Err(err) => self.error(Some(&id), None, &err),
+                    }
+                }
+            }
+            ClientOp::Unsubscribe { id } => match self.subs.remove(&id) {
+                Some(sub) => {
+                    sub.cancel.cancel();
+                    self.send(&ServerFrame::Unsubscribed {
+                        sub: id,
+                        reason: None,
+                    });
+                }
+                None => self.error(
+                    Some(&id),
+                    None,
+                    &ApiError::InvalidParameter(format!("no subscription '{id}'")),
+                ),
+            },
+            ClientOp::Publish {
+                id,
+                subject,
+                data,
+                data_base64,
+                content_type,
+                headers,
+                idempotency_key,
+            } => {
+                let item = crate::http::publish::BatchItem {
+                    subject,
+                    data,
+                    data_base64,
+                    content_type,
+                    headers,
+                    idempotency_key,
+                    ..Default::default()
+                };
+                let Ok(permit) = self.inflight.clone().acquire_owned().await else {
+                    return false;
+                };
+                let nats = self.state.nats.clone();
+                let out = self.out.clone();
+                self.state.tasks.spawn(async move {
+                    let _permit = permit;
+                    let result = match item.into_outgoing() {
+                        Ok(message) => nats.publish(message).await,
+                        Err(err) => Err(err),
+                    };
+                    let frame = match result {
+                        Ok(stored) => ServerFrame::PublishAck {
+                            id,
+                            stream: stored.stream,
+                            seq: stored.seq,
+                            duplicate: stored.duplicate,
+                        },
+                        Err(err) => ServerFrame::Error {
+                            id: Some(id),
+                            sub: None,
+                            problem: err.problem(),
+                        },
+                    };
+                    let _ = out.send(Outbound {
+                        text: frame.to_text(),
+                        _budget: None,
+                        _gauge: None,
+                    });
+                });
+            }
+            ClientOp::Ack { .. }
+            | ClientOp::Nak { .. }
+            | ClientOp::Term { .. }
+            | ClientOp::Progress { .. } => {}
+        }
+        false
+    }
+
+    async fn ack(
+        &mut self,
+        ack_id: String,
+        action: crate::nats::consumers::AckAction,
+        delay: Option<Duration>,
+        id: Option<String>,
+    ) {
+        let target = match self.state.ack_keys.verify(&ack_id) {
+            Ok(target) => target,
+            Err(err) => return self.error(id.as_deref(), None, &err),
+        };
+        if delay.is_some() && action != crate::nats::consumers::AckAction::Nak {
+            return self.error(
+                id.as_deref(),
+                None,
+                &ApiError::InvalidBody("'delay' goes with 'nak' only".to_owned()),
+            );
+        }
+        let Ok(permit) = self.inflight.clone().acquire_owned().await else {
+            return;
+        };
+        let state = self.state.clone();
+        let out = self.out.clone();
+        self.state.tasks.spawn(async move {
+            let _permit = permit;
+            let outcome =
+                crate::http::acks::apply(&state, &target, action, delay, state.config.ack_timeout)
+                    .await;
+            let frame = ServerFrame::AckResult {
+                id,
+                ack_id,
+                action,
+                status: outcome
+                    .as_ref()
+                    .map_or_else(|e| e.status().as_u16(), |()| 200),
+                error: outcome.err().map(|e| e.problem()),
+            };
+            let _ = out.send(Outbound {
+                text: frame.to_text(),
+                _budget: None,
+                _gauge: None,
+            });
+        });
+    }
+}
+
+/// Marks a close request in the writer queue (a frame text no JSON frame can start with).
+fn close_marker(code: u16, reason: &str) -> String {
+    format!("\u{0}close:{code}:{reason}")
+}
+
+/// Pulls events from the replay while credit and budget allow, and queues their frames.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the subscription's handles, passed once"
+)]
+async fn feed(
+    replay: &mut Replay,
+    sub: Option<&str>,
+    out: &mpsc::UnboundedSender<Outbound>,
+    budget: &Arc<Semaphore>,
+    budget_bytes: usize,
+    credit: Option<&Semaphore>,
+    metrics: &crate::metrics::Metrics,
+    batch: usize,
+) -> Result<(), ApiError> {
+    loop {
+        let want = credit.map_or(batch, |c| c.available_permits().clamp(1, batch));
+        let event = replay.next(want).await?;
+        let frame = match event {
+            Event::Message(message) => {
+                if let Some(credit) = credit {
+                    if credit.available_permits() == 0 {
+                        metrics.ws_credit_stall();
+                    }
+                    // One credit per message; granted by the client with `credit` ops.
+                    match credit.acquire().await {
+                        Ok(permit) => permit.forget(),
+                        Err(_) => return Ok(()),
+                    }
+                }
+                ServerFrame::Msg {
+                    sub: sub.map(str::to_owned),
+                    message: *message,
+                }
+            }
+            Event::Gap { from, to } => ServerFrame::Gap {
+                sub: sub.map(str::to_owned),
+                from,
+                to,
+            },
+            Event::CaughtUp { seq } => ServerFrame::CaughtUp {
+                sub: sub.map(str::to_owned),
+                seq,
+            },
+        };
+        let text = frame.to_text();
+        let cost = text.len().clamp(1, budget_bytes);
+        let permits = u32::try_from(cost).unwrap_or(u32::MAX);
+        let Ok(permit) = budget.clone().acquire_many_owned(permits).await else {
+            return Ok(());
+        };
+        let gauge = metrics.ws_buffered(cost);
+        if out
+            .send(Outbound {
+                text,
+                _budget: Some(permit),
+                _gauge: Some(gauge),
+            })
+            .is_err()
+        {
+            return Ok(());
+        }
+    }
+}
+
+/// Writes queued frames and pings until the session ends; closes with 1001 on shutdown.
+async fn write_loop(
+    mut sink: futures::stream::SplitSink<WebSocket, WsMessage>,
+    mut queue: mpsc::UnboundedReceiver<Outbound>,
+    done: CancellationToken,
+    shutdown: CancellationToken,
+    ping_every: Duration,
+    metrics: crate::metrics::Metrics,
+) {
+    let mut ping = tokio::time::interval(ping_every);
+    ping.tick().await;
+    let close = |code: u16, reason: &str| {
+        WsMessage::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from(reason.to_owned()),
+        }))
+    };
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => {
+                let _ = sink.send(close(close_code::AWAY, "gateway shutting down")).await;
+                break;
+            }
+            frame = queue.recv() => {
+                let Some(frame) = frame else { break };
+                if let Some(rest) = frame.text.strip_prefix("\u{0}close:") {
+                    let (code, reason) = rest.split_once(':').unwrap_or((rest, ""));
+                    let code = code.parse().unwrap_or(close_code::NORMAL);
+                    let _ = sink.send(close(code, reason)).await;
+                    break;
+                }
+                let len = frame.text.len();
+                if sink.send(WsMessage::Text(Utf8Bytes::from(frame.text))).await.is_err() {
+                    break;
+                }
+                metrics.ws_sent(len);
+            }
+            _ = ping.tick() => {
+                if sink.send(WsMessage::Ping(bytes::Bytes::from_static(b"jetway"))).await.is_err() {
+                    break;
+                }
+            }
+            () = done.cancelled(), if queue.is_empty() => {
+                let _ = sink.send(close(close_code::NORMAL, "")).await;
+                break;
+            }
+        }
+    }
+    done.cancel();
+}

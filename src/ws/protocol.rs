@@ -1,0 +1,309 @@
+//! The WebSocket protocol: JSON text frames, tagged by `type` (server → client) and `op`
+//! (client → server). `openapi/asyncapi.yaml` describes the same frames; a test keeps the two in
+//! step through [`SERVER_FRAME_TYPES`] and [`CLIENT_OPS`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::duration;
+use crate::error::Problem;
+use crate::message::{EncodingChoice, Message};
+use crate::nats::consumers::AckAction;
+
+/// Every `type` the server sends.
+pub const SERVER_FRAME_TYPES: [&str; 9] = [
+    "msg",
+    "caught_up",
+    "gap",
+    "subscribed",
+    "unsubscribed",
+    "ack_result",
+    "publish_ack",
+    "error",
+    "pong",
+];
+
+/// Every `op` a client may send.
+pub const CLIENT_OPS: [&str; 10] = [
+    "subscribe",
+    "unsubscribe",
+    "ack",
+    "nak",
+    "term",
+    "progress",
+    "credit",
+    "publish",
+    "ping",
+    "close",
+];
+
+/// A frame the server sends.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// A message: the stream representation, plus `ack_id` etc. in ack mode.
+    Msg {
+        /// Subscription id (multiplexed endpoint only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sub: Option<String>,
+        #[serde(flatten)]
+        message: Message,
+    },
+    /// The replay reached the end of the stream as it was when the subscription started; live
+    /// messages follow. Sent once per subscription.
+    CaughtUp {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sub: Option<String>,
+        /// Last stream sequence delivered before going live (0 when none).
+        seq: u64,
+    },
+    /// Sequences `from..=to` will never be delivered: expired, purged or deleted before they
+    /// could be read.
+    Gap {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sub: Option<String>,
+        from: u64,
+        to: u64,
+    },
+    /// A subscription started.
+    Subscribed { sub: String },
+    /// A subscription ended (on request, or because its consumer went away).
+    Unsubscribed {
+        sub: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// The outcome of an `ack`, `nak`, `term` or `progress` op.
+    AckResult {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        ack_id: String,
+        action: AckAction,
+        /// 200 when JetStream confirmed it.
+        status: u16,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<Problem>,
+    },
+    /// JetStream stored a message sent with `publish`.
+    PublishAck {
+        /// The `id` of the `publish` op.
+        id: String,
+        stream: String,
+        seq: u64,
+        duplicate: bool,
+    },
+    /// An op failed (the connection stays open unless a close frame follows).
+    Error {
+        /// The `id` of the op that failed, when it had one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// The subscription concerned, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sub: Option<String>,
+        problem: Problem,
+    },
+    /// Answer to `ping`.
+    Pong {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+}
+
+/// Named start positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliverFrom {
+    All,
+    Last,
+    New,
+    LastPerSubject,
+}
+
+/// An op a client sends.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientOp {
+    /// Start a subscription (multiplexed endpoint).
+    Subscribe {
+        /// Client-chosen subscription id, echoed as `sub` in every frame of the subscription.
+        id: String,
+        stream: String,
+        /// `all` (default), `last`, `new` or `last_per_subject`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deliver: Option<DeliverFrom>,
+        /// Start at this stream sequence (resume with `last_seen + 1`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start_seq: Option<u64>,
+        /// Start at the first message stored at or after this RFC 3339 time.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start_time: Option<String>,
+        /// Only these subjects (wildcards allowed).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        filter: Vec<String>,
+        /// Durable consumer name: ack mode (messages carry `ack_id` and are redelivered until acked).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        consumer: Option<String>,
+        /// Messages the server may send before the client grants more with `credit`. Without it,
+        /// the server sends as fast as the socket drains (still bounded in memory).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credit: Option<u64>,
+        #[serde(default)]
+        encoding: EncodingChoice,
+    },
+    /// End a subscription.
+    Unsubscribe { id: String },
+    /// Acknowledge a message (ack mode).
+    Ack {
+        ack_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+    /// Redeliver a message, after `delay` when given.
+    Nak {
+        ack_id: String,
+        #[serde(
+            default,
+            with = "duration::option",
+            skip_serializing_if = "Option::is_none"
+        )]
+        #[schema(value_type = Option<String>)]
+        delay: Option<Duration>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+    /// Never redeliver a message (dead-lettered when the consumer has a dead-letter subject).
+    Term {
+        ack_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+    /// Restart a message's ack wait.
+    Progress {
+        ack_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+    /// Grant `n` more messages to a subscription (`id`; omit it on the single-stream endpoint).
+    Credit {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        n: u64,
+    },
+    /// Publish a message; answered with `publish_ack` (or `error`) carrying the same `id`.
+    Publish {
+        id: String,
+        subject: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(value_type = Option<Object>)]
+        data: Option<serde_json::Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data_base64: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        content_type: Option<String>,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        headers: BTreeMap<String, String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idempotency_key: Option<String>,
+    },
+    /// Answered with `pong`.
+    Ping {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+    /// Close the connection normally (1000).
+    Close,
+}
+
+impl ClientOp {
+    /// The op's `id`, for error frames.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Self::Subscribe { id, .. } | Self::Unsubscribe { id } | Self::Publish { id, .. } => {
+                Some(id)
+            }
+            Self::Ack { id, .. }
+            | Self::Nak { id, .. }
+            | Self::Term { id, .. }
+            | Self::Progress { id, .. }
+            | Self::Credit { id, .. }
+            | Self::Ping { id } => id.as_deref(),
+            Self::Close => None,
+        }
+    }
+
+    /// The ack action of an ack-like op.
+    pub fn ack(&self) -> Option<(&str, AckAction, Option<Duration>, Option<&str>)> {
+        match self {
+            Self::Ack { ack_id, id } => Some((ack_id, AckAction::Ack, None, id.as_deref())),
+            Self::Nak { ack_id, delay, id } => {
+                Some((ack_id, AckAction::Nak, *delay, id.as_deref()))
+            }
+            Self::Term { ack_id, id } => Some((ack_id, AckAction::Term, None, id.as_deref())),
+            Self::Progress { ack_id, id } => {
+                Some((ack_id, AckAction::Progress, None, id.as_deref()))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl ServerFrame {
+    /// The frame as JSON text.
+    pub fn to_text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|err| {
+            format!(r#"{{"type":"error","problem":{{"type":"urn:jetway:problem:internal","title":"Internal error","status":500,"detail":"cannot encode frame: {err}","code":"internal"}}}}"#)
+        })
+    }
+
+    /// Its `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Msg { .. } => "msg",
+            Self::CaughtUp { .. } => "caught_up",
+            Self::Gap { .. } => "gap",
+            Self::Subscribed { .. } => "subscribed",
+            Self::Unsubscribed { .. } => "unsubscribed",
+            Self::AckResult { .. } => "ack_result",
+            Self::PublishAck { .. } => "publish_ack",
+            Self::Error { .. } => "error",
+            Self::Pong { .. } => "pong",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscribe_parses_with_flattened_start() {
+        let op: ClientOp = serde_json::from_str(
+            r#"{"op":"subscribe","id":"a","stream":"ORDERS","start_seq":5,"filter":["orders.>"],"credit":10}"#,
+        )
+        .unwrap();
+        let ClientOp::Subscribe {
+            start_seq, credit, ..
+        } = op
+        else {
+            panic!("not subscribe")
+        };
+        assert_eq!(start_seq, Some(5));
+        assert_eq!(credit, Some(10));
+    }
+
+    #[test]
+    fn unknown_op_is_an_error() {
+        assert!(serde_json::from_str::<ClientOp>(r#"{"op":"explode"}"#).is_err());
+    }
+
+    #[test]
+    fn frame_kinds_match_serialized_type() {
+        let frame = ServerFrame::CaughtUp { sub: None, seq: 3 };
+        let value: serde_json::Value = serde_json::from_str(&frame.to_text()).unwrap();
+        assert_eq!(value["type"], frame.kind());
+        assert!(SERVER_FRAME_TYPES.contains(&frame.kind()));
+    }
+}

@@ -1,0 +1,123 @@
+//! Server-Sent Events: `GET /v1/streams/{stream}/events`, the same replay as the WebSocket
+//! bridge, for `curl -N` and the browser's `EventSource`.
+//!
+//! Every message is an event with `id: <seq>`, so a reconnecting `EventSource` sends
+//! `Last-Event-ID` and resumes at the next sequence. Flow control is the connection itself: the
+//! replay pulls from JetStream only as fast as the client reads.
+
+use std::convert::Infallible;
+
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::stream::{self, Stream};
+
+use super::StreamParams;
+use crate::error::ApiError;
+use crate::http::extract::Path;
+use crate::replay::{Event, Replay};
+use crate::state::AppState;
+
+/// Replay and live-tail a stream as Server-Sent Events.
+///
+/// Same options as the WebSocket endpoint (`deliver`, `start_seq`, `start_time`, `filter`,
+/// `consumer`, `encoding`). Each message is an event whose `data` is the message JSON and whose
+/// `id` is its stream sequence; `Last-Event-ID` (sent by `EventSource` on reconnect) resumes
+/// after that sequence. `event: caught_up` and `event: gap` carry `{"seq":N}` and
+/// `{"from":A,"to":B}`. Comment lines keep idle connections open.
+#[utoipa::path(
+    get,
+    path = "/v1/streams/{stream}/events",
+    tag = "streaming",
+    operation_id = "stream_events",
+    params(
+        ("stream" = String, Path, description = "Stream name", example = "ORDERS"),
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this stream sequence"),
+        ("deliver" = Option<String>, Query, description = "all (default), last, new or last_per_subject"),
+        ("start_seq" = Option<u64>, Query, description = "Start at this stream sequence"),
+        ("start_time" = Option<String>, Query, description = "Start at the first message at or after this RFC 3339 time"),
+        ("filter" = Option<String>, Query, description = "Subject filter; repeat or comma-separate for several"),
+        ("consumer" = Option<String>, Query, description = "Durable consumer: messages carry ack_id (ack with POST /v1/acks)"),
+        ("encoding" = Option<String>, Query, description = "auto (default) or base64"),
+    ),
+    responses(
+        (status = 200, description = "An endless text/event-stream", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Invalid parameter", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown stream or consumer", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "JetStream unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn stream_events(
+    State(state): State<AppState>,
+    Path(stream): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let mut params = StreamParams::parse(query.as_deref())?;
+    if let Some(last) = headers.get("last-event-id") {
+        let last: u64 = last
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| {
+                ApiError::InvalidHeader("Last-Event-ID must be a stream sequence".to_owned())
+            })?;
+        // A resume overrides the original start position.
+        params.deliver = None;
+        params.start_time = None;
+        params.start_seq = Some(last + 1);
+    }
+    if params.credit.is_some() {
+        return Err(ApiError::InvalidParameter(
+            "credit is a WebSocket option; SSE flows as fast as the client reads".to_owned(),
+        ));
+    }
+    let spec = params.spec(&state, &stream)?;
+    let replay = Replay::start(state.nats.clone(), state.ack_keys.clone(), spec).await?;
+    let events = events(state.clone(), replay);
+    Ok(Sse::new(events)
+        .keep_alive(
+            KeepAlive::new()
+                .interval(state.config.sse_keepalive)
+                .text("keep-alive"),
+        )
+        .into_response())
+}
+
+/// The event stream: ends after an error event, or at shutdown.
+fn events(state: AppState, replay: Replay) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    let guard = state.metrics.sse_connection();
+    let batch = state.config.replay_batch;
+    let shutdown = state.shutdown.clone();
+    stream::unfold(Some((replay, guard)), move |current| {
+        let shutdown = shutdown.clone();
+        let metrics = state.metrics.clone();
+        async move {
+            let (mut replay, guard) = current?;
+            let next = tokio::select! {
+                () = shutdown.cancelled() => return None,
+                next = replay.next(batch) => next,
+            };
+            let event = match next {
+                Ok(Event::Message(message)) => {
+                    metrics.sse_sent();
+                    let data = serde_json::to_string(&*message).unwrap_or_default();
+                    SseEvent::default().id(message.seq.to_string()).data(data)
+                }
+                Ok(Event::CaughtUp { seq }) => SseEvent::default()
+                    .event("caught_up")
+                    .data(serde_json::json!({ "seq": seq }).to_string()),
+                Ok(Event::Gap { from, to }) => SseEvent::default()
+                    .event("gap")
+                    .data(serde_json::json!({ "from": from, "to": to }).to_string()),
+                Err(err) => {
+                    let problem = serde_json::to_string(&err.problem()).unwrap_or_default();
+                    // The last event: the client reconnects (EventSource does) and resumes.
+                    return Some((Ok(SseEvent::default().event("error").data(problem)), None));
+                }
+            };
+            Some((Ok(event), Some((replay, guard))))
+        }
+    })
+}
