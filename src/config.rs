@@ -38,6 +38,40 @@ pub struct Cli {
 pub enum Command {
     /// Print the OpenAPI document the server serves at /openapi.json and exit.
     Openapi,
+    /// Mint an HS256 token for testing (prints it): `jetway token --secret S --read ORDERS`.
+    Token(TokenArgs),
+}
+
+/// Claims of a token minted by `jetway token`.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// HMAC secret to sign with (the server's --jwt-secret).
+    #[arg(long, env = "JETWAY_JWT_SECRET", hide_env_values = true)]
+    pub secret: String,
+    /// Subject (`sub`): who the token belongs to.
+    #[arg(long, default_value = "dev")]
+    pub sub: String,
+    /// Subject pattern the holder may publish to (repeatable).
+    #[arg(long)]
+    pub publish: Vec<String>,
+    /// Stream the holder may read, or `*` (repeatable).
+    #[arg(long)]
+    pub read: Vec<String>,
+    /// Grant stream and consumer administration.
+    #[arg(long)]
+    pub admin: bool,
+    /// Lifetime of the token.
+    #[arg(long, default_value = "1h", value_parser = crate::duration::parse)]
+    pub ttl: Duration,
+    /// Issuer (`iss`).
+    #[arg(long)]
+    pub iss: Option<String>,
+    /// Audience (`aud`).
+    #[arg(long)]
+    pub aud: Option<String>,
+    /// Name of the permissions claim.
+    #[arg(long, default_value = "jetway")]
+    pub claim: String,
 }
 
 /// Log output format.
@@ -106,6 +140,133 @@ pub struct Config {
     /// and administer streams. For local development only.
     #[arg(long, env = "JETWAY_NO_AUTH")]
     pub no_auth: bool,
+
+    /// HMAC secrets that verify client tokens (HS256/384/512), comma-separated.
+    #[arg(
+        long,
+        env = "JETWAY_JWT_SECRET",
+        value_delimiter = ',',
+        hide_env_values = true,
+        value_name = "SECRETS"
+    )]
+    pub jwt_secret: Vec<String>,
+
+    /// PEM public key (RSA, EC or Ed25519) that verifies client tokens; repeatable.
+    #[arg(
+        long,
+        env = "JETWAY_JWT_PUBLIC_KEY",
+        value_delimiter = ',',
+        value_name = "FILE"
+    )]
+    pub jwt_public_key: Vec<PathBuf>,
+
+    /// JWKS document (file path or http(s) URL) whose keys verify client tokens, chosen by `kid`.
+    #[arg(long, env = "JETWAY_JWKS", value_name = "FILE|URL")]
+    pub jwks: Option<String>,
+
+    /// How often the JWKS document is re-read (also on an unknown `kid`, at most every 10s).
+    #[arg(long, env = "JETWAY_JWKS_REFRESH", default_value = "5m", value_parser = crate::duration::parse, value_name = "DURATION")]
+    pub jwks_refresh: Duration,
+
+    /// Accepted token issuers (`iss`), comma-separated; unset accepts any.
+    #[arg(
+        long,
+        env = "JETWAY_JWT_ISSUER",
+        value_delimiter = ',',
+        value_name = "ISS"
+    )]
+    pub jwt_issuer: Vec<String>,
+
+    /// Accepted token audiences (`aud`), comma-separated; unset accepts any.
+    #[arg(
+        long,
+        env = "JETWAY_JWT_AUDIENCE",
+        value_delimiter = ',',
+        value_name = "AUD"
+    )]
+    pub jwt_audience: Vec<String>,
+
+    /// Accepted token algorithms, comma-separated (default: HS256/384/512, RS*, PS*, ES256/384,
+    /// EdDSA; `none` never).
+    #[arg(
+        long,
+        env = "JETWAY_JWT_ALGORITHMS",
+        value_delimiter = ',',
+        value_name = "ALGS"
+    )]
+    pub jwt_algorithms: Option<Vec<String>>,
+
+    /// Clock skew allowed when checking `exp` and `nbf`.
+    #[arg(long, env = "JETWAY_JWT_LEEWAY", default_value = "30s", value_parser = crate::duration::parse, value_name = "DURATION")]
+    pub jwt_leeway: Duration,
+
+    /// Name of the token claim holding jetway permissions.
+    #[arg(
+        long,
+        env = "JETWAY_JWT_CLAIM",
+        default_value = "jetway",
+        value_name = "NAME"
+    )]
+    pub jwt_claim: String,
+
+    /// Browser origins allowed by CORS and for WebSocket upgrades, comma-separated (none by
+    /// default; same-origin pages always work).
+    #[arg(
+        long,
+        env = "JETWAY_CORS_ORIGIN",
+        value_delimiter = ',',
+        value_name = "ORIGINS"
+    )]
+    pub cors_origin: Vec<String>,
+
+    /// Messages each principal may publish per second (per replica); 0 = unlimited.
+    #[arg(
+        long,
+        env = "JETWAY_RATE_PUBLISH",
+        default_value_t = 10_000,
+        value_name = "N"
+    )]
+    pub rate_publish: u32,
+
+    /// Fetch requests each principal may make per second (per replica); 0 = unlimited.
+    #[arg(
+        long,
+        env = "JETWAY_RATE_FETCH",
+        default_value_t = 1_000,
+        value_name = "N"
+    )]
+    pub rate_fetch: u32,
+
+    /// Most open WebSocket and SSE connections in total.
+    #[arg(
+        long,
+        env = "JETWAY_MAX_CONNECTIONS",
+        default_value_t = 20_000,
+        value_name = "N"
+    )]
+    pub max_connections: usize,
+
+    /// Most open WebSocket and SSE connections per principal.
+    #[arg(
+        long,
+        env = "JETWAY_MAX_CONNECTIONS_PER_PRINCIPAL",
+        default_value_t = 100,
+        value_name = "N"
+    )]
+    pub max_connections_per_principal: usize,
+
+    /// Most request headers.
+    #[arg(
+        long,
+        env = "JETWAY_MAX_HEADERS",
+        default_value_t = 64,
+        value_name = "N"
+    )]
+    pub max_headers: usize,
+
+    /// Largest total size of request headers, in bytes.
+    #[arg(long, env = "JETWAY_MAX_HEADER_BYTES", default_value = "16KiB", value_parser = parse_bytes, value_name = "BYTES")]
+    pub max_header_bytes: u64,
 
     /// Largest request body for a single publish, in bytes (suffixes KiB, MiB accepted).
     /// Never more than the NATS server's max_payload.

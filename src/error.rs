@@ -19,6 +19,12 @@ const RETRY_AFTER_UNAVAILABLE_SECS: u64 = 2;
 /// where the client can act, what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// No valid token: missing, malformed, expired, wrongly signed.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A valid token that does not grant the action.
+    #[error("{0}")]
+    Forbidden(String),
     /// A subject in the path or body is not a valid NATS publish subject.
     #[error("{0}")]
     InvalidSubject(String),
@@ -67,6 +73,9 @@ pub enum ApiError {
     /// A WebSocket route was requested without a WebSocket upgrade.
     #[error("{0}")]
     UpgradeRequired(String),
+    /// Too many or too large request headers.
+    #[error("{0}")]
+    HeadersTooLarge(String),
     /// No route matches the path.
     #[error("no route matches {0}")]
     RouteNotFound(String),
@@ -133,6 +142,9 @@ pub enum ApiError {
     /// Too many requests; retry after the `Retry-After` delay.
     #[error("{0}")]
     RateLimited(String),
+    /// A rate limit with a known wait.
+    #[error("{detail}")]
+    RateLimitedFor { detail: String, retry_after: u64 },
     /// NATS is disconnected or JetStream does not answer; safe to retry later.
     #[error("{0}")]
     Unavailable(String),
@@ -200,6 +212,8 @@ impl ApiError {
             jetstream_code: *jetstream_code,
         };
         match self {
+            Self::Unauthorized(_) => p(S::UNAUTHORIZED, "unauthorized", "Authentication required"),
+            Self::Forbidden(_) => p(S::FORBIDDEN, "forbidden", "Not permitted"),
             Self::InvalidSubject(_) => p(S::BAD_REQUEST, "invalid_subject", "Invalid subject"),
             Self::InvalidName(_) => p(S::BAD_REQUEST, "invalid_name", "Invalid name"),
             Self::InvalidHeader(_) => p(S::BAD_REQUEST, "invalid_header", "Invalid header"),
@@ -241,6 +255,11 @@ impl ApiError {
                 S::UPGRADE_REQUIRED,
                 "upgrade_required",
                 "WebSocket upgrade required",
+            ),
+            Self::HeadersTooLarge(_) => p(
+                S::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                "Request headers too large",
             ),
             Self::RouteNotFound(_) => p(S::NOT_FOUND, "route_not_found", "Route not found"),
             Self::MethodNotAllowed(_) => p(
@@ -301,7 +320,9 @@ impl ApiError {
                 "JetStream could not store the message",
                 jetstream_code,
             ),
-            Self::RateLimited(_) => p(S::TOO_MANY_REQUESTS, "rate_limited", "Too many requests"),
+            Self::RateLimited(_) | Self::RateLimitedFor { .. } => {
+                p(S::TOO_MANY_REQUESTS, "rate_limited", "Too many requests")
+            }
             Self::Unavailable(_) => p(
                 S::SERVICE_UNAVAILABLE,
                 "jetstream_unavailable",
@@ -371,11 +392,28 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
-            headers.insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(RETRY_AFTER_UNAVAILABLE_SECS),
-            );
+        match &self {
+            Self::RateLimitedFor { retry_after, .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            Self::Unauthorized(detail) => {
+                let challenge = format!(
+                    "Bearer realm=\"jetway\", error=\"invalid_token\", error_description=\"{}\"",
+                    detail.replace(['"', '\\'], "'")
+                );
+                let value = HeaderValue::from_str(&challenge)
+                    .unwrap_or_else(|_| HeaderValue::from_static("Bearer realm=\"jetway\""));
+                headers.insert(header::WWW_AUTHENTICATE, value);
+            }
+            _ if status == StatusCode::SERVICE_UNAVAILABLE
+                || status == StatusCode::TOO_MANY_REQUESTS =>
+            {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(RETRY_AFTER_UNAVAILABLE_SECS),
+                );
+            }
+            _ => {}
         }
         response
     }

@@ -7,6 +7,7 @@
 
 /// Ack ids: signed, opaque handles on delivered messages.
 pub mod ackid;
+pub mod auth;
 pub mod config;
 pub mod deadletter;
 /// API durations (`500ms`, `30s`, `5m`, `72h`).
@@ -45,12 +46,8 @@ use crate::state::{AppState, Limits};
 pub enum StartError {
     #[error(transparent)]
     Connect(#[from] nats::ConnectError),
-    #[error(
-        "no client authentication is configured: jetway will not serve unauthenticated clients \
-         unless started with --no-auth (JETWAY_NO_AUTH=true), for local development or behind a \
-         trusted network"
-    )]
-    NoAuthConfigured,
+    #[error("client authentication: {0}")]
+    Auth(#[from] auth::AuthConfigError),
     #[error("{0}")]
     Stream(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -70,15 +67,31 @@ pub struct App {
 
 /// Connects to NATS, ensures the streams declared in the configuration, and builds the router.
 pub async fn build(config: Config) -> Result<App, StartError> {
-    if !config.no_auth {
-        return Err(StartError::NoAuthConfigured);
-    }
+    // Authentication is checked first: a gateway that would refuse every client should not
+    // start at all, and say why.
+    let auth = authenticator(&config).await?;
     let nats = Nats::connect(&config).await?;
-    build_with(config, nats).await
+    build_with_auth(config, nats, auth).await
+}
+
+async fn authenticator(config: &Config) -> Result<Option<auth::Authenticator>, StartError> {
+    if config.no_auth {
+        return Ok(None);
+    }
+    Ok(Some(auth::Authenticator::from_config(config).await?))
 }
 
 /// Like [`build`], with an existing NATS connection.
 pub async fn build_with(config: Config, nats: Nats) -> Result<App, StartError> {
+    let auth = authenticator(&config).await?;
+    build_with_auth(config, nats, auth).await
+}
+
+async fn build_with_auth(
+    config: Config,
+    nats: Nats,
+    auth: Option<auth::Authenticator>,
+) -> Result<App, StartError> {
     for spec in &config.streams {
         let outcome = nats
             .ensure_stream(&spec.name, &spec.config)
@@ -112,6 +125,10 @@ pub async fn build_with(config: Config, nats: Nats) -> Result<App, StartError> {
         }
     };
     let dead_letters = DeadLetters::new(nats.clone());
+    let publish_limiter = auth::RateLimiter::new(config_rate(&config, true), "publish");
+    let fetch_limiter = auth::RateLimiter::new(config_rate(&config, false), "fetch");
+    let connections =
+        auth::ConnectionLimits::new(config.max_connections, config.max_connections_per_principal);
     let state = AppState {
         nats,
         config: Arc::new(config),
@@ -119,6 +136,10 @@ pub async fn build_with(config: Config, nats: Nats) -> Result<App, StartError> {
         ack_keys,
         dead_letters,
         metrics: metrics::Metrics::default(),
+        publish_limiter,
+        fetch_limiter,
+        connections,
+        auth,
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),
     };
@@ -127,8 +148,23 @@ pub async fn build_with(config: Config, nats: Nats) -> Result<App, StartError> {
         .spawn_watcher(&state.tasks, state.shutdown.clone())
         .await
         .map_err(|err| StartError::Stream(format!("cannot watch consumer advisories: {err}")))?;
+    if let Some(auth) = &state.auth {
+        auth.spawn_refresh(
+            state.config.jwks_refresh,
+            &state.tasks,
+            state.shutdown.clone(),
+        );
+    }
     let router = http::router(state.clone());
     Ok(App { router, state })
+}
+
+fn config_rate(config: &Config, publish: bool) -> u32 {
+    if publish {
+        config.rate_publish
+    } else {
+        config.rate_fetch
+    }
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then shuts down in phases:

@@ -14,9 +14,24 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(Command::Openapi) = cli.command {
-        println!("{}", jetway::http::openapi::document_json());
-        return ExitCode::SUCCESS;
+    match cli.command {
+        Some(Command::Openapi) => {
+            println!("{}", jetway::http::openapi::document_json());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Token(args)) => {
+            return match jetway::auth::mint(&args) {
+                Ok(token) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("jetway token: {err}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        None => {}
     }
     jetway::telemetry::init(cli.config.log_format, &cli.config.log);
     match jetway::run(cli.config).await {

@@ -6,6 +6,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::ackid::AckKeys;
+use crate::auth::{Authenticator, ConnectionLimits, RateLimiter};
 use crate::config::Config;
 use crate::deadletter::DeadLetters;
 use crate::metrics::Metrics;
@@ -23,6 +24,14 @@ pub struct AppState {
     pub dead_letters: DeadLetters,
     /// Counters and gauges for `/metrics`.
     pub metrics: Metrics,
+    /// Verifies client tokens; `None` with `--no-auth`.
+    pub auth: Option<Authenticator>,
+    /// Per-principal publish rate (messages per second).
+    pub publish_limiter: RateLimiter,
+    /// Per-principal fetch rate (requests per second).
+    pub fetch_limiter: RateLimiter,
+    /// Open WebSocket and SSE connections, in total and per principal.
+    pub connections: ConnectionLimits,
     /// Cancelled when the server starts shutting down; long-lived tasks select on it.
     pub shutdown: CancellationToken,
     /// Long-lived tasks (streams, sockets), awaited during shutdown.

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use super::extract::Json;
 use super::responses::AckErrors;
 use crate::ackid::AckTarget;
+use crate::auth::Principal;
 use crate::deadletter::Reason;
 use crate::duration;
 use crate::error::{ApiError, Problem};
@@ -94,6 +95,7 @@ pub struct AcksResponse {
 )]
 pub async fn ack_messages(
     State(state): State<AppState>,
+    principal: Principal,
     Json(request): Json<AcksRequest>,
 ) -> Result<Response, ApiError> {
     let max = state.limits.max_acks;
@@ -117,6 +119,10 @@ pub async fn ack_messages(
             .ack_keys
             .verify(&item.ack_id)
             .map_err(|err| ApiError::InvalidAckId(format!("acks[{index}]: {err}")))?;
+        // An ack id names its stream: acking needs read permission on it.
+        principal
+            .check_read(&target.stream)
+            .map_err(|err| ApiError::Forbidden(format!("acks[{index}]: {err}")))?;
         targets.push(target);
     }
     let timeout = state.config.ack_timeout;

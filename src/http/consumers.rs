@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use super::extract::{Body, Json, Path};
 use super::responses::{FetchErrors, ReadErrors, WriteErrors};
+use crate::auth::Principal;
 use crate::duration;
 use crate::error::ApiError;
 use crate::message::{EncodingChoice, Message};
@@ -32,9 +33,11 @@ fn check_names(stream: &str, consumer: &str) -> Result<(), ApiError> {
 )]
 pub async fn list_consumers(
     State(state): State<AppState>,
+    principal: Principal,
     Path(stream): Path<String>,
 ) -> Result<Json<ConsumerList>, ApiError> {
     crate::validate::name("stream", &stream)?;
+    principal.check_read(&stream)?;
     let consumers = state.nats.list_consumers(&stream).await?;
     Ok(Json(ConsumerList {
         consumers: consumers.iter().map(ConsumerInfo::from_nats).collect(),
@@ -65,10 +68,12 @@ pub async fn list_consumers(
 )]
 pub async fn put_consumer(
     State(state): State<AppState>,
+    principal: Principal,
     Path((stream, consumer)): Path<(String, String)>,
     Json(config): Json<ConsumerConfig>,
 ) -> Result<Response, ApiError> {
     check_names(&stream, &consumer)?;
+    principal.check_admin()?;
     let (info, created) = state.nats.put_consumer(&stream, &consumer, &config).await?;
     state.dead_letters.forget(&stream, &consumer);
     let status = if created {
@@ -96,9 +101,11 @@ pub async fn put_consumer(
 )]
 pub async fn get_consumer(
     State(state): State<AppState>,
+    principal: Principal,
     Path((stream, consumer)): Path<(String, String)>,
 ) -> Result<Json<ConsumerInfo>, ApiError> {
     check_names(&stream, &consumer)?;
+    principal.check_read(&stream)?;
     let info = state.nats.consumer_info(&stream, &consumer).await?;
     Ok(Json(ConsumerInfo::from_nats(&info)))
 }
@@ -119,9 +126,11 @@ pub async fn get_consumer(
 )]
 pub async fn delete_consumer(
     State(state): State<AppState>,
+    principal: Principal,
     Path((stream, consumer)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     check_names(&stream, &consumer)?;
+    principal.check_admin()?;
     state.nats.delete_consumer(&stream, &consumer).await?;
     state.dead_letters.forget(&stream, &consumer);
     Ok(StatusCode::NO_CONTENT)
@@ -183,10 +192,13 @@ pub struct FetchResponse {
 )]
 pub async fn fetch_messages(
     State(state): State<AppState>,
+    principal: Principal,
     Path((stream, consumer)): Path<(String, String)>,
     Body(body): Body,
 ) -> Result<Json<FetchResponse>, ApiError> {
     check_names(&stream, &consumer)?;
+    principal.check_read(&stream)?;
+    state.fetch_limiter.check(&principal.id, 1)?;
     let request: FetchRequest = if body.iter().all(u8::is_ascii_whitespace) {
         FetchRequest::default()
     } else {

@@ -11,6 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::extract::{Json, Path, Query};
 use super::publish::MSG_HEADER_PREFIX;
 use super::responses::ReadErrors;
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::message::{EncodingChoice, Message};
 use crate::nats::messages::Start;
@@ -136,11 +137,13 @@ fn raw_response(stream: &str, message: &StreamMessage) -> Response {
 )]
 pub async fn get_message(
     State(state): State<AppState>,
+    principal: Principal,
     Path((stream, seq)): Path<(String, u64)>,
     Query(params): Query<EncodingParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     crate::validate::name("stream", &stream)?;
+    principal.check_read(&stream)?;
     let message = state.nats.get_message(&stream, seq).await?;
     if wants_raw(&headers) {
         return Ok(raw_response(&stream, &message));
@@ -168,11 +171,13 @@ pub async fn get_message(
 )]
 pub async fn get_last_message(
     State(state): State<AppState>,
+    principal: Principal,
     Path(stream): Path<String>,
     Query(params): Query<LastParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     crate::validate::name("stream", &stream)?;
+    principal.check_read(&stream)?;
     crate::validate::subject_filter(&params.subject)?;
     let message = state.nats.last_message(&stream, &params.subject).await?;
     if wants_raw(&headers) {
@@ -195,10 +200,12 @@ pub async fn get_last_message(
 )]
 pub async fn list_messages(
     State(state): State<AppState>,
+    principal: Principal,
     Path(stream): Path<String>,
     Query(params): Query<PageParams>,
 ) -> Result<Json<MessagePage>, ApiError> {
     crate::validate::name("stream", &stream)?;
+    principal.check_read(&stream)?;
     if let Some(subject) = &params.subject {
         crate::validate::subject_filter(subject)?;
     }

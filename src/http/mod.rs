@@ -16,10 +16,12 @@ use std::any::Any;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method, Uri};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -120,11 +122,22 @@ pub fn router(state: AppState) -> Router {
 
     // Layers, outermost first: request id (set, then echoed), tracing with it, panics as
     // problem+json 500s.
+    // Every /v1 route authenticates (a no-op Principal with --no-auth); public routes do not.
+    let v1 = v1.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        crate::auth::authenticate,
+    ));
+
+    // Layers, outermost first: request id (set, then echoed), tracing with it (route template
+    // only: tokens in query strings never reach the logs), panics as problem+json 500s, header
+    // limits, CORS for the configured origins.
     let layers = ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(REQUEST_ID, NuidRequestId))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(make_span))
-        .layer(CatchPanicLayer::custom(panic_response));
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn_with_state(state.clone(), limit_headers))
+        .option_layer(cors(&state.config.cors_origin));
 
     Router::new()
         .merge(v1)
@@ -133,6 +146,56 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(layers)
         .with_state(state)
+}
+
+/// CORS for the configured browser origins; none configured, no CORS headers (same-origin only).
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim()).ok())
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods(AllowMethods::any())
+            .allow_headers(AllowHeaders::mirror_request())
+            .expose_headers([
+                axum::http::header::LOCATION,
+                axum::http::header::RETRY_AFTER,
+                REQUEST_ID,
+                HeaderName::from_static("jetway-stream"),
+                HeaderName::from_static("jetway-seq"),
+                HeaderName::from_static("jetway-subject"),
+                HeaderName::from_static("jetway-time"),
+            ])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
+}
+
+/// Refuses requests with too many or too large headers (431 problem).
+async fn limit_headers(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: middleware::Next,
+) -> Response {
+    let headers = request.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    let max_bytes = usize::try_from(state.config.max_header_bytes).unwrap_or(usize::MAX);
+    if headers.len() > state.config.max_headers || bytes > max_bytes {
+        return ApiError::HeadersTooLarge(format!(
+            "{} headers, {bytes} bytes: at most {} headers and {max_bytes} bytes are accepted",
+            headers.len(),
+            state.config.max_headers
+        ))
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// Request ids: NUIDs (unique, unguessable enough for correlation, no extra dependency).

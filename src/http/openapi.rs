@@ -58,9 +58,78 @@ pub struct ApiDoc;
 
 /// The document, with the version of this build.
 pub fn document() -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::security::{
+        HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+    };
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    let scheme = HttpBuilder::new()
+        .scheme(HttpAuthScheme::Bearer)
+        .bearer_format("JWT")
+        .description(Some(
+            "A JWT whose `jetway` claim grants publish subjects, readable streams and admin. \
+             Browsers may pass it as the `access_token` query parameter on WebSocket and SSE \
+             routes. Not required when the server runs with --no-auth.",
+        ))
+        .build();
+    if let Some(components) = doc.components.as_mut() {
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+    // Every /v1 operation needs a token; liveness, readiness and metrics do not.
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let public = !path.starts_with("/v1/");
+        for operation in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            operation.security = Some(if public {
+                Vec::new()
+            } else {
+                vec![SecurityRequirement::new("bearer", Vec::<String>::new())]
+            });
+            if !public {
+                add_auth_responses(operation);
+            }
+        }
+    }
     doc
+}
+
+/// 401 and 403 on every authenticated operation.
+fn add_auth_responses(operation: &mut utoipa::openapi::path::Operation) {
+    use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
+    for (status, description) in [
+        (
+            "401",
+            "Missing, malformed, expired or wrongly signed token (with WWW-Authenticate)",
+        ),
+        ("403", "The token does not grant this action"),
+        ("429", "Rate or connection limit reached (with Retry-After)"),
+    ] {
+        let response = ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                        "Problem",
+                    ))))
+                    .build(),
+            )
+            .build();
+        operation
+            .responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert(RefOr::T(response));
+    }
 }
 
 /// The document as pretty JSON (what `jetway openapi` prints and the repository commits).

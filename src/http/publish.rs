@@ -11,6 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{Body, Path, Query};
 use super::responses::{BatchErrors, PublishErrors};
+use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
 use crate::nats::publish::{Outgoing, Stored};
 use crate::state::AppState;
@@ -78,11 +79,14 @@ impl From<Stored> for PublishResult {
 )]
 pub async fn publish_message(
     State(state): State<AppState>,
+    principal: Principal,
     Path(subject): Path<String>,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let mut message = Outgoing::new(&subject, body)?;
+    principal.check_publish(&subject)?;
+    state.publish_limiter.check(&principal.id, 1)?;
     apply_request_headers(&mut message, &headers)?;
     let stored = state.nats.publish(message).await?;
     Ok(stored_response(stored))
@@ -310,19 +314,34 @@ pub struct BatchResult {
 )]
 pub async fn publish_batch(
     State(state): State<AppState>,
+    principal: Principal,
     Query(params): Query<BatchParams>,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let items = parse_batch(&headers, &body, state.limits.max_batch_messages)?;
     let count = items.len();
+    state
+        .publish_limiter
+        .check(&principal.id, u32::try_from(count).unwrap_or(u32::MAX))?;
+    // Each item's subject is checked like a single publish's: a refused item is a 403 result
+    // (or, atomic, refuses the batch).
+    let items: Vec<Result<BatchItem, ApiError>> = items
+        .into_iter()
+        .map(|item| item.and_then(|i| principal.check_publish(&i.subject).map(|()| i)))
+        .collect();
     if params.atomic {
         let messages = items
             .into_iter()
             .enumerate()
             .map(|(index, item)| {
                 item.and_then(BatchItem::into_outgoing)
-                    .map_err(|err| ApiError::InvalidBody(format!("item {index}: {err}")))
+                    .map_err(|err| match err {
+                        ApiError::Forbidden(why) => {
+                            ApiError::Forbidden(format!("item {index}: {why}"))
+                        }
+                        other => ApiError::InvalidBody(format!("item {index}: {other}")),
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let stored = state.nats.publish_atomic(messages).await?;

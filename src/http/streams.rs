@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::extract::{Json, Path};
 use super::responses::{ReadErrors, WriteErrors};
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::nats::streams::{
     PurgeRequest, PurgeResult, PutOutcome, StreamConfig, StreamInfo, StreamList,
@@ -22,10 +23,18 @@ use crate::state::AppState;
     operation_id = "list_streams",
     responses((status = 200, description = "The streams", body = StreamList), ReadErrors)
 )]
-pub async fn list_streams(State(state): State<AppState>) -> Result<Json<StreamList>, ApiError> {
+pub async fn list_streams(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<StreamList>, ApiError> {
     let streams = state.nats.list_streams().await?;
     Ok(Json(StreamList {
-        streams: streams.iter().map(StreamInfo::from_nats).collect(),
+        // Only the streams the caller may read.
+        streams: streams
+            .iter()
+            .filter(|s| principal.can_read(&s.config.name))
+            .map(StreamInfo::from_nats)
+            .collect(),
     }))
 }
 
@@ -50,10 +59,12 @@ pub async fn list_streams(State(state): State<AppState>) -> Result<Json<StreamLi
 )]
 pub async fn put_stream(
     State(state): State<AppState>,
+    principal: Principal,
     Path(stream): Path<String>,
     Json(config): Json<StreamConfig>,
 ) -> Result<Response, ApiError> {
     crate::validate::name("stream", &stream)?;
+    principal.check_admin()?;
     let (info, outcome) = state.nats.put_stream(&stream, &config).await?;
     let status = match outcome {
         PutOutcome::Created => StatusCode::CREATED,
@@ -76,9 +87,11 @@ pub async fn put_stream(
 )]
 pub async fn get_stream(
     State(state): State<AppState>,
+    principal: Principal,
     Path(stream): Path<String>,
 ) -> Result<Json<StreamInfo>, ApiError> {
     crate::validate::name("stream", &stream)?;
+    principal.check_read(&stream)?;
     let info = state.nats.stream_info(&stream).await?;
     Ok(Json(StreamInfo::from_nats(&info)))
 }
@@ -96,9 +109,11 @@ pub async fn get_stream(
 )]
 pub async fn delete_stream(
     State(state): State<AppState>,
+    principal: Principal,
     Path(stream): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     crate::validate::name("stream", &stream)?;
+    principal.check_admin()?;
     state.nats.delete_stream(&stream).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -118,10 +133,12 @@ pub async fn delete_stream(
 )]
 pub async fn purge_stream(
     State(state): State<AppState>,
+    principal: Principal,
     Path(stream): Path<String>,
     body: super::extract::Body,
 ) -> Result<Json<PurgeResult>, ApiError> {
     crate::validate::name("stream", &stream)?;
+    principal.check_admin()?;
     let request: PurgeRequest = if body.0.iter().all(u8::is_ascii_whitespace) {
         PurgeRequest::default()
     } else {

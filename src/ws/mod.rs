@@ -25,6 +25,7 @@ use futures::{SinkExt, StreamExt};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{ConnectionSlot, Principal};
 use crate::error::ApiError;
 use crate::http::extract::Path;
 use crate::message::EncodingChoice;
@@ -143,7 +144,10 @@ fn replay_spec(
 
 fn configure(ws: WebSocketUpgrade, state: &AppState) -> WebSocketUpgrade {
     let max_in = usize::try_from(state.config.ws_max_message_bytes).unwrap_or(usize::MAX);
-    ws.max_message_size(max_in)
+    // Browsers pass the token as a `bearer.<token>` protocol next to `jetway.v1`; the server
+    // must select one protocol the client offered, and selects `jetway.v1`.
+    ws.protocols(["jetway.v1"])
+        .max_message_size(max_in)
         .max_frame_size(max_in)
         .write_buffer_size(0)
 }
@@ -181,19 +185,24 @@ fn configure(ws: WebSocketUpgrade, state: &AppState) -> WebSocketUpgrade {
 )]
 pub async fn stream_websocket(
     State(state): State<AppState>,
+    principal: Principal,
     Path(stream): Path<String>,
     RawQuery(query): RawQuery,
+    headers: axum::http::HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let params = StreamParams::parse(query.as_deref())?;
     let spec = params.spec(&state, &stream)?;
     let ws = ws.map_err(upgrade_required)?;
+    crate::auth::check_origin(&headers, &state.config.cors_origin)?;
+    principal.check_read(&stream)?;
+    let slot = state.connections.acquire(&principal.id)?;
     let replay = Replay::start(state.nats.clone(), state.ack_keys.clone(), spec).await?;
     let credit = params.credit;
     let tasks = state.tasks.clone();
     Ok(configure(ws, &state).on_upgrade(move |socket| {
         tasks.track_future(async move {
-            let mut session = Session::new(state, socket, true);
+            let mut session = Session::new(state, socket, true, principal, slot);
             session.add_subscription(None, replay, credit);
             session.run().await;
         })
@@ -218,13 +227,19 @@ pub async fn stream_websocket(
 )]
 pub async fn multiplexed_websocket(
     State(state): State<AppState>,
+    principal: Principal,
+    headers: axum::http::HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let ws = ws.map_err(upgrade_required)?;
+    crate::auth::check_origin(&headers, &state.config.cors_origin)?;
+    let slot = state.connections.acquire(&principal.id)?;
     let tasks = state.tasks.clone();
     Ok(configure(ws, &state).on_upgrade(move |socket| {
         tasks.track_future(async move {
-            Session::new(state, socket, false).run().await;
+            Session::new(state, socket, false, principal, slot)
+                .run()
+                .await;
         })
     }))
 }
@@ -262,11 +277,19 @@ struct Session {
     inflight: Arc<Semaphore>,
     /// Cancelled when the session ends (any reason).
     done: CancellationToken,
-    _connection: GaugeGuard,
+    /// Who is connected: every subscribe, publish and ack is checked against it.
+    principal: Principal,
+    _connection: (GaugeGuard, ConnectionSlot),
 }
 
 impl Session {
-    fn new(state: AppState, socket: WebSocket, simple: bool) -> Self {
+    fn new(
+        state: AppState,
+        socket: WebSocket,
+        simple: bool,
+        principal: Principal,
+        slot: ConnectionSlot,
+    ) -> Self {
         let (out, out_rx) = mpsc::unbounded_channel();
         let budget_bytes =
             usize::try_from(state.config.ws_max_buffered_bytes).unwrap_or(usize::MAX);
@@ -281,7 +304,8 @@ impl Session {
             subs: HashMap::new(),
             inflight: Arc::new(Semaphore::new(MAX_INFLIGHT_OPS)),
             done: state.shutdown.child_token(),
-            _connection: connection,
+            principal,
+            _connection: (connection, slot),
             state,
         }
     }
@@ -371,9 +395,24 @@ impl Session {
             self.state.metrics.clone(),
         ));
         let idle = self.state.config.ws_idle_timeout;
+        // A connection lives no longer than its token: it closes with 1008 when the token expires.
+        let expires = self.principal.expires_at.map(|exp| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            tokio::time::Instant::now() + Duration::from_secs(exp.saturating_sub(now))
+        });
+        let expired = async move {
+            match expires {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(expired);
         let close = loop {
             let next = tokio::select! {
                 () = self.done.cancelled() => break None,
+                () = &mut expired => break Some((close_code::POLICY, "token expired")),
                 next = tokio::time::timeout(idle, incoming.next()) => next,
             };
             match next {
@@ -493,6 +532,8 @@ impl Session {
                         Some(&id),
                         &ApiError::InvalidParameter(format!("subscription '{id}' exists")),
                     );
+                } else if let Err(err) = self.principal.check_read(&stream) {
+                    self.error(Some(&id), None, &err);
                 } else if self.subs.len() >= self.state.config.ws_max_subscriptions {
                     self.error(
                         Some(&id),
@@ -555,6 +596,14 @@ impl Session {
                 headers,
                 idempotency_key,
             } => {
+                let allowed = self
+                    .principal
+                    .check_publish(&subject)
+                    .and_then(|()| self.state.publish_limiter.check(&self.principal.id, 1));
+                if let Err(err) = allowed {
+                    self.error(Some(&id), None, &err);
+                    return false;
+                }
                 let item = crate::http::publish::BatchItem {
                     subject,
                     data,
@@ -614,6 +663,9 @@ impl Session {
             Ok(target) => target,
             Err(err) => return self.error(id.as_deref(), None, &err),
         };
+        if let Err(err) = self.principal.check_read(&target.stream) {
+            return self.error(id.as_deref(), None, &err);
+        }
         if delay.is_some() && action != crate::nats::consumers::AckAction::Nak {
             return self.error(
                 id.as_deref(),

@@ -14,6 +14,8 @@ use axum::response::{IntoResponse, Response};
 use futures::stream::{self, Stream};
 
 use super::StreamParams;
+use crate::auth::ConnectionSlot;
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::extract::Path;
 use crate::replay::{Event, Replay};
@@ -50,6 +52,7 @@ use crate::state::AppState;
 )]
 pub async fn stream_events(
     State(state): State<AppState>,
+    principal: Principal,
     Path(stream): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -73,9 +76,11 @@ pub async fn stream_events(
             "credit is a WebSocket option; SSE flows as fast as the client reads".to_owned(),
         ));
     }
+    principal.check_read(&stream)?;
+    let slot = state.connections.acquire(&principal.id)?;
     let spec = params.spec(&state, &stream)?;
     let replay = Replay::start(state.nats.clone(), state.ack_keys.clone(), spec).await?;
-    let events = events(state.clone(), replay);
+    let events = events(state.clone(), replay, slot);
     Ok(Sse::new(events)
         .keep_alive(
             KeepAlive::new()
@@ -86,8 +91,12 @@ pub async fn stream_events(
 }
 
 /// The event stream: ends after an error event, or at shutdown.
-fn events(state: AppState, replay: Replay) -> impl Stream<Item = Result<SseEvent, Infallible>> {
-    let guard = state.metrics.sse_connection();
+fn events(
+    state: AppState,
+    replay: Replay,
+    slot: ConnectionSlot,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    let guard = (state.metrics.sse_connection(), slot);
     let batch = state.config.replay_batch;
     let shutdown = state.shutdown.clone();
     stream::unfold(Some((replay, guard)), move |current| {
