@@ -380,6 +380,20 @@ pub struct Config {
     #[arg(long, env = "JETWAY_SSE_KEEPALIVE", default_value = "15s", value_parser = crate::duration::parse, value_name = "DURATION")]
     pub sse_keepalive: Duration,
 
+    /// How often the consumer gauges (lag, pending acks, redeliveries) of consumers created
+    /// through jetway are refreshed for /metrics.
+    #[arg(long, env = "JETWAY_CONSUMER_METRICS_INTERVAL", default_value = "15s", value_parser = crate::duration::parse, value_name = "DURATION")]
+    pub consumer_metrics_interval: Duration,
+
+    /// Most consumers exported as metrics (bounds the label cardinality); 0 turns them off.
+    #[arg(
+        long,
+        env = "JETWAY_CONSUMER_METRICS_MAX",
+        default_value_t = 200,
+        value_name = "N"
+    )]
+    pub consumer_metrics_max: usize,
+
     /// How long to wait for JetStream's PubAck before answering 504.
     #[arg(long, env = "JETWAY_PUBLISH_TIMEOUT", default_value = "5s", value_parser = crate::duration::parse, value_name = "DURATION")]
     pub publish_timeout: Duration,
@@ -593,6 +607,8 @@ impl Config {
             return fail("--replay-batch and --ws-max-subscriptions must be greater than zero");
         }
         for interval in [
+            self.consumer_metrics_interval,
+            self.jwks_refresh,
             self.ws_ping_interval,
             self.ws_idle_timeout,
             self.replay_heartbeat,

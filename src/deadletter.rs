@@ -147,6 +147,7 @@ impl DeadLetters {
         copy.user_header(header::DELIVERIES, &deliveries.to_string())?;
         copy.user_header(header::REASON, reason.as_str())?;
         let stored = self.nats.publish(copy).await?;
+        self.nats.metrics().dead_lettered();
         tracing::info!(
             stream.name = stream,
             consumer.name = consumer,

@@ -124,6 +124,7 @@ async fn build_with_auth(
             AckKeys::random()
         }
     };
+    let metrics = nats.metrics().clone();
     let dead_letters = DeadLetters::new(nats.clone());
     let publish_limiter = auth::RateLimiter::new(config_rate(&config, true), "publish");
     let fetch_limiter = auth::RateLimiter::new(config_rate(&config, false), "fetch");
@@ -135,7 +136,7 @@ async fn build_with_auth(
         limits,
         ack_keys,
         dead_letters,
-        metrics: metrics::Metrics::default(),
+        metrics,
         publish_limiter,
         fetch_limiter,
         connections,
@@ -155,6 +156,13 @@ async fn build_with_auth(
             state.shutdown.clone(),
         );
     }
+    metrics::spawn_consumer_gauges(
+        state.nats.clone(),
+        state.config.consumer_metrics_interval,
+        state.config.consumer_metrics_max,
+        &state.tasks,
+        state.shutdown.clone(),
+    );
     let router = http::router(state.clone());
     Ok(App { router, state })
 }

@@ -154,7 +154,7 @@ pub async fn ack_messages(
 }
 
 /// Applies one verified ack (the REST and WebSocket paths share it).
-pub(crate) async fn apply(
+async fn apply_unrecorded(
     state: &AppState,
     target: &AckTarget,
     action: AckAction,
@@ -175,4 +175,26 @@ pub(crate) async fn apply(
             })?;
     }
     state.nats.ack(target, action, delay, timeout).await
+}
+
+/// [`apply_unrecorded`], counted in the metrics by action and outcome.
+pub(crate) async fn apply(
+    state: &AppState,
+    target: &AckTarget,
+    action: AckAction,
+    delay: Option<Duration>,
+    timeout: Duration,
+) -> Result<(), ApiError> {
+    let outcome = apply_unrecorded(state, target, action, delay, timeout).await;
+    let label = match action {
+        AckAction::Ack => "ack",
+        AckAction::Nak => "nak",
+        AckAction::Term => "term",
+        AckAction::Progress => "progress",
+    };
+    state.metrics.ack(
+        label,
+        outcome.as_ref().map_or_else(|e| e.code(), |()| "confirmed"),
+    );
+    outcome
 }

@@ -239,5 +239,6 @@ pub async fn fetch_messages(
         fetched = state.nats.fetch(&stream, &consumer, spec, &state.ack_keys) => fetched?,
         () = state.shutdown.cancelled() => Vec::new(),
     };
+    state.metrics.fetched(messages.len());
     Ok(Json(FetchResponse { messages }))
 }

@@ -88,8 +88,18 @@ pub async fn publish_message(
     principal.check_publish(&subject)?;
     state.publish_limiter.check(&principal.id, 1)?;
     apply_request_headers(&mut message, &headers)?;
-    let stored = state.nats.publish(message).await?;
-    Ok(stored_response(stored))
+    let stored = state.nats.publish(message).await;
+    state.metrics.publish(publish_outcome(&stored));
+    Ok(stored_response(stored?))
+}
+
+/// The metrics label of a publish result.
+pub(crate) fn publish_outcome(result: &Result<Stored, ApiError>) -> &'static str {
+    match result {
+        Ok(stored) if stored.duplicate => "duplicate",
+        Ok(_) => "stored",
+        Err(err) => err.code(),
+    }
 }
 
 /// 201 with `Location` for a new message, 200 for a duplicate.
@@ -344,7 +354,12 @@ pub async fn publish_batch(
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let stored = state.nats.publish_atomic(messages).await?;
+        let stored = state.nats.publish_atomic(messages).await;
+        match &stored {
+            Ok(all) => all.iter().for_each(|_| state.metrics.publish("stored")),
+            Err(err) => state.metrics.publish(err.code()),
+        }
+        let stored = stored?;
         let results: Vec<ItemResult> = stored
             .into_iter()
             .enumerate()
@@ -366,6 +381,7 @@ pub async fn publish_batch(
         .publish_all(outgoing)
         .await
         .into_iter()
+        .inspect(|result| state.metrics.publish(publish_outcome(result)))
         .enumerate()
         .map(|(index, result)| match result {
             Ok(stored) => ok_item(index, stored),

@@ -25,6 +25,9 @@ use crate::nats::streams::format_time;
 
 /// Consumer metadata key under which jetway keeps the dead-letter subject.
 pub const DEAD_LETTER_METADATA_KEY: &str = "jetway.dead_letter_subject";
+/// Consumer metadata key marking consumers created through jetway (their health is exported
+/// as metrics).
+pub const MANAGED_METADATA_KEY: &str = "jetway.managed";
 
 /// Where a new consumer starts in the stream.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -197,10 +200,11 @@ impl ConsumerConfig {
                 "opt_start_time needs deliver_policy by_start_time".to_owned(),
             ));
         }
-        if self.metadata.contains_key(DEAD_LETTER_METADATA_KEY) {
-            return Err(invalid(format!(
-                "metadata key '{DEAD_LETTER_METADATA_KEY}' is reserved; use dead_letter_subject"
-            )));
+        if self.metadata.keys().any(|k| k.starts_with("jetway.")) {
+            return Err(invalid(
+                "metadata keys starting with 'jetway.' are reserved (use dead_letter_subject)"
+                    .to_owned(),
+            ));
         }
         Ok(())
     }
@@ -238,6 +242,7 @@ impl ConsumerConfig {
         if let Some(subject) = &self.dead_letter_subject {
             metadata.insert(DEAD_LETTER_METADATA_KEY.to_owned(), subject.clone());
         }
+        metadata.insert(MANAGED_METADATA_KEY.to_owned(), "true".to_owned());
         let (filter_subject, filter_subjects) = match self.filter_subjects.as_slice() {
             [one] => (one.clone(), Vec::new()),
             many => (String::new(), many.to_vec()),
@@ -283,6 +288,7 @@ impl ConsumerConfig {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let dead_letter_subject = metadata.remove(DEAD_LETTER_METADATA_KEY);
+        metadata.remove(MANAGED_METADATA_KEY);
         // JetStream adds its own metadata keys (`_nats.*`); they are not the user's.
         metadata.retain(|key, _| !key.starts_with("_nats"));
         let mut filter_subjects = config.filter_subjects.clone();

@@ -20,6 +20,7 @@ use serde::de::DeserializeOwned;
 
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 pub use errors::Op;
 
 /// The shared NATS connection and the JetStream contexts built on it. Cheap to clone.
@@ -32,6 +33,7 @@ pub struct Nats {
     js_publish: jetstream::Context,
     publish_timeout: Duration,
     api_timeout: Duration,
+    metrics: Metrics,
 }
 
 /// Why jetway could not connect to NATS at start-up.
@@ -52,17 +54,26 @@ pub enum ConnectError {
 impl Nats {
     /// Connects with the configured servers and credentials. Reconnects forever afterwards.
     pub async fn connect(config: &Config) -> Result<Self, ConnectError> {
+        let metrics = Metrics::default();
+        let events = metrics.clone();
         let mut options = ConnectOptions::new()
             .name(format!("jetway {}", env!("CARGO_PKG_VERSION")))
             .connection_timeout(config.api_timeout)
             .max_reconnects(None)
-            .event_callback(|event| async move {
-                match event {
-                    async_nats::Event::Connected => tracing::info!("NATS connection established"),
-                    async_nats::Event::Disconnected => {
-                        tracing::warn!("NATS connection lost; reconnecting")
+            .event_callback(move |event| {
+                let metrics = events.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            metrics.nats_connection(true);
+                            tracing::info!("NATS connection established")
+                        }
+                        async_nats::Event::Disconnected => {
+                            metrics.nats_connection(false);
+                            tracing::warn!("NATS connection lost; reconnecting")
+                        }
+                        other => tracing::info!(event = %other, "NATS connection event"),
                     }
-                    other => tracing::info!(event = %other, "NATS connection event"),
                 }
             });
         if let Some(path) = &config.nats_creds {
@@ -89,11 +100,11 @@ impl Nats {
                 urls: config.nats_url.join(","),
                 source,
             })?;
-        Ok(Self::from_client(
-            client,
-            config.api_timeout,
-            config.publish_timeout,
-        ))
+        // The first connection happened before the callback could see it.
+        metrics.nats_connection(true);
+        let mut nats = Self::from_client(client, config.api_timeout, config.publish_timeout);
+        nats.metrics = metrics;
+        Ok(nats)
     }
 
     /// Wraps an existing client (tests and embedders).
@@ -110,7 +121,13 @@ impl Nats {
             js_publish,
             publish_timeout,
             api_timeout,
+            metrics: Metrics::default(),
         }
+    }
+
+    /// The gateway's metrics (they live here so that connection events can update them).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The underlying client.

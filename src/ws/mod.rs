@@ -416,7 +416,10 @@ impl Session {
                 next = tokio::time::timeout(idle, incoming.next()) => next,
             };
             match next {
-                Err(_) => break Some((close_code::NORMAL, "idle timeout")),
+                Err(_) => {
+                    self.state.metrics.ws_idle_disconnect();
+                    break Some((close_code::NORMAL, "idle timeout"));
+                }
                 Ok(None) => break None,
                 Ok(Some(Err(err))) => {
                     let too_big = err.to_string().to_ascii_lowercase().contains("too long")
@@ -624,6 +627,8 @@ impl Session {
                         Ok(message) => nats.publish(message).await,
                         Err(err) => Err(err),
                     };
+                    nats.metrics()
+                        .publish(crate::http::publish::publish_outcome(&result));
                     let frame = match result {
                         Ok(stored) => ServerFrame::PublishAck {
                             id,
