@@ -201,6 +201,9 @@ impl Replay {
                             to: first_kept - 1,
                         });
                     }
+                    // Deliveries are compared with the sequence before the start, so that a
+                    // deleted message right at the start is reported as a gap too.
+                    replay.last_stream_seq = seq.max(first_kept) - 1;
                 }
                 replay.create_ordered(replay.spec.start).await?
             }
@@ -220,6 +223,8 @@ impl Replay {
     async fn create_ordered(&mut self, start: Start) -> Result<consumer::Info, ApiError> {
         let name = format!("jetway_{}", nuid::next());
         let (filter_subject, filter_subjects) = match self.spec.filters.as_slice() {
+            // JetStream wants a filter with last_per_subject: every subject is `>`.
+            [] if start == Start::LastPerSubject => (">".to_owned(), Vec::new()),
             [one] => (one.clone(), Vec::new()),
             many => (String::new(), many.to_vec()),
         };
@@ -431,7 +436,11 @@ impl Replay {
     }
 
     fn accept(&mut self, reply: &async_nats::Message, target: &AckTarget) {
-        let unfiltered = self.spec.filters.is_empty() && self.spec.consumer.is_none();
+        // Stream sequences of an unfiltered replay are contiguous except where messages were
+        // deleted; last-per-subject skips on purpose.
+        let unfiltered = self.spec.filters.is_empty()
+            && self.spec.consumer.is_none()
+            && self.spec.start != Start::LastPerSubject;
         if unfiltered && self.last_stream_seq > 0 && target.stream_seq > self.last_stream_seq + 1 {
             self.queue.push_back(Event::Gap {
                 from: self.last_stream_seq + 1,

@@ -58,7 +58,11 @@ pub async fn stream_events(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let mut params = StreamParams::parse(query.as_deref())?;
-    if let Some(last) = headers.get("last-event-id") {
+    // With a durable consumer the consumer keeps its own position: a resume just reconnects.
+    let last_event_id = headers
+        .get("last-event-id")
+        .filter(|_| params.consumer.is_none());
+    if let Some(last) = last_event_id {
         let last: u64 = last
             .to_str()
             .ok()

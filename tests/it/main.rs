@@ -11,4 +11,6 @@ mod publish;
 mod cli;
 mod messages;
 mod misc;
+mod sse;
 mod streams;
+mod ws;
