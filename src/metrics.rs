@@ -47,6 +47,7 @@ struct Inner {
     sse_connections: AtomicI64,
     sse_messages_sent: AtomicU64,
     ws_idle_disconnects: AtomicU64,
+    ws_slow_disconnects: AtomicU64,
     http: Mutex<BTreeMap<(String, String, u16), HttpSeries>>,
     publishes: Mutex<BTreeMap<String, u64>>,
     fetch_requests: AtomicU64,
@@ -117,6 +118,10 @@ impl Metrics {
 
     pub fn sse_sent(&self) {
         self.0.sse_messages_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn ws_slow_disconnect(&self) {
+        self.0.ws_slow_disconnects.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn ws_idle_disconnect(&self) {
@@ -253,6 +258,12 @@ impl Metrics {
             "counter",
             "WebSocket connections closed because the client sent nothing (not even pongs) for --ws-idle-timeout.",
             c(&m.ws_idle_disconnects),
+        );
+        metric(
+            "jetway_ws_slow_disconnects_total",
+            "counter",
+            "WebSocket connections closed because a write to the client stalled for --ws-idle-timeout.",
+            c(&m.ws_slow_disconnects),
         );
         metric(
             "jetway_fetch_requests_total",

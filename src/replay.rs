@@ -22,7 +22,7 @@ use crate::ackid::{AckKeys, AckTarget};
 use crate::error::ApiError;
 use crate::message::{EncodingChoice, Message};
 use crate::nats::{Nats, Op};
-use crate::ws::protocol::DeliverFrom;
+use crate::ws::protocol::ReplayFrom;
 
 /// How long an ordered consumer outlives a gateway that stopped pulling from it.
 const ORDERED_INACTIVE_THRESHOLD: Duration = Duration::from_secs(60);
@@ -47,15 +47,15 @@ pub enum Start {
 impl Start {
     /// From the API's three ways of saying where to start (at most one may be given).
     pub fn parse(
-        deliver: Option<DeliverFrom>,
+        deliver: Option<ReplayFrom>,
         start_seq: Option<u64>,
         start_time: Option<&str>,
     ) -> Result<Self, ApiError> {
         match (deliver, start_seq, start_time) {
-            (None, None, None) | (Some(DeliverFrom::All), None, None) => Ok(Self::All),
-            (Some(DeliverFrom::Last), None, None) => Ok(Self::Last),
-            (Some(DeliverFrom::New), None, None) => Ok(Self::New),
-            (Some(DeliverFrom::LastPerSubject), None, None) => Ok(Self::LastPerSubject),
+            (None, None, None) | (Some(ReplayFrom::All), None, None) => Ok(Self::All),
+            (Some(ReplayFrom::Last), None, None) => Ok(Self::Last),
+            (Some(ReplayFrom::New), None, None) => Ok(Self::New),
+            (Some(ReplayFrom::LastPerSubject), None, None) => Ok(Self::LastPerSubject),
             (None, Some(0), None) => Err(ApiError::InvalidParameter(
                 "start_seq starts at 1".to_owned(),
             )),

@@ -163,16 +163,31 @@ async fn apply_unrecorded(
 ) -> Result<(), ApiError> {
     if action == AckAction::Term {
         // The copy comes first: if it cannot be stored, the message stays deliverable.
-        state
+        let copied = state
             .dead_letters
-            .copy(&target.stream, &target.consumer, target.stream_seq, target.delivered, Reason::Terminated)
-            .await
-            .map_err(|err| match err {
-                ApiError::ConsumerNotFound { .. } | ApiError::StreamNotFound(_) => err,
-                other => ApiError::Unavailable(format!(
+            .copy(
+                &target.stream,
+                &target.consumer,
+                target.stream_seq,
+                target.delivered,
+                Reason::Terminated,
+            )
+            .await;
+        match copied {
+            Ok(_) => {}
+            // Nothing left to copy (deleted, purged or expired): the term still applies.
+            Err(ApiError::MessageNotFound(_)) => {
+                tracing::info!(stream.name = %target.stream, msg.seq = target.stream_seq, "terminated message no longer stored; no dead-letter copy");
+            }
+            Err(err @ (ApiError::ConsumerNotFound { .. } | ApiError::StreamNotFound(_))) => {
+                return Err(err);
+            }
+            Err(other) => {
+                return Err(ApiError::Unavailable(format!(
                     "the dead-letter copy could not be stored ({other}); the message was not terminated, retry"
-                )),
-            })?;
+                )));
+            }
+        }
     }
     state.nats.ack(target, action, delay, timeout).await
 }

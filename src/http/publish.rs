@@ -182,8 +182,8 @@ pub struct BatchParams {
 #[schema(example = json!({"subject": "orders.new", "data": {"id": 1}, "idempotency_key": "order-1"}))]
 pub struct BatchItem {
     pub subject: String,
+    /// Any JSON value: a string is stored as its UTF-8 text, anything else as compact JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
     pub data: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_base64: Option<String>,

@@ -89,6 +89,21 @@ impl Outgoing {
         self.set(name, value)
     }
 
+    /// Another value of a user header (kept next to earlier ones).
+    pub fn append_user_header(&mut self, name: &str, value: &str) -> Result<(), ApiError> {
+        if name.len() >= 5 && name[..5].eq_ignore_ascii_case("nats-") {
+            return Err(forbidden(name));
+        }
+        crate::validate::header(name, value)?;
+        let name = HeaderName::try_from(name)
+            .map_err(|_| ApiError::InvalidHeader(format!("invalid header name '{name}'")))?;
+        let value: HeaderValue = value
+            .parse()
+            .map_err(|_| ApiError::InvalidHeader(format!("invalid value for header '{name}'")))?;
+        self.headers.append(name, value);
+        Ok(())
+    }
+
     /// `Idempotency-Key` → `Nats-Msg-Id`.
     pub fn idempotency_key(&mut self, key: &str) -> Result<(), ApiError> {
         if key.is_empty() || key.len() > 256 {

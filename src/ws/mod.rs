@@ -32,7 +32,7 @@ use crate::message::EncodingChoice;
 use crate::metrics::GaugeGuard;
 use crate::replay::{Event, Replay, ReplaySpec, Start};
 use crate::state::AppState;
-use protocol::{ClientOp, DeliverFrom, ServerFrame};
+use protocol::{ClientOp, ReplayFrom, ServerFrame};
 
 /// Most publishes and acks of one socket in flight at once; further ops wait.
 const MAX_INFLIGHT_OPS: usize = 256;
@@ -40,7 +40,7 @@ const MAX_INFLIGHT_OPS: usize = 256;
 /// Query options shared by the single-stream WebSocket and SSE endpoints.
 #[derive(Debug, Clone, Default)]
 pub struct StreamParams {
-    pub deliver: Option<DeliverFrom>,
+    pub deliver: Option<ReplayFrom>,
     pub start_seq: Option<u64>,
     pub start_time: Option<String>,
     pub filters: Vec<String>,
@@ -258,8 +258,51 @@ struct Outbound {
     _gauge: Option<GaugeGuard>,
 }
 
+/// The writer's queue and the socket's byte budget. Cheap to clone into tasks.
+#[derive(Clone)]
+struct Queue {
+    out: mpsc::UnboundedSender<Outbound>,
+    budget: Arc<Semaphore>,
+    budget_bytes: usize,
+    metrics: crate::metrics::Metrics,
+}
+
+impl Queue {
+    /// Queues a frame once the budget has room for it; `false` when the session has ended.
+    async fn push(&self, text: String) -> bool {
+        let cost = text.len().clamp(1, self.budget_bytes);
+        let Ok(permit) = self
+            .budget
+            .clone()
+            .acquire_many_owned(u32::try_from(cost).unwrap_or(u32::MAX))
+            .await
+        else {
+            return false;
+        };
+        let gauge = self.metrics.ws_buffered(cost);
+        self.out
+            .send(Outbound {
+                text,
+                _budget: Some(permit),
+                _gauge: Some(gauge),
+            })
+            .is_ok()
+    }
+
+    /// Asks the writer to close the socket after what is queued (outside the budget: it must
+    /// get through).
+    fn close(&self, code: u16, reason: &str) {
+        let _ = self.out.send(Outbound {
+            text: close_marker(code, reason),
+            _budget: None,
+            _gauge: None,
+        });
+    }
+}
+
 /// A subscription's handles kept by the session.
 struct SubHandle {
+    /// Cancelled to stop it, and by the subscription itself when it ends.
     cancel: CancellationToken,
     credit: Option<Arc<Semaphore>>,
 }
@@ -269,10 +312,8 @@ struct Session {
     /// Sending half, moved into the writer task by `run`.
     socket: Option<WebSocket>,
     simple: bool,
-    out: mpsc::UnboundedSender<Outbound>,
+    queue: Queue,
     out_rx: Option<mpsc::UnboundedReceiver<Outbound>>,
-    budget: Arc<Semaphore>,
-    budget_bytes: usize,
     subs: HashMap<String, SubHandle>,
     inflight: Arc<Semaphore>,
     /// Cancelled when the session ends (any reason).
@@ -294,13 +335,17 @@ impl Session {
         let budget_bytes =
             usize::try_from(state.config.ws_max_buffered_bytes).unwrap_or(usize::MAX);
         let connection = state.metrics.ws_connection();
+        let queue = Queue {
+            out,
+            budget: Arc::new(Semaphore::new(budget_bytes.min(Semaphore::MAX_PERMITS))),
+            budget_bytes: budget_bytes.min(Semaphore::MAX_PERMITS),
+            metrics: state.metrics.clone(),
+        };
         Self {
             socket: Some(socket),
             simple,
-            out,
+            queue,
             out_rx: Some(out_rx),
-            budget: Arc::new(Semaphore::new(budget_bytes)),
-            budget_bytes,
             subs: HashMap::new(),
             inflight: Arc::new(Semaphore::new(MAX_INFLIGHT_OPS)),
             done: state.shutdown.child_token(),
@@ -310,22 +355,33 @@ impl Session {
         }
     }
 
-    /// Queues a control frame (not counted against the budget: the client caused it and it is
-    /// small).
-    fn send(&self, frame: &ServerFrame) {
-        let _ = self.out.send(Outbound {
-            text: frame.to_text(),
-            _budget: None,
-            _gauge: None,
-        });
+    /// Queues a frame, waiting for room in the socket's byte budget: replies to a client that
+    /// sends ops but never reads cannot grow the gateway's memory either. (The future owns what
+    /// it needs, so the session is not borrowed across the wait.)
+    fn send(&self, frame: &ServerFrame) -> impl std::future::Future<Output = ()> + Send + use<> {
+        let queue = self.queue.clone();
+        let text = frame.to_text();
+        async move {
+            queue.push(text).await;
+        }
     }
 
-    fn error(&self, id: Option<&str>, sub: Option<&str>, err: &ApiError) {
+    fn error(
+        &self,
+        id: Option<&str>,
+        sub: Option<&str>,
+        err: &ApiError,
+    ) -> impl std::future::Future<Output = ()> + Send + use<> {
         self.send(&ServerFrame::Error {
             id: id.map(str::to_owned),
             sub: sub.map(str::to_owned),
             problem: err.problem(),
-        });
+        })
+    }
+
+    /// Forgets subscriptions that ended by themselves (their ids may be used again).
+    fn prune(&mut self) {
+        self.subs.retain(|_, sub| !sub.cancel.is_cancelled());
     }
 
     /// Starts a subscription task feeding the writer.
@@ -346,9 +402,7 @@ impl Session {
                 credit: credit.clone(),
             },
         );
-        let out = self.out.clone();
-        let budget = self.budget.clone();
-        let budget_bytes = self.budget_bytes;
+        let queue = self.queue.clone();
         let metrics = self.state.metrics.clone();
         let simple = self.simple;
         let batch = self.state.config.replay_batch;
@@ -356,24 +410,21 @@ impl Session {
             let _active = metrics.ws_subscription();
             let outcome = tokio::select! {
                 () = cancel.cancelled() => Ok(()),
-                result = feed(&mut replay, sub.as_deref(), &out, &budget, budget_bytes, credit.as_deref(), &metrics, batch) => result,
+                result = feed(&mut replay, sub.as_deref(), &queue, credit.as_deref(), &metrics, batch) => result,
             };
             if let Err(err) = outcome {
-                let problem = err.problem();
-                let _ = out.send(Outbound {
-                    text: ServerFrame::Error { id: None, sub: sub.clone(), problem }.to_text(),
-                    _budget: None,
-                    _gauge: None,
-                });
+                let frame = ServerFrame::Error { id: None, sub: sub.clone(), problem: err.problem() };
+                queue.push(frame.to_text()).await;
                 if simple {
                     // The socket exists for this one subscription: close it.
-                    let marker = close_marker(close_code::ERROR, "subscription failed");
-                    let _ = out.send(Outbound { text: marker, _budget: None, _gauge: None });
+                    queue.close(close_code::ERROR, "subscription failed");
                 } else if let Some(sub) = &sub {
                     let frame = ServerFrame::Unsubscribed { sub: sub.clone(), reason: Some(err.to_string()) };
-                    let _ = out.send(Outbound { text: frame.to_text(), _budget: None, _gauge: None });
+                    queue.push(frame.to_text()).await;
                 }
             }
+            // Marks the subscription ended, so that the session forgets it.
+            cancel.cancel();
             replay.close().await;
         });
     }
@@ -392,6 +443,7 @@ impl Session {
             self.done.clone(),
             self.state.shutdown.clone(),
             self.state.config.ws_ping_interval,
+            self.state.config.ws_idle_timeout,
             self.state.metrics.clone(),
         ));
         let idle = self.state.config.ws_idle_timeout;
@@ -435,13 +487,16 @@ impl Session {
                         break Some((close_code::NORMAL, "bye"));
                     }
                 }
-                Ok(Some(Ok(WsMessage::Binary(_)))) => self.error(
-                    None,
-                    None,
-                    &ApiError::InvalidBody(
-                        "binary frames are not part of the protocol: send JSON text".to_owned(),
-                    ),
-                ),
+                Ok(Some(Ok(WsMessage::Binary(_)))) => {
+                    self.error(
+                        None,
+                        None,
+                        &ApiError::InvalidBody(
+                            "binary frames are not part of the protocol: send JSON text".to_owned(),
+                        ),
+                    )
+                    .await
+                }
                 Ok(Some(Ok(WsMessage::Close(_)))) => break None,
                 Ok(Some(Ok(_))) => {} // ping/pong: answered by the library, counted as activity
             }
@@ -450,11 +505,7 @@ impl Session {
             sub.cancel.cancel();
         }
         if let Some((code, reason)) = close {
-            let _ = self.out.send(Outbound {
-                text: close_marker(code, reason),
-                _budget: None,
-                _gauge: None,
-            });
+            self.queue.close(code, reason);
         }
         self.done.cancel();
         let _ = writer.await;
@@ -462,6 +513,7 @@ impl Session {
 
     /// Handles one client frame; answers whether the client asked to close.
     async fn handle_text(&mut self, text: &str) -> bool {
+        self.prune();
         let op: ClientOp = match serde_json::from_str(text) {
             Ok(op) => op,
             Err(err) => {
@@ -472,7 +524,8 @@ impl Session {
                     id.as_deref(),
                     None,
                     &ApiError::InvalidBody(format!("invalid frame: {err}")),
-                );
+                )
+                .await;
                 return false;
             }
         };
@@ -483,7 +536,7 @@ impl Session {
         }
         match op {
             ClientOp::Close => return true,
-            ClientOp::Ping { id } => self.send(&ServerFrame::Pong { id }),
+            ClientOp::Ping { id } => self.send(&ServerFrame::Pong { id }).await,
             ClientOp::Credit { id, n } => {
                 let key = if self.simple {
                     String::new()
@@ -499,14 +552,17 @@ impl Session {
                         credit.add_permits(usize::try_from(n).unwrap_or(room).min(room));
                     }
                     Some(_) => {} // not in credit mode: nothing to grant
-                    None => self.error(
-                        id.as_deref(),
-                        id.as_deref(),
-                        &ApiError::InvalidParameter(format!(
-                            "no subscription '{}'",
-                            id.as_deref().unwrap_or("")
-                        )),
-                    ),
+                    None => {
+                        self.error(
+                            id.as_deref(),
+                            id.as_deref(),
+                            &ApiError::InvalidParameter(format!(
+                                "no subscription '{}'",
+                                id.as_deref().unwrap_or("")
+                            )),
+                        )
+                        .await
+                    }
                 }
             }
             ClientOp::Subscribe {
@@ -528,15 +584,17 @@ impl Session {
                             "this socket has its one subscription; use /v1/ws to subscribe"
                                 .to_owned(),
                         ),
-                    );
+                    )
+                    .await;
                 } else if self.subs.contains_key(&id) {
                     self.error(
                         Some(&id),
                         Some(&id),
                         &ApiError::InvalidParameter(format!("subscription '{id}' exists")),
-                    );
+                    )
+                    .await;
                 } else if let Err(err) = self.principal.check_read(&stream) {
-                    self.error(Some(&id), None, &err);
+                    self.error(Some(&id), None, &err).await;
                 } else if self.subs.len() >= self.state.config.ws_max_subscriptions {
                     self.error(
                         Some(&id),
@@ -545,7 +603,8 @@ impl Session {
                             "at most {} subscriptions per socket",
                             self.state.config.ws_max_subscriptions
                         )),
-                    );
+                    )
+                    .await;
                 } else {
                     let params = StreamParams {
                         deliver,
@@ -569,10 +628,11 @@ impl Session {
                     };
                     match started {
                         Ok(replay) => {
-                            self.send(&ServerFrame::Subscribed { sub: id.clone() });
+                            self.send(&ServerFrame::Subscribed { sub: id.clone() })
+                                .await;
                             self.add_subscription(Some(id), replay, credit);
                         }
-                        Err(err) => self.error(Some(&id), None, &err),
+                        Err(err) => self.error(Some(&id), None, &err).await,
                     }
                 }
             }
@@ -582,13 +642,17 @@ impl Session {
                     self.send(&ServerFrame::Unsubscribed {
                         sub: id,
                         reason: None,
-                    });
+                    })
+                    .await;
                 }
-                None => self.error(
-                    Some(&id),
-                    None,
-                    &ApiError::InvalidParameter(format!("no subscription '{id}'")),
-                ),
+                None => {
+                    self.error(
+                        Some(&id),
+                        None,
+                        &ApiError::InvalidParameter(format!("no subscription '{id}'")),
+                    )
+                    .await
+                }
             },
             ClientOp::Publish {
                 id,
@@ -604,7 +668,7 @@ impl Session {
                     .check_publish(&subject)
                     .and_then(|()| self.state.publish_limiter.check(&self.principal.id, 1));
                 if let Err(err) = allowed {
-                    self.error(Some(&id), None, &err);
+                    self.error(Some(&id), None, &err).await;
                     return false;
                 }
                 let item = crate::http::publish::BatchItem {
@@ -620,7 +684,7 @@ impl Session {
                     return false;
                 };
                 let nats = self.state.nats.clone();
-                let out = self.out.clone();
+                let queue = self.queue.clone();
                 self.state.tasks.spawn(async move {
                     let _permit = permit;
                     let result = match item.into_outgoing() {
@@ -642,11 +706,7 @@ impl Session {
                             problem: err.problem(),
                         },
                     };
-                    let _ = out.send(Outbound {
-                        text: frame.to_text(),
-                        _budget: None,
-                        _gauge: None,
-                    });
+                    queue.push(frame.to_text()).await;
                 });
             }
             ClientOp::Ack { .. }
@@ -666,23 +726,25 @@ impl Session {
     ) {
         let target = match self.state.ack_keys.verify(&ack_id) {
             Ok(target) => target,
-            Err(err) => return self.error(id.as_deref(), None, &err),
+            Err(err) => return self.error(id.as_deref(), None, &err).await,
         };
         if let Err(err) = self.principal.check_read(&target.stream) {
-            return self.error(id.as_deref(), None, &err);
+            return self.error(id.as_deref(), None, &err).await;
         }
         if delay.is_some() && action != crate::nats::consumers::AckAction::Nak {
-            return self.error(
-                id.as_deref(),
-                None,
-                &ApiError::InvalidBody("'delay' goes with 'nak' only".to_owned()),
-            );
+            return self
+                .error(
+                    id.as_deref(),
+                    None,
+                    &ApiError::InvalidBody("'delay' goes with 'nak' only".to_owned()),
+                )
+                .await;
         }
         let Ok(permit) = self.inflight.clone().acquire_owned().await else {
             return;
         };
         let state = self.state.clone();
-        let out = self.out.clone();
+        let queue = self.queue.clone();
         self.state.tasks.spawn(async move {
             let _permit = permit;
             let outcome =
@@ -697,11 +759,7 @@ impl Session {
                     .map_or_else(|e| e.status().as_u16(), |()| 200),
                 error: outcome.err().map(|e| e.problem()),
             };
-            let _ = out.send(Outbound {
-                text: frame.to_text(),
-                _budget: None,
-                _gauge: None,
-            });
+            queue.push(frame.to_text()).await;
         });
     }
 }
@@ -719,9 +777,7 @@ fn close_marker(code: u16, reason: &str) -> String {
 async fn feed(
     replay: &mut Replay,
     sub: Option<&str>,
-    out: &mpsc::UnboundedSender<Outbound>,
-    budget: &Arc<Semaphore>,
-    budget_bytes: usize,
+    queue: &Queue,
     credit: Option<&Semaphore>,
     metrics: &crate::metrics::Metrics,
     batch: usize,
@@ -756,35 +812,45 @@ async fn feed(
                 seq,
             },
         };
-        let text = frame.to_text();
-        let cost = text.len().clamp(1, budget_bytes);
-        let permits = u32::try_from(cost).unwrap_or(u32::MAX);
-        let Ok(permit) = budget.clone().acquire_many_owned(permits).await else {
-            return Ok(());
-        };
-        let gauge = metrics.ws_buffered(cost);
-        if out
-            .send(Outbound {
-                text,
-                _budget: Some(permit),
-                _gauge: Some(gauge),
-            })
-            .is_err()
-        {
+        if !queue.push(frame.to_text()).await {
             return Ok(());
         }
     }
 }
 
 /// Writes queued frames and pings until the session ends; closes with 1001 on shutdown.
+///
+/// A write that does not complete within `stall` (a client that stopped reading while its TCP
+/// buffers are full) ends the connection: the client resumes from the last sequence it saw.
 async fn write_loop(
     mut sink: futures::stream::SplitSink<WebSocket, WsMessage>,
     mut queue: mpsc::UnboundedReceiver<Outbound>,
     done: CancellationToken,
     shutdown: CancellationToken,
     ping_every: Duration,
+    stall: Duration,
     metrics: crate::metrics::Metrics,
 ) {
+    /// Sends one message unless shutdown comes first or the client stalls; `false` to stop.
+    async fn write(
+        sink: &mut futures::stream::SplitSink<WebSocket, WsMessage>,
+        message: WsMessage,
+        shutdown: &CancellationToken,
+        stall: Duration,
+        metrics: &crate::metrics::Metrics,
+    ) -> bool {
+        tokio::select! {
+            () = shutdown.cancelled() => false,
+            sent = tokio::time::timeout(stall, sink.send(message)) => match sent {
+                Ok(Ok(())) => true,
+                Ok(Err(_)) => false,
+                Err(_) => {
+                    metrics.ws_slow_disconnect();
+                    false
+                }
+            },
+        }
+    }
     let mut ping = tokio::time::interval(ping_every);
     ping.tick().await;
     let close = |code: u16, reason: &str| {
@@ -793,11 +859,13 @@ async fn write_loop(
             reason: Utf8Bytes::from(reason.to_owned()),
         }))
     };
+    // A close frame is best effort: it must not wait behind a client that does not read.
+    let close_timeout = Duration::from_secs(1);
     loop {
         tokio::select! {
             biased;
             () = shutdown.cancelled() => {
-                let _ = sink.send(close(close_code::AWAY, "gateway shutting down")).await;
+                let _ = tokio::time::timeout(close_timeout, sink.send(close(close_code::AWAY, "gateway shutting down"))).await;
                 break;
             }
             frame = queue.recv() => {
@@ -805,22 +873,26 @@ async fn write_loop(
                 if let Some(rest) = frame.text.strip_prefix("\u{0}close:") {
                     let (code, reason) = rest.split_once(':').unwrap_or((rest, ""));
                     let code = code.parse().unwrap_or(close_code::NORMAL);
-                    let _ = sink.send(close(code, reason)).await;
+                    let _ = tokio::time::timeout(close_timeout, sink.send(close(code, reason))).await;
                     break;
                 }
                 let len = frame.text.len();
-                if sink.send(WsMessage::Text(Utf8Bytes::from(frame.text))).await.is_err() {
+                if !write(&mut sink, WsMessage::Text(Utf8Bytes::from(frame.text)), &shutdown, stall, &metrics).await {
+                    if shutdown.is_cancelled() {
+                        let _ = tokio::time::timeout(close_timeout, sink.send(close(close_code::AWAY, "gateway shutting down"))).await;
+                    }
                     break;
                 }
                 metrics.ws_sent(len);
             }
             _ = ping.tick() => {
-                if sink.send(WsMessage::Ping(bytes::Bytes::from_static(b"jetway"))).await.is_err() {
+                let ping = WsMessage::Ping(bytes::Bytes::from_static(b"jetway"));
+                if !write(&mut sink, ping, &shutdown, stall, &metrics).await {
                     break;
                 }
             }
             () = done.cancelled(), if queue.is_empty() => {
-                let _ = sink.send(close(close_code::NORMAL, "")).await;
+                let _ = tokio::time::timeout(close_timeout, sink.send(close(close_code::NORMAL, ""))).await;
                 break;
             }
         }

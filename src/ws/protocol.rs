@@ -115,7 +115,7 @@ pub enum ServerFrame {
 /// Named start positions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum DeliverFrom {
+pub enum ReplayFrom {
     All,
     Last,
     New,
@@ -133,7 +133,7 @@ pub enum ClientOp {
         stream: String,
         /// `all` (default), `last`, `new` or `last_per_subject`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        deliver: Option<DeliverFrom>,
+        deliver: Option<ReplayFrom>,
         /// Start at this stream sequence (resume with `last_seen + 1`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         start_seq: Option<u64>,
@@ -197,7 +197,6 @@ pub enum ClientOp {
         id: String,
         subject: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        #[schema(value_type = Option<Object>)]
         data: Option<serde_json::Value>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         data_base64: Option<String>,

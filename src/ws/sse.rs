@@ -73,7 +73,9 @@ pub async fn stream_events(
         // A resume overrides the original start position.
         params.deliver = None;
         params.start_time = None;
-        params.start_seq = Some(last + 1);
+        params.start_seq = Some(last.checked_add(1).ok_or_else(|| {
+            ApiError::InvalidHeader("Last-Event-ID is past the largest sequence".to_owned())
+        })?);
     }
     if params.credit.is_some() {
         return Err(ApiError::InvalidParameter(

@@ -3,9 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
+mod asyncapi;
 mod batch;
+mod browser;
 #[allow(dead_code, reason = "not every helper is used by every test file")]
 mod harness;
+mod node;
 mod publish;
 
 mod cli;
