@@ -14,6 +14,7 @@ mod publish;
 mod cli;
 mod messages;
 mod misc;
+mod security;
 mod sse;
 mod streams;
 mod ws;
