@@ -117,7 +117,8 @@ say "building jetway (release; the first build takes a few minutes)"
 cargo build --release --quiet
 
 say "starting jetway on $BASE_URL"
-setsid cargo run --release --quiet -- --no-auth --config scripts/dev.toml </dev/null &
+# Run the built binary itself: `cargo run` could wait on another cargo process's build lock.
+setsid "${CARGO_TARGET_DIR:-target}/release/jetway" --no-auth --config scripts/dev.toml </dev/null &
 gateway_pid=$!
 
 deadline=$((SECONDS + GATEWAY_START_TIMEOUT))

@@ -338,6 +338,15 @@ impl Replay {
         let payload = serde_json::to_vec(&request)
             .map_err(|e| ApiError::internal("encode pull request", e))?;
         self.nats.ensure_connected()?;
+        // A fresh inbox per pull: a status trailing the previous pull ("Batch Completed") can
+        // never be taken for an answer to this one.
+        self.inbox = self.nats.client().new_inbox();
+        self.replies = self
+            .nats
+            .client()
+            .subscribe(self.inbox.clone())
+            .await
+            .map_err(|err| ApiError::Unavailable(format!("cannot subscribe: {err}")))?;
         self.nats
             .client()
             .publish_with_reply(subject, self.inbox.clone(), payload.into())
@@ -380,6 +389,10 @@ impl Replay {
                 match status.as_u16() {
                     100 => {}
                     404 | 408 => self.outstanding = 0,
+                    // The pull ended normally after a filled batch.
+                    409 if description.to_ascii_lowercase().contains("batch completed") => {
+                        self.outstanding = 0;
+                    }
                     409 if description.to_ascii_lowercase().contains("maxbytes") => {
                         self.outstanding = 0;
                         self.oversized = true;

@@ -128,12 +128,18 @@ impl Gateway {
         command
             .args(["--no-auth", "--listen", &addr.to_string()])
             .args(["--nats-url", nats_url, "--log", "warn"]);
-        // Only the flags above: no configuration leaks in from the caller's environment.
+        // Only the settings here: no configuration leaks in from the caller's environment.
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("JETWAY_") {
                 command.env_remove(name);
             }
         }
+        // Per-principal rate limits off: the bench measures capacity, not the limiter (with
+        // --no-auth every request is one principal). Set through the environment so that a
+        // gateway without these settings still starts.
+        command
+            .env("JETWAY_RATE_PUBLISH", "0")
+            .env("JETWAY_RATE_FETCH", "0");
         let mut proc = Proc::spawn("jetway", command, log_dir.join("jetway.log"))?;
         let deadline = Instant::now() + START_TIMEOUT;
         loop {

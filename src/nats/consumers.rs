@@ -486,16 +486,12 @@ impl Nats {
         keys: &AckKeys,
     ) -> Result<Vec<Message>, ApiError> {
         self.ensure_connected()?;
-        let inbox = self.client.new_inbox();
-        let mut replies =
-            self.client.subscribe(inbox.clone()).await.map_err(|err| {
-                ApiError::Unavailable(format!("cannot subscribe for fetch: {err}"))
-            })?;
         let subject = format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}");
         let mut messages = Vec::new();
 
         // What is there right now.
-        self.pull(&subject, &inbox, spec.max_messages, spec.max_bytes, None)
+        let mut replies = self
+            .pull(&subject, spec.max_messages, spec.max_bytes, None)
             .await?;
         let end = self
             .collect(
@@ -513,7 +509,8 @@ impl Nats {
         }
 
         // Nothing yet: wait for one, then take whatever else is there.
-        self.pull(&subject, &inbox, 1, spec.max_bytes, Some(spec.wait))
+        let mut replies = self
+            .pull(&subject, 1, spec.max_bytes, Some(spec.wait))
             .await?;
         let one = FetchSpec {
             max_messages: 1,
@@ -545,7 +542,8 @@ impl Nats {
         if spec.max_bytes.is_some() && rest.max_bytes.is_none() {
             return Ok(messages);
         }
-        self.pull(&subject, &inbox, rest.max_messages, rest.max_bytes, None)
+        let mut replies = self
+            .pull(&subject, rest.max_messages, rest.max_bytes, None)
             .await?;
         let end = self
             .collect(
@@ -565,14 +563,21 @@ impl Nats {
         Ok(messages)
     }
 
+    /// Sends one pull request with its own reply inbox (so that a status trailing one request,
+    /// such as "Batch Completed", is never read as the answer to the next) and returns the
+    /// subscription its replies arrive on.
     async fn pull(
         &self,
         subject: &str,
-        inbox: &str,
         batch: usize,
         max_bytes: Option<usize>,
         expires: Option<Duration>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<async_nats::Subscriber, ApiError> {
+        let inbox = self.client.new_inbox();
+        let replies =
+            self.client.subscribe(inbox.clone()).await.map_err(|err| {
+                ApiError::Unavailable(format!("cannot subscribe for fetch: {err}"))
+            })?;
         let mut request = serde_json::json!({ "batch": batch });
         match expires {
             Some(expires) => {
@@ -586,9 +591,10 @@ impl Nats {
         let payload = serde_json::to_vec(&request)
             .map_err(|e| ApiError::internal("encode pull request", e))?;
         self.client
-            .publish_with_reply(subject.to_owned(), inbox.to_owned(), payload.into())
+            .publish_with_reply(subject.to_owned(), inbox, payload.into())
             .await
-            .map_err(|err| ApiError::Unavailable(format!("cannot send pull request: {err}")))
+            .map_err(|err| ApiError::Unavailable(format!("cannot send pull request: {err}")))?;
+        Ok(replies)
     }
 
     /// Reads one pull request's replies into `out` until the batch is complete, the server says
@@ -729,6 +735,10 @@ fn not_confirmed(target: &AckTarget, timeout: Duration) -> ApiError {
 
 fn end_409(description: &str, got_some: bool) -> PullEnd {
     let lower = description.to_ascii_lowercase();
+    // Sent after a batch that was filled when the request had max_bytes: the normal end.
+    if lower.contains("batch completed") {
+        return PullEnd::Done;
+    }
     if lower.contains("exceeds maxbytes") || lower.contains("message size exceeds") {
         return if got_some {
             PullEnd::Done

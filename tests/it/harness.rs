@@ -237,6 +237,66 @@ impl TestApp {
     }
 }
 
+/// A further gateway on an existing nats-server: a second replica, or the first one restarted.
+/// Dropping it shuts it down.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    serving: Option<JoinHandle<()>>,
+}
+
+/// Starts a gateway on the nats-server at `server_url` (auth off), letting the test adjust the
+/// configuration. Answers once the gateway is ready: its `/readyz` made a JetStream request on
+/// its connection, so the advisory subscriptions it made while starting are in place.
+pub async fn spawn_gateway(server_url: &str, adjust: impl FnOnce(&mut Config)) -> Gateway {
+    let mut config = Config::defaults();
+    config.nats_url = vec![server_url.to_owned()];
+    config.no_auth = true;
+    config.shutdown_timeout = Duration::from_secs(2);
+    adjust(&mut config);
+    let app = jetway::build(config).await.expect("build gateway");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = oneshot::channel();
+    let serving = tokio::spawn(async move {
+        let _ = jetway::serve(listener, app, async move {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    let gateway = Gateway {
+        addr,
+        http: reqwest::Client::new(),
+        shutdown: Some(tx),
+        serving: Some(serving),
+    };
+    let ready = gateway
+        .http
+        .get(gateway.url("/readyz"))
+        .send()
+        .await
+        .expect("readyz request");
+    assert_eq!(ready.status().as_u16(), 200, "gateway not ready");
+    gateway
+}
+
+impl Gateway {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Stops the gateway and waits for it to finish.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(serving) = self.serving.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), serving).await;
+        }
+    }
+}
+
 /// Reads a response as JSON, asserting its status.
 pub async fn json(response: reqwest::Response, status: u16) -> Value {
     let actual = response.status().as_u16();

@@ -8,12 +8,13 @@ mod batch;
 mod browser;
 #[allow(dead_code, reason = "not every helper is used by every test file")]
 mod harness;
-mod node;
 mod publish;
 
 mod cli;
+mod consumers;
 mod messages;
 mod misc;
+mod node;
 mod security;
 mod sse;
 mod streams;
