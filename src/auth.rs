@@ -54,8 +54,8 @@ pub struct Permissions {
 #[derive(Debug, Clone)]
 pub struct Principal {
     /// The token's `sub` (or `anonymous` without authentication): the key of rate limits.
-    pub id: String,
-    pub permissions: Permissions,
+    pub id: Arc<str>,
+    pub permissions: Arc<Permissions>,
     /// When the token expires (unix seconds), for long-lived connections.
     pub expires_at: Option<u64>,
     /// Authentication is off: everything is allowed.
@@ -65,12 +65,14 @@ pub struct Principal {
 impl Principal {
     /// The caller when jetway runs with `--no-auth`.
     pub fn unrestricted() -> Self {
-        Self {
-            id: "anonymous".to_owned(),
-            permissions: Permissions::default(),
-            expires_at: None,
-            unrestricted: true,
-        }
+        static UNRESTRICTED: std::sync::LazyLock<Principal> =
+            std::sync::LazyLock::new(|| Principal {
+                id: Arc::from("anonymous"),
+                permissions: Arc::new(Permissions::default()),
+                expires_at: None,
+                unrestricted: true,
+            });
+        UNRESTRICTED.clone()
     }
 
     /// May publish to `subject`?
@@ -464,8 +466,8 @@ impl Authenticator {
                 .get("sub")
                 .and_then(|s| s.as_str())
                 .unwrap_or("unknown")
-                .to_owned(),
-            permissions,
+                .into(),
+            permissions: Arc::new(permissions),
             expires_at: claims.get("exp").and_then(serde_json::Value::as_u64),
             unrestricted: false,
         })
@@ -774,7 +776,7 @@ mod tests {
     fn permissions_deny_by_default() {
         let p = Principal {
             id: "a".into(),
-            permissions: Permissions::default(),
+            permissions: Arc::new(Permissions::default()),
             expires_at: None,
             unrestricted: false,
         };

@@ -130,7 +130,7 @@ async fn build_with_auth(
     let fetch_limiter = auth::RateLimiter::new(config_rate(&config, false), "fetch");
     let connections =
         auth::ConnectionLimits::new(config.max_connections, config.max_connections_per_principal);
-    let state = AppState {
+    let state = AppState::new(state::Shared {
         nats,
         config: Arc::new(config),
         limits,
@@ -143,7 +143,7 @@ async fn build_with_auth(
         auth,
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),
-    };
+    });
     state
         .dead_letters
         .spawn_watcher(&state.tasks, state.shutdown.clone())

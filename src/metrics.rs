@@ -22,6 +22,9 @@ struct HttpSeries {
     buckets: [u64; LATENCY_BUCKETS.len()],
 }
 
+/// The series of one route template, by method and status.
+type RouteSeries = BTreeMap<(&'static str, u16), HttpSeries>;
+
 /// A consumer's health, refreshed on an interval.
 #[derive(Debug, Clone)]
 pub struct ConsumerGauge {
@@ -48,7 +51,9 @@ struct Inner {
     sse_messages_sent: AtomicU64,
     ws_idle_disconnects: AtomicU64,
     ws_slow_disconnects: AtomicU64,
-    http: Mutex<BTreeMap<(String, String, u16), HttpSeries>>,
+    /// Route template → (method, status) → series. Keyed so that counting a request allocates
+    /// nothing once its series exists.
+    http: Mutex<BTreeMap<String, RouteSeries>>,
     publishes: Mutex<BTreeMap<String, u64>>,
     fetch_requests: AtomicU64,
     fetched_messages: AtomicU64,
@@ -130,12 +135,15 @@ impl Metrics {
 
     /// One HTTP request answered.
     pub fn http_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        let method = static_method(method);
         let Ok(mut http) = self.0.http.lock() else {
             return;
         };
-        let series = http
-            .entry((route.to_owned(), method.to_owned(), status))
-            .or_default();
+        let per_route = match http.get_mut(route) {
+            Some(per_route) => per_route,
+            None => http.entry(route.to_owned()).or_default(),
+        };
+        let series = per_route.entry((method, status)).or_default();
         let secs = elapsed.as_secs_f64();
         series.count += 1;
         series.sum += secs;
@@ -149,7 +157,12 @@ impl Metrics {
     /// A publish outcome: `stored`, `duplicate`, or the error code.
     pub fn publish(&self, outcome: &str) {
         if let Ok(mut map) = self.0.publishes.lock() {
-            *map.entry(outcome.to_owned()).or_default() += 1;
+            match map.get_mut(outcome) {
+                Some(count) => *count += 1,
+                None => {
+                    map.insert(outcome.to_owned(), 1);
+                }
+            }
         }
     }
 
@@ -315,13 +328,15 @@ fn render_labelled(out: &mut String, m: &Inner) {
             "# HELP jetway_http_requests_total HTTP requests by route template, method and status."
         );
         let _ = writeln!(out, "# TYPE jetway_http_requests_total counter");
-        for ((route, method, status), series) in http.iter() {
-            let _ = writeln!(
-                out,
-                "jetway_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {}",
-                escape(route),
-                series.count
-            );
+        for (route, per_route) in http.iter() {
+            for ((method, status), series) in per_route {
+                let _ = writeln!(
+                    out,
+                    "jetway_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {}",
+                    escape(route),
+                    series.count
+                );
+            }
         }
         let _ = writeln!(
             out,
@@ -329,8 +344,10 @@ fn render_labelled(out: &mut String, m: &Inner) {
         );
         let _ = writeln!(out, "# TYPE jetway_http_request_duration_seconds histogram");
         let mut merged: BTreeMap<(&str, &str), HttpSeries> = BTreeMap::new();
-        for ((route, method, _), series) in http.iter() {
-            let entry = merged.entry((route.as_str(), method.as_str())).or_default();
+        for ((route, method), series) in http.iter().flat_map(|(route, per_route)| {
+            per_route.iter().map(move |((m, _), s)| ((route, *m), s))
+        }) {
+            let entry = merged.entry((route.as_str(), method)).or_default();
             entry.count += series.count;
             entry.sum += series.sum;
             for (total, bucket) in entry.buckets.iter_mut().zip(series.buckets) {
@@ -475,4 +492,18 @@ async fn collect_consumer_gauges(
         }
     }
     Ok(gauges)
+}
+
+/// The method's name as a static string (unknown methods share one label).
+fn static_method(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        "PATCH" => "PATCH",
+        _ => "OTHER",
+    }
 }

@@ -12,9 +12,28 @@ use crate::deadletter::DeadLetters;
 use crate::metrics::Metrics;
 use crate::nats::Nats;
 
-/// What every handler can reach. Cloned per request, so every field is an `Arc` or a handle.
+/// What every handler can reach. axum clones the state several times per request (router,
+/// each stateful layer, each extractor), so it is one `Arc`: a clone is a reference count,
+/// not a copy of NATS client handles.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The state's contents.
+pub struct Shared {
     pub nats: Nats,
     pub config: Arc<Config>,
     pub limits: Limits,

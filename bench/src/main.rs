@@ -134,8 +134,7 @@ async fn run(opts: Opts) -> Result<bool> {
         timing.duration
     );
 
-    // Declared in this order so that they drop in this order: jetway, then nats-server, then
-    // the directory.
+    // Locals drop in reverse order: jetway first, then nats-server, then the directory.
     let nats = NatsServer::start(&nats_bin, &store, dir.path()).await?;
     let gateway = Gateway::start(&jetway_bin, &nats.url(), dir.path()).await?;
     let gateway_pid = gateway.proc.pid();
@@ -163,7 +162,16 @@ async fn run(opts: Opts) -> Result<bool> {
     };
     let c = HIGH_CONCURRENCY;
     runner
-        .run(scenarios::HTTP_CEILING, scenarios::http_ceiling(&ctx, c))
+        .run(
+            scenarios::HTTP_CEILING,
+            scenarios::http_healthz(&ctx, scenarios::HTTP_CEILING, c),
+        )
+        .await;
+    runner
+        .run(
+            scenarios::HTTP_C1,
+            scenarios::http_healthz(&ctx, scenarios::HTTP_C1, 1),
+        )
         .await;
     runner
         .run(

@@ -31,6 +31,8 @@ pub const SUBJECT: &str = "bench.x";
 
 /// Row names the targets refer to.
 pub const HTTP_CEILING: &str = "http ceiling";
+/// The HTTP round trip alone at c=1, to split the added publish latency.
+pub const HTTP_C1: &str = "http healthz c=1";
 pub const BATCH: &str = "batch publish";
 pub const PIPELINED: &str = "direct pipelined publish";
 
@@ -97,13 +99,14 @@ impl Ctx {
     }
 }
 
-/// The HTTP ceiling of this machine: the cheapest route (`GET /healthz`), same load tool.
-pub async fn http_ceiling(ctx: &Ctx, concurrency: usize) -> Result<Scenario> {
+/// The cheapest route (`GET /healthz`, no NATS call) with the same load tool: at c=64 the
+/// HTTP ceiling of this machine, at c=1 the bare HTTP round trip.
+pub async fn http_healthz(ctx: &Ctx, name: &str, concurrency: usize) -> Result<Scenario> {
     let spec = RequestSpec::new(Method::GET, "/healthz", Bytes::new(), 0)?;
     let workers = HttpOp::workers(ctx.gateway, spec, concurrency).await?;
     let m = load::closed_loop(workers, ctx.timing, &ctx.probe).await?;
     Ok(Scenario::new(
-        HTTP_CEILING,
+        name,
         "jetway",
         "GET /healthz".to_owned(),
         concurrency,

@@ -182,16 +182,13 @@ async fn track_http(
     request: Request,
     next: middleware::Next,
 ) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = request.method().clone();
     let started = std::time::Instant::now();
     let response = next.run(request).await;
     state.metrics.http_request(
-        &route,
-        &method,
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        method.as_str(),
         response.status().as_u16(),
         started.elapsed(),
     );
@@ -227,9 +224,12 @@ struct NuidRequestId;
 
 impl MakeRequestId for NuidRequestId {
     fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        HeaderValue::from_str(&nuid::next().to_string())
-            .ok()
-            .map(RequestId::new)
+        // A generator per thread: the global one behind `nuid::next()` is a contended lock.
+        thread_local! {
+            static NUID: std::cell::RefCell<nuid::NUID> = const { std::cell::RefCell::new(nuid::NUID::new()) };
+        }
+        let id = NUID.with(|n| n.borrow_mut().next());
+        HeaderValue::from_str(&id).ok().map(RequestId::new)
     }
 }
 

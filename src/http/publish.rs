@@ -439,8 +439,10 @@ fn parse_batch(
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    let parse_item = |value: serde_json::Value| {
-        serde_json::from_value::<BatchItem>(value)
+    // Items are parsed straight from their text (no intermediate JSON tree), each on its own
+    // so that one bad item does not sink the others.
+    let parse_item = |text: &str| {
+        serde_json::from_str::<BatchItem>(text)
             .map_err(|err| ApiError::InvalidBody(format!("invalid item: {err}")))
     };
     let items: Vec<Result<BatchItem, ApiError>> = match content_type.as_str() {
@@ -452,21 +454,18 @@ fn parse_batch(
                 .map_err(|_| ApiError::InvalidBody("NDJSON body is not UTF-8".to_owned()))?;
             let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
             check_count(lines.len(), max)?;
-            lines
-                .into_iter()
-                .map(|line| {
-                    serde_json::from_str::<serde_json::Value>(line)
-                        .map_err(|err| ApiError::InvalidBody(format!("line is not JSON: {err}")))
-                        .and_then(parse_item)
-                })
-                .collect()
+            lines.into_iter().map(parse_item).collect()
         }
         "application/json" | "" => {
-            let values: Vec<serde_json::Value> = serde_json::from_slice(body).map_err(|err| {
-                ApiError::InvalidBody(format!("body must be a JSON array of messages: {err}"))
-            })?;
+            let values: Vec<&serde_json::value::RawValue> =
+                serde_json::from_slice(body).map_err(|err| {
+                    ApiError::InvalidBody(format!("body must be a JSON array of messages: {err}"))
+                })?;
             check_count(values.len(), max)?;
-            values.into_iter().map(parse_item).collect()
+            values
+                .into_iter()
+                .map(|raw| parse_item(raw.get()))
+                .collect()
         }
         other => {
             return Err(ApiError::UnsupportedMediaType(format!(
