@@ -15,6 +15,7 @@ mod consumers;
 mod messages;
 mod misc;
 mod node;
+mod observability;
 mod security;
 mod sse;
 mod streams;
