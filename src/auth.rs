@@ -48,6 +48,11 @@ pub struct Permissions {
     /// Create, update, delete and purge streams and consumers.
     #[serde(default)]
     pub admin: bool,
+    /// Tenant namespace: every subject the holder names is under `<prefix>.` (publishes to
+    /// `orders.new` are stored at `<prefix>.orders.new`), reads see only that namespace, and
+    /// subjects are shown without the prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
 }
 
 /// The authenticated caller.
@@ -112,6 +117,51 @@ impl Principal {
                 .read
                 .iter()
                 .any(|s| s == "*" || s == stream)
+    }
+
+    /// The real subject of a subject the caller names (its tenant prefix added).
+    pub fn subject_in(&self, subject: &str) -> String {
+        match &self.permissions.prefix {
+            Some(prefix) => format!("{prefix}.{subject}"),
+            None => subject.to_owned(),
+        }
+    }
+
+    /// The filters of a read: the caller's filters in its namespace, or the whole namespace.
+    pub fn filters_in(&self, filters: &[String]) -> Vec<String> {
+        match &self.permissions.prefix {
+            None => filters.to_vec(),
+            Some(prefix) if filters.is_empty() => vec![format!("{prefix}.>")],
+            Some(_) => filters.iter().map(|f| self.subject_in(f)).collect(),
+        }
+    }
+
+    /// Whether a stored subject lies in the caller's namespace.
+    pub fn sees(&self, subject: &str) -> bool {
+        match &self.permissions.prefix {
+            None => true,
+            Some(prefix) => subject
+                .strip_prefix(prefix.as_str())
+                .is_some_and(|rest| rest.starts_with('.')),
+        }
+    }
+
+    /// A stored subject as the caller names it: the tenant prefix removed.
+    pub fn shown<'a>(&self, subject: &'a str) -> &'a str {
+        match &self.permissions.prefix {
+            Some(prefix) => subject
+                .strip_prefix(prefix.as_str())
+                .and_then(|rest| rest.strip_prefix('.'))
+                .unwrap_or(subject),
+            None => subject,
+        }
+    }
+
+    /// Shows a message as the caller names things.
+    pub fn present(&self, message: &mut crate::message::Message) {
+        if self.permissions.prefix.is_some() {
+            message.subject = self.shown(&message.subject).to_owned();
+        }
     }
 
     /// May administer streams and consumers?
@@ -461,6 +511,14 @@ impl Authenticator {
                 ))
             })?,
         };
+        if let Some(prefix) = &permissions.prefix {
+            crate::validate::publish_subject(prefix).map_err(|e| {
+                ApiError::Unauthorized(format!(
+                    "the token's '{}' claim has an invalid prefix: {e}",
+                    self.inner.claim
+                ))
+            })?;
+        }
         Ok(Principal {
             id: claims
                 .get("sub")
@@ -515,6 +573,7 @@ pub fn mint(args: &crate::config::TokenArgs) -> Result<String, String> {
         publish: args.publish.clone(),
         read: args.read.clone(),
         admin: args.admin,
+        prefix: args.prefix.clone(),
     };
     claims.insert(
         args.claim.clone(),

@@ -39,7 +39,7 @@ pub enum Command {
     /// Print the OpenAPI document the server serves at /openapi.json and exit.
     Openapi,
     /// Mint an HS256 token for testing (prints it): `jetway token --secret S --read ORDERS`.
-    Token(TokenArgs),
+    Token(Box<TokenArgs>),
 }
 
 /// Claims of a token minted by `jetway token`.
@@ -60,6 +60,9 @@ pub struct TokenArgs {
     /// Grant stream and consumer administration.
     #[arg(long)]
     pub admin: bool,
+    /// Tenant subject prefix: the holder's subjects live under `<prefix>.`.
+    #[arg(long)]
+    pub prefix: Option<String>,
     /// Lifetime of the token.
     #[arg(long, default_value = "1h", value_parser = crate::duration::parse)]
     pub ttl: Duration,

@@ -239,6 +239,10 @@ pub async fn fetch_messages(
         fetched = state.nats.fetch(&stream, &consumer, spec, &state.ack_keys) => fetched?,
         () = state.shutdown.cancelled() => Vec::new(),
     };
+    let mut messages = messages;
+    for message in &mut messages {
+        principal.present(message);
+    }
     state.metrics.fetched(messages.len());
     Ok(Json(FetchResponse { messages }))
 }

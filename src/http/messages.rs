@@ -64,8 +64,13 @@ pub struct MessagePage {
     pub next_seq: Option<u64>,
 }
 
-fn to_message(stream: &str, message: &StreamMessage, encoding: EncodingChoice) -> Message {
-    Message::new(
+fn to_message(
+    stream: &str,
+    message: &StreamMessage,
+    encoding: EncodingChoice,
+    principal: &Principal,
+) -> Message {
+    let mut message = Message::new(
         stream,
         message.subject.as_str(),
         message.sequence,
@@ -73,7 +78,21 @@ fn to_message(stream: &str, message: &StreamMessage, encoding: EncodingChoice) -
         Some(&message.headers),
         &message.payload,
         encoding,
-    )
+    );
+    principal.present(&mut message);
+    message
+}
+
+/// A message outside a tenant's namespace does not exist for that tenant.
+fn visible(message: StreamMessage, principal: &Principal) -> Result<StreamMessage, ApiError> {
+    if principal.sees(message.subject.as_str()) {
+        Ok(message)
+    } else {
+        Err(ApiError::MessageNotFound(format!(
+            "no message at sequence {} in your namespace",
+            message.sequence
+        )))
+    }
 }
 
 /// Does the client ask for the raw payload?
@@ -85,7 +104,7 @@ fn wants_raw(headers: &HeaderMap) -> bool {
 }
 
 /// The payload as the body; metadata and stored headers as response headers.
-fn raw_response(stream: &str, message: &StreamMessage) -> Response {
+fn raw_response(stream: &str, message: &StreamMessage, principal: &Principal) -> Response {
     let mut headers = HeaderMap::new();
     let mut put = |name: &str, value: &str| {
         if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::from_str(value)) {
@@ -94,7 +113,7 @@ fn raw_response(stream: &str, message: &StreamMessage) -> Response {
     };
     put("jetway-stream", stream);
     put("jetway-seq", &message.sequence.to_string());
-    put("jetway-subject", message.subject.as_str());
+    put("jetway-subject", principal.shown(message.subject.as_str()));
     put("jetway-time", &format_time(message.time));
     let mut content_type = "application/octet-stream".to_owned();
     for (name, values) in message.headers.iter() {
@@ -144,11 +163,11 @@ pub async fn get_message(
 ) -> Result<Response, ApiError> {
     crate::validate::name("stream", &stream)?;
     principal.check_read(&stream)?;
-    let message = state.nats.get_message(&stream, seq).await?;
+    let message = visible(state.nats.get_message(&stream, seq).await?, &principal)?;
     if wants_raw(&headers) {
-        return Ok(raw_response(&stream, &message));
+        return Ok(raw_response(&stream, &message, &principal));
     }
-    Ok(Json(to_message(&stream, &message, params.encoding)).into_response())
+    Ok(Json(to_message(&stream, &message, params.encoding, &principal)).into_response())
 }
 
 /// Get the last message on a subject.
@@ -179,11 +198,12 @@ pub async fn get_last_message(
     crate::validate::name("stream", &stream)?;
     principal.check_read(&stream)?;
     crate::validate::subject_filter(&params.subject)?;
-    let message = state.nats.last_message(&stream, &params.subject).await?;
+    let subject = principal.subject_in(&params.subject);
+    let message = state.nats.last_message(&stream, &subject).await?;
     if wants_raw(&headers) {
-        return Ok(raw_response(&stream, &message));
+        return Ok(raw_response(&stream, &message, &principal));
     }
-    Ok(Json(to_message(&stream, &message, params.encoding)).into_response())
+    Ok(Json(to_message(&stream, &message, params.encoding, &principal)).into_response())
 }
 
 /// List stored messages.
@@ -226,15 +246,20 @@ pub async fn list_messages(
         (None, Some(text)) => Start::Time(parse_time(text)?),
         (None, None) => Start::Sequence(1),
     };
+    // A tenant pages through its namespace only.
+    let filter = match &params.subject {
+        Some(subject) => Some(principal.subject_in(subject)),
+        None => principal.filters_in(&[]).pop(),
+    };
     let page = state
         .nats
-        .page(&stream, start, params.subject.as_deref(), limit)
+        .page(&stream, start, filter.as_deref(), limit)
         .await?;
     Ok(Json(MessagePage {
         messages: page
             .messages
             .iter()
-            .map(|m| to_message(&stream, m, params.encoding))
+            .map(|m| to_message(&stream, m, params.encoding, &principal))
             .collect(),
         next_seq: page.next_seq,
     }))

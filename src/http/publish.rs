@@ -84,8 +84,9 @@ pub async fn publish_message(
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let mut message = Outgoing::new(&subject, body)?;
+    crate::validate::publish_subject(&subject)?;
     principal.check_publish(&subject)?;
+    let mut message = Outgoing::new(&principal.subject_in(&subject), body)?;
     state.publish_limiter.check(&principal.id, 1)?;
     apply_request_headers(&mut message, &headers)?;
     let stored = state.nats.publish(message).await;
@@ -338,7 +339,14 @@ pub async fn publish_batch(
     // (or, atomic, refuses the batch).
     let items: Vec<Result<BatchItem, ApiError>> = items
         .into_iter()
-        .map(|item| item.and_then(|i| principal.check_publish(&i.subject).map(|()| i)))
+        .map(|item| {
+            item.and_then(|mut i| {
+                crate::validate::publish_subject(&i.subject)?;
+                principal.check_publish(&i.subject)?;
+                i.subject = principal.subject_in(&i.subject);
+                Ok(i)
+            })
+        })
         .collect();
     if params.atomic {
         let messages = items

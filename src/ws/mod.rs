@@ -99,7 +99,12 @@ impl StreamParams {
     }
 
     /// The replay these options describe.
-    pub fn spec(&self, state: &AppState, stream: &str) -> Result<ReplaySpec, ApiError> {
+    pub fn spec(
+        &self,
+        state: &AppState,
+        stream: &str,
+        principal: &Principal,
+    ) -> Result<ReplaySpec, ApiError> {
         let start = Start::parse(self.deliver, self.start_seq, self.start_time.as_deref())?;
         let positioned =
             self.deliver.is_some() || self.start_seq.is_some() || self.start_time.is_some();
@@ -114,7 +119,12 @@ impl StreamParams {
             state,
             stream,
             start,
-            self.filters.clone(),
+            // A tenant replays only its namespace.
+            if self.consumer.is_some() {
+                self.filters.clone()
+            } else {
+                principal.filters_in(&self.filters)
+            },
             self.consumer.clone(),
             self.encoding,
         ))
@@ -192,7 +202,7 @@ pub async fn stream_websocket(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let params = StreamParams::parse(query.as_deref())?;
-    let spec = params.spec(&state, &stream)?;
+    let spec = params.spec(&state, &stream, &principal)?;
     let ws = ws.map_err(upgrade_required)?;
     crate::auth::check_origin(&headers, &state.config.cors_origin)?;
     principal.check_read(&stream)?;
@@ -406,11 +416,12 @@ impl Session {
         let metrics = self.state.metrics.clone();
         let simple = self.simple;
         let batch = self.state.config.replay_batch;
+        let principal = self.principal.clone();
         self.state.tasks.spawn(async move {
             let _active = metrics.ws_subscription();
             let outcome = tokio::select! {
                 () = cancel.cancelled() => Ok(()),
-                result = feed(&mut replay, sub.as_deref(), &queue, credit.as_deref(), &metrics, batch) => result,
+                result = feed(&mut replay, sub.as_deref(), &queue, credit.as_deref(), &metrics, batch, &principal) => result,
             };
             if let Err(err) = outcome {
                 let frame = ServerFrame::Error { id: None, sub: sub.clone(), problem: err.problem() };
@@ -615,7 +626,7 @@ impl Session {
                         encoding,
                         credit,
                     };
-                    let started = match params.spec(&self.state, &stream) {
+                    let started = match params.spec(&self.state, &stream, &self.principal) {
                         Ok(spec) => {
                             Replay::start(
                                 self.state.nats.clone(),
@@ -672,7 +683,7 @@ impl Session {
                     return false;
                 }
                 let item = crate::http::publish::BatchItem {
-                    subject,
+                    subject: self.principal.subject_in(&subject),
                     data,
                     data_base64,
                     content_type,
@@ -781,6 +792,7 @@ async fn feed(
     credit: Option<&Semaphore>,
     metrics: &crate::metrics::Metrics,
     batch: usize,
+    principal: &Principal,
 ) -> Result<(), ApiError> {
     loop {
         let want = credit.map_or(batch, |c| c.available_permits().clamp(1, batch));
@@ -797,9 +809,11 @@ async fn feed(
                         Err(_) => return Ok(()),
                     }
                 }
+                let mut message = *message;
+                principal.present(&mut message);
                 ServerFrame::Msg {
                     sub: sub.map(str::to_owned),
-                    message: *message,
+                    message,
                 }
             }
             Event::Gap { from, to } => ServerFrame::Gap {

@@ -84,9 +84,9 @@ pub async fn stream_events(
     }
     principal.check_read(&stream)?;
     let slot = state.connections.acquire(&principal.id)?;
-    let spec = params.spec(&state, &stream)?;
+    let spec = params.spec(&state, &stream, &principal)?;
     let replay = Replay::start(state.nats.clone(), state.ack_keys.clone(), spec).await?;
-    let events = events(state.clone(), replay, slot);
+    let events = events(state.clone(), replay, slot, principal);
     Ok(Sse::new(events)
         .keep_alive(
             KeepAlive::new()
@@ -101,12 +101,14 @@ fn events(
     state: AppState,
     replay: Replay,
     slot: ConnectionSlot,
+    principal: Principal,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     let guard = (state.metrics.sse_connection(), slot);
     let batch = state.config.replay_batch;
     let shutdown = state.shutdown.clone();
     stream::unfold(Some((replay, guard)), move |current| {
         let shutdown = shutdown.clone();
+        let principal = principal.clone();
         let metrics = state.metrics.clone();
         async move {
             let (mut replay, guard) = current?;
@@ -115,8 +117,9 @@ fn events(
                 next = replay.next(batch) => next,
             };
             let event = match next {
-                Ok(Event::Message(message)) => {
+                Ok(Event::Message(mut message)) => {
                     metrics.sse_sent();
+                    principal.present(&mut message);
                     let data = serde_json::to_string(&*message).unwrap_or_default();
                     SseEvent::default().id(message.seq.to_string()).data(data)
                 }

@@ -19,4 +19,5 @@ mod observability;
 mod security;
 mod sse;
 mod streams;
+mod tenants;
 mod ws;
