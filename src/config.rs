@@ -342,7 +342,7 @@ pub struct Config {
 
     /// Most bytes queued in the gateway for one WebSocket client; a client that reads slower
     /// slows its subscriptions down instead. Also the most bytes asked of JetStream per pull.
-    #[arg(long, env = "JETWAY_WS_MAX_BUFFERED_BYTES", default_value = "1MiB", value_parser = parse_bytes, value_name = "BYTES")]
+    #[arg(long, env = "JETWAY_WS_MAX_BUFFERED_BYTES", default_value = "4MiB", value_parser = parse_bytes, value_name = "BYTES")]
     pub ws_max_buffered_bytes: u64,
 
     /// Largest WebSocket message a client may send (bigger ones close the socket with 1009).
@@ -370,7 +370,7 @@ pub struct Config {
     #[arg(
         long,
         env = "JETWAY_REPLAY_BATCH",
-        default_value_t = 256,
+        default_value_t = 1000,
         value_name = "N"
     )]
     pub replay_batch: usize,

@@ -33,6 +33,13 @@ const MAX_RECREATE_BACKOFF: Duration = Duration::from_secs(2);
 /// Give up recreating a lost consumer (and tell the client) after this long.
 const RECREATE_GIVE_UP: Duration = Duration::from_secs(120);
 
+/// One pull request in flight.
+struct Pull {
+    replies: async_nats::Subscriber,
+    /// Messages it may still deliver.
+    outstanding: usize,
+}
+
 /// Where a replay starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {
@@ -120,10 +127,9 @@ pub struct Replay {
     keys: AckKeys,
     spec: ReplaySpec,
     consumer_name: String,
-    inbox: String,
-    replies: async_nats::Subscriber,
-    /// Messages the current pull request may still deliver.
-    outstanding: usize,
+    /// Pull requests in flight, oldest first (JetStream fills them in that order). Up to two,
+    /// so that the next batch is on its way while the current one is read.
+    pulls: VecDeque<Pull>,
     last_stream_seq: u64,
     last_consumer_seq: u64,
     caught_up_sent: bool,
@@ -161,19 +167,11 @@ impl Replay {
                 Op::Stream(&stream),
             )
             .await?;
-        let inbox = nats.client().new_inbox();
-        let replies = nats
-            .client()
-            .subscribe(inbox.clone())
-            .await
-            .map_err(|err| ApiError::Unavailable(format!("cannot subscribe: {err}")))?;
         let mut replay = Self {
             nats,
             keys,
             consumer_name: String::new(),
-            inbox,
-            replies,
-            outstanding: 0,
+            pulls: VecDeque::new(),
             last_stream_seq: 0,
             last_consumer_seq: 0,
             caught_up_sent: false,
@@ -254,7 +252,7 @@ impl Replay {
             .await?;
         self.consumer_name = name;
         self.last_consumer_seq = 0;
-        self.outstanding = 0;
+        self.pulls.clear();
         Ok(info)
     }
 
@@ -328,7 +326,8 @@ impl Replay {
             "idle_heartbeat": u64::try_from(self.spec.heartbeat.as_nanos()).unwrap_or(u64::MAX),
         });
         if !self.oversized {
-            request["max_bytes"] = self.spec.batch_bytes.into();
+            // Two pulls may be in flight: each gets half of the byte budget.
+            request["max_bytes"] = (self.spec.batch_bytes / 2).max(1).into();
         }
         self.oversized = false;
         let subject = format!(
@@ -338,21 +337,24 @@ impl Replay {
         let payload = serde_json::to_vec(&request)
             .map_err(|e| ApiError::internal("encode pull request", e))?;
         self.nats.ensure_connected()?;
-        // A fresh inbox per pull: a status trailing the previous pull ("Batch Completed") can
-        // never be taken for an answer to this one.
-        self.inbox = self.nats.client().new_inbox();
-        self.replies = self
+        // Each pull has its own inbox: a status trailing one pull ("Batch Completed") is never
+        // taken for an answer to the next.
+        let inbox = self.nats.client().new_inbox();
+        let replies = self
             .nats
             .client()
-            .subscribe(self.inbox.clone())
+            .subscribe(inbox.clone())
             .await
             .map_err(|err| ApiError::Unavailable(format!("cannot subscribe: {err}")))?;
         self.nats
             .client()
-            .publish_with_reply(subject, self.inbox.clone(), payload.into())
+            .publish_with_reply(subject, inbox, payload.into())
             .await
             .map_err(|err| ApiError::Unavailable(format!("cannot send pull request: {err}")))?;
-        self.outstanding = batch;
+        self.pulls.push_back(Pull {
+            replies,
+            outstanding: batch,
+        });
         Ok(())
     }
 
@@ -363,14 +365,24 @@ impl Replay {
             if let Some(event) = self.queue.pop_front() {
                 return Ok(event);
             }
-            if self.outstanding == 0
-                && let Err(err) = self.pull(want).await
+            // Ask for more while the messages already on their way run low, if the caller
+            // can take more than that.
+            let expected: usize = self.pulls.iter().map(|p| p.outstanding).sum();
+            let top_up = self.pulls.len() < 2
+                && !self.oversized
+                && expected < want
+                && expected <= self.spec.batch_messages / 2;
+            if (self.pulls.is_empty() || top_up)
+                && let Err(err) = self.pull(want.saturating_sub(expected).max(1)).await
             {
                 self.lost(err).await?;
                 continue;
             }
+            let Some(current) = self.pulls.front_mut() else {
+                continue;
+            };
             let wait = self.spec.heartbeat * 2 + Duration::from_secs(1);
-            let reply = match tokio::time::timeout(wait, self.replies.next()).await {
+            let reply = match tokio::time::timeout(wait, current.replies.next()).await {
                 Ok(Some(reply)) => reply,
                 Ok(None) => {
                     return Err(ApiError::Unavailable(
@@ -388,13 +400,15 @@ impl Replay {
                 let description = reply.description.clone().unwrap_or_default();
                 match status.as_u16() {
                     100 => {}
-                    404 | 408 => self.outstanding = 0,
-                    // The pull ended normally after a filled batch.
+                    // No messages / expired / (with max_bytes) a filled batch: that pull is done.
+                    404 | 408 => {
+                        self.pulls.pop_front();
+                    }
                     409 if description.to_ascii_lowercase().contains("batch completed") => {
-                        self.outstanding = 0;
+                        self.pulls.pop_front();
                     }
                     409 if description.to_ascii_lowercase().contains("maxbytes") => {
-                        self.outstanding = 0;
+                        self.pulls.pop_front();
                         self.oversized = true;
                     }
                     409 | 503 => {
@@ -402,7 +416,9 @@ impl Replay {
                             ApiError::Unavailable(format!("pull ended: {status} {description}"));
                         self.lost(err).await?;
                     }
-                    _ => self.outstanding = 0,
+                    _ => {
+                        self.pulls.pop_front();
+                    }
                 }
                 continue;
             }
@@ -416,7 +432,11 @@ impl Replay {
             if target.consumer != self.consumer_name {
                 continue; // a late reply to a consumer already replaced
             }
-            self.outstanding = self.outstanding.saturating_sub(1);
+            current.outstanding = current.outstanding.saturating_sub(1);
+            if current.outstanding == 0 {
+                // Complete: what may still trail it is a status, dropped with its inbox.
+                self.pulls.pop_front();
+            }
             if self.spec.consumer.is_none() && target.consumer_seq != self.last_consumer_seq + 1 {
                 self.lost(ApiError::Unavailable("ordered delivery gap".to_owned()))
                     .await?;
@@ -429,7 +449,7 @@ impl Replay {
     /// Reacts to a lost pull: an ordered replay recreates its consumer; a durable one pulls
     /// again unless the consumer is gone.
     async fn lost(&mut self, why: ApiError) -> Result<(), ApiError> {
-        self.outstanding = 0;
+        self.pulls.clear();
         if self.spec.consumer.is_none() {
             tracing::debug!(reason = %why, "replay recovering");
             return self.recreate().await;

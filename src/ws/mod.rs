@@ -34,6 +34,13 @@ use crate::replay::{Event, Replay, ReplaySpec, Start};
 use crate::state::AppState;
 use protocol::{ClientOp, ReplayFrom, ServerFrame};
 
+/// Bytes of frames a socket gathers before writing them out (flushed as soon as its queue is
+/// empty, so a lone frame is never held back).
+const WRITE_BUFFER: usize = 64 * 1024;
+
+/// Initial read buffer of a WebSocket.
+const READ_BUFFER: usize = 4 * 1024;
+
 /// Most publishes and acks of one socket in flight at once; further ops wait.
 const MAX_INFLIGHT_OPS: usize = 256;
 
@@ -157,9 +164,12 @@ fn configure(ws: WebSocketUpgrade, state: &AppState) -> WebSocketUpgrade {
     // Browsers pass the token as a `bearer.<token>` protocol next to `jetway.v1`; the server
     // must select one protocol the client offered, and selects `jetway.v1`.
     ws.protocols(["jetway.v1"])
+        // Idle sockets are the common case: start the read buffer small (it grows for big
+        // frames) instead of tungstenite's 128 KiB per connection.
+        .read_buffer_size(READ_BUFFER)
         .max_message_size(max_in)
         .max_frame_size(max_in)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BUFFER)
 }
 
 /// Replay and live-tail one stream over a WebSocket.
@@ -846,16 +856,24 @@ async fn write_loop(
     metrics: crate::metrics::Metrics,
 ) {
     /// Sends one message unless shutdown comes first or the client stalls; `false` to stop.
+    ///
+    /// With `flush` false the frame may wait in the socket's write buffer: frames that follow
+    /// each other go out in one write instead of one system call each.
     async fn write(
         sink: &mut futures::stream::SplitSink<WebSocket, WsMessage>,
         message: WsMessage,
+        flush: bool,
         shutdown: &CancellationToken,
         stall: Duration,
         metrics: &crate::metrics::Metrics,
     ) -> bool {
+        let send = async {
+            sink.feed(message).await?;
+            if flush { sink.flush().await } else { Ok(()) }
+        };
         tokio::select! {
             () = shutdown.cancelled() => false,
-            sent = tokio::time::timeout(stall, sink.send(message)) => match sent {
+            sent = tokio::time::timeout(stall, send) => match sent {
                 Ok(Ok(())) => true,
                 Ok(Err(_)) => false,
                 Err(_) => {
@@ -891,7 +909,9 @@ async fn write_loop(
                     break;
                 }
                 let len = frame.text.len();
-                if !write(&mut sink, WsMessage::Text(Utf8Bytes::from(frame.text)), &shutdown, stall, &metrics).await {
+                // Flush once the queue is drained; while frames keep coming they share writes.
+                let flush = queue.is_empty();
+                if !write(&mut sink, WsMessage::Text(Utf8Bytes::from(frame.text)), flush, &shutdown, stall, &metrics).await {
                     if shutdown.is_cancelled() {
                         let _ = tokio::time::timeout(close_timeout, sink.send(close(close_code::AWAY, "gateway shutting down"))).await;
                     }
@@ -901,7 +921,7 @@ async fn write_loop(
             }
             _ = ping.tick() => {
                 let ping = WsMessage::Ping(bytes::Bytes::from_static(b"jetway"));
-                if !write(&mut sink, ping, &shutdown, stall, &metrics).await {
+                if !write(&mut sink, ping, true, &shutdown, stall, &metrics).await {
                     break;
                 }
             }
