@@ -7,9 +7,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{CONTENT_TYPE, HOST};
-use hyper::{Method, Request, StatusCode, Uri};
+use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -45,33 +46,62 @@ impl Conn {
 
     /// Sends one request and reads the whole answer.
     pub async fn send(&mut self, spec: &RequestSpec) -> Result<(StatusCode, Bytes)> {
-        let mut builder = Request::builder()
-            .method(spec.method.clone())
-            .uri(spec.uri.clone())
-            .header(HOST, &self.host);
-        if let Some(content_type) = spec.content_type {
-            builder = builder.header(CONTENT_TYPE, content_type);
-        }
-        let request = builder
-            .body(Full::new(spec.body.clone()))
-            .with_context(|| format!("cannot build {} {}", spec.method, spec.uri))?;
-        self.sender
-            .ready()
-            .await
-            .context("the HTTP connection closed")?;
-        let response = self
-            .sender
-            .send_request(request)
-            .await
-            .with_context(|| format!("{} {} failed", spec.method, spec.uri))?;
+        self.send_parts(
+            &spec.method,
+            &spec.uri,
+            spec.content_type,
+            spec.body.clone(),
+        )
+        .await
+    }
+
+    /// Sends one request built from its parts (a body that changes from request to request) and
+    /// reads the whole answer.
+    pub async fn send_parts(
+        &mut self,
+        method: &Method,
+        uri: &Uri,
+        content_type: Option<&'static str>,
+        body: Bytes,
+    ) -> Result<(StatusCode, Bytes)> {
+        let response = self.start(method, uri, content_type, body).await?;
         let status = response.status();
         let body = response
             .into_body()
             .collect()
             .await
-            .with_context(|| format!("cannot read the answer to {} {}", spec.method, spec.uri))?
+            .with_context(|| format!("cannot read the answer to {method} {uri}"))?
             .to_bytes();
         Ok((status, body))
+    }
+
+    /// Sends one request and returns the answer with its body still to be read (a stream of
+    /// Server-Sent Events).
+    pub async fn start(
+        &mut self,
+        method: &Method,
+        uri: &Uri,
+        content_type: Option<&'static str>,
+        body: Bytes,
+    ) -> Result<Response<Incoming>> {
+        let mut builder = Request::builder()
+            .method(method.clone())
+            .uri(uri.clone())
+            .header(HOST, &self.host);
+        if let Some(content_type) = content_type {
+            builder = builder.header(CONTENT_TYPE, content_type);
+        }
+        let request = builder
+            .body(Full::new(body))
+            .with_context(|| format!("cannot build {method} {uri}"))?;
+        self.sender
+            .ready()
+            .await
+            .context("the HTTP connection closed")?;
+        self.sender
+            .send_request(request)
+            .await
+            .with_context(|| format!("{method} {uri} failed"))
     }
 }
 

@@ -22,6 +22,12 @@ pub struct Timing {
 /// how many messages it carried. An error ends the scenario.
 pub trait Op: Send + 'static {
     fn call(&mut self) -> impl Future<Output = Result<u64>> + Send;
+
+    /// True once a call found nothing left to do (a consumer drained its stream): that call is
+    /// not recorded and the worker stops.
+    fn exhausted(&self) -> bool {
+        false
+    }
 }
 
 /// What was measured in one scenario's window.
@@ -37,6 +43,23 @@ pub struct Measurement {
 }
 
 impl Measurement {
+    /// Operations run one after the other, each carrying `messages` (whole replays): their
+    /// durations are the latencies, their sum the elapsed time.
+    pub fn passes(durations: &[Duration], messages: u64, cpu: CpuSplit) -> Self {
+        let mut latencies_us: Vec<u32> = durations
+            .iter()
+            .map(|d| u32::try_from(d.as_micros()).unwrap_or(u32::MAX))
+            .collect();
+        latencies_us.sort_unstable();
+        Self {
+            requests: durations.len() as u64,
+            messages: messages * durations.len() as u64,
+            elapsed: durations.iter().sum(),
+            latencies_us,
+            cpu,
+        }
+    }
+
     pub fn req_per_s(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -146,6 +169,9 @@ pub async fn closed_loop<O: Op>(
                     return Ok::<_, anyhow::Error>(recorder);
                 }
                 let messages = op.call().await?;
+                if op.exhausted() {
+                    return Ok(recorder);
+                }
                 recorder.record(began, Instant::now(), messages);
             }
         });
@@ -186,6 +212,15 @@ impl CpuProbe {
         ])
     }
 
+    /// Starts measuring now, until [`CpuMark::finish`]: for operations of unknown length.
+    pub fn mark(&self) -> Result<CpuMark> {
+        Ok(CpuMark {
+            probe: *self,
+            start: self.sample()?,
+            at: Instant::now(),
+        })
+    }
+
     /// Measures from `from` to `until` in a background task; await the handle for the split.
     pub fn window(
         &self,
@@ -198,16 +233,7 @@ impl CpuProbe {
             let (start, t0) = (probe.sample()?, Instant::now());
             tokio::time::sleep_until(until.into()).await;
             let (end, t1) = (probe.sample()?, Instant::now());
-            let seconds = t1.duration_since(t0).as_secs_f64().max(1e-9);
-            let pct = |i: usize| {
-                (end[i].saturating_sub(start[i])) as f64 / probe.clock_ticks / seconds * 100.0
-            };
-            Ok(CpuSplit {
-                gateway_pct: pct(0),
-                nats_server_pct: pct(1),
-                load_tool_pct: pct(2),
-                other_pct: (pct(3) - pct(0) - pct(1) - pct(2)).max(0.0),
-            })
+            Ok(probe.split(start, end, t1.duration_since(t0)))
         });
         let abort = AbortOnDrop(task.abort_handle());
         async move {
@@ -215,6 +241,37 @@ impl CpuProbe {
             drop(abort);
             split
         }
+    }
+}
+
+impl CpuProbe {
+    fn split(&self, start: [u64; 4], end: [u64; 4], elapsed: Duration) -> CpuSplit {
+        let seconds = elapsed.as_secs_f64().max(1e-9);
+        let pct = |i: usize| {
+            (end[i].saturating_sub(start[i])) as f64 / self.clock_ticks / seconds * 100.0
+        };
+        CpuSplit {
+            gateway_pct: pct(0),
+            nats_server_pct: pct(1),
+            load_tool_pct: pct(2),
+            other_pct: (pct(3) - pct(0) - pct(1) - pct(2)).max(0.0),
+        }
+    }
+}
+
+/// CPU counters taken at the start of an operation of unknown length.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuMark {
+    probe: CpuProbe,
+    start: [u64; 4],
+    at: Instant,
+}
+
+impl CpuMark {
+    /// The CPU split from the mark until now.
+    pub fn finish(&self) -> Result<CpuSplit> {
+        let end = self.probe.sample()?;
+        Ok(self.probe.split(self.start, end, self.at.elapsed()))
     }
 }
 

@@ -4,11 +4,14 @@
 //! `make bench` runs it; `make bench ARGS="--quick"` for a short run. Results go to stdout and to
 //! `bench-results/latest.md` and `bench-results/latest.json`.
 
+mod consume;
 mod http;
 mod load;
 mod procs;
+mod replay;
 mod report;
 mod scenarios;
+mod sockets;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -16,12 +19,11 @@ use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use bytes::Bytes;
 use clap::Parser;
 
 use crate::load::{CpuProbe, Timing};
-use crate::procs::{Gateway, NatsServer};
-use crate::report::{Check, Failure, GatewayMemory, Machine, Report, Scenario};
+use crate::procs::{Gateway, GatewaySpec, NatsServer};
+use crate::report::{Check, Failure, GatewayMemory, Machine, Report, Scenario, SocketMemory};
 use crate::scenarios::Ctx;
 
 /// Payload size of every message.
@@ -61,6 +63,27 @@ struct Opts {
     /// Do not build jetway first; use the binary that is there.
     #[arg(long)]
     no_build: bool,
+    /// Extra gateway setting, e.g. `JETWAY_REPLAY_BATCH=1000` (repeatable; for experiments:
+    /// the documented results use none).
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_env)]
+    gateway_env: Vec<(String, String)>,
+    /// Idle multiplexed WebSockets (`/v1/ws`) opened at once for the memory scenario.
+    #[arg(long, default_value_t = 10_000)]
+    sockets: usize,
+    /// Idle live-tail WebSockets (`/v1/streams/BENCH/ws?deliver=new`), each with an ordered
+    /// consumer on nats-server.
+    #[arg(long, default_value_t = 10_000)]
+    live_sockets: usize,
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("'{text}' is not NAME=VALUE"))?;
+    if !name.starts_with("JETWAY_") {
+        return Err(format!("'{name}' is not a JETWAY_* setting"));
+    }
+    Ok((name.to_owned(), value.to_owned()))
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -98,6 +121,16 @@ async fn main() -> ExitCode {
 
 /// Runs every scenario; `Ok(false)` when one failed.
 async fn run(opts: Opts) -> Result<bool> {
+    let most = opts.sockets.max(opts.live_sockets);
+    if most > procs::MAX_CONNECTIONS {
+        bail!(
+            "at most {} sockets: the gateway is started with that connection limit",
+            procs::MAX_CONNECTIONS
+        );
+    }
+    // Every idle socket is a file descriptor here and in the gateway (which inherits the
+    // limit): raise the soft limit to the hard one. Checked by the idle-socket scenarios.
+    let nofile = rlimit::increase_nofile_limit(u64::MAX).context("cannot raise RLIMIT_NOFILE")?;
     let timing = if opts.quick {
         Timing {
             warmup: Duration::from_millis(300),
@@ -123,7 +156,7 @@ async fn run(opts: Opts) -> Result<bool> {
     let store = dir.path().join("jetstream");
     std::fs::create_dir_all(&store)
         .with_context(|| format!("cannot create {}", store.display()))?;
-    let machine = Machine::probe(&nats_bin, &store);
+    let machine = Machine::probe(&nats_bin, &store, &workspace);
     eprintln!(
         "jetway-bench: {} cores ({}), {}, nats-server {}; {:?} warm-up + {:?} per scenario",
         machine.nproc,
@@ -136,7 +169,13 @@ async fn run(opts: Opts) -> Result<bool> {
 
     // Locals drop in reverse order: jetway first, then nats-server, then the directory.
     let nats = NatsServer::start(&nats_bin, &store, dir.path()).await?;
-    let gateway = Gateway::start(&jetway_bin, &nats.url(), dir.path()).await?;
+    let gateway_spec = GatewaySpec {
+        bin: jetway_bin,
+        nats_url: nats.url(),
+        log_dir: dir.path().to_path_buf(),
+        env: opts.gateway_env.clone(),
+    };
+    let gateway = Gateway::start(&gateway_spec, "jetway.log").await?;
     let gateway_pid = gateway.proc.pid();
     let idle_rss_kib = procs::status_kib(gateway_pid, "VmRSS")?;
 
@@ -152,12 +191,14 @@ async fn run(opts: Opts) -> Result<bool> {
             nats_server: nats.proc.pid(),
             clock_ticks: procs::clock_ticks(),
         },
-        payload: payload(PAYLOAD_BYTES),
+        payload: scenarios::payload(PAYLOAD_BYTES),
+        filled: std::sync::Mutex::new(None),
     };
 
     let mut runner = Runner {
         only: opts.only,
         rows: Vec::new(),
+        sockets: Vec::new(),
         failures: Vec::new(),
     };
     let c = HIGH_CONCURRENCY;
@@ -210,10 +251,56 @@ async fn run(opts: Opts) -> Result<bool> {
         )
         .await;
 
+    runner
+        .run(consume::FETCH_ACK, consume::fetch_ack(&ctx))
+        .await;
+    runner
+        .run(consume::DIRECT_FETCH_ACK, consume::direct_fetch_ack(&ctx))
+        .await;
+    runner.run(replay::WS_REPLAY, replay::ws_replay(&ctx)).await;
+    runner
+        .run(replay::SSE_REPLAY, replay::sse_replay(&ctx))
+        .await;
+    runner
+        .run(replay::DIRECT_REPLAY, replay::direct_replay(&ctx))
+        .await;
     let gateway_memory = GatewayMemory {
         idle_rss_kib,
         peak_rss_kib: procs::status_kib(gateway_pid, "VmHWM")?,
     };
+
+    // Idle sockets, each kind on a gateway started for it: memory that earlier scenarios
+    // freed (and the allocator kept) would otherwise be reused and hidden in the difference.
+    let live_path = sockets::live_path();
+    let socket_runs = [
+        (sockets::IDLE_MUX, "/v1/ws", opts.sockets, false),
+        (
+            sockets::IDLE_LIVE,
+            live_path.as_str(),
+            opts.live_sockets,
+            true,
+        ),
+    ];
+    for (name, path, count, live) in socket_runs {
+        let scenario = async {
+            if nofile < count as u64 + 1024 {
+                bail!(
+                    "the open-file limit is {nofile}, too low for {count} sockets: raise it \
+                     (ulimit -n {}) or pass smaller --sockets/--live-sockets",
+                    count + 1024
+                );
+            }
+            let fresh = Gateway::start(
+                &gateway_spec,
+                &format!("jetway-{}.log", if live { "live" } else { "mux" }),
+            )
+            .await?;
+            let ctx = ctx.with_gateway(fresh.addr, fresh.proc.pid());
+            sockets::idle_sockets(&ctx, name, path, count, live, None).await
+        };
+        runner.run_sockets(name, scenario).await;
+    }
+
     let checks = runner.checks();
     let all_ran = runner.failures.is_empty();
     let mut report = Report {
@@ -223,6 +310,12 @@ async fn run(opts: Opts) -> Result<bool> {
         payload_bytes: PAYLOAD_BYTES,
         stream: scenarios::STREAM.to_owned(),
         scenarios: runner.rows,
+        sockets: runner.sockets,
+        gateway_env: opts
+            .gateway_env
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect(),
         checks,
         failures: runner.failures,
         gateway_memory: Some(gateway_memory),
@@ -246,23 +339,62 @@ async fn run(opts: Opts) -> Result<bool> {
 struct Runner {
     only: Vec<String>,
     rows: Vec<Scenario>,
+    sockets: Vec<SocketMemory>,
     failures: Vec<Failure>,
 }
 
 impl Runner {
+    fn selected(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| name.contains(o.as_str()))
+    }
+
+    async fn run_sockets(
+        &mut self,
+        name: &str,
+        scenario: impl Future<Output = Result<SocketMemory>>,
+    ) {
+        if !self.selected(name) {
+            return;
+        }
+        eprint!("jetway-bench: {name} ... ");
+        match scenario.await {
+            Ok(m) => {
+                eprintln!(
+                    "{} sockets open in {:.1} s, gateway RSS {:.1} → {:.1} MiB = {:.1} KiB per socket",
+                    m.sockets,
+                    m.open_s,
+                    m.rss_before_kib as f64 / 1024.0,
+                    m.rss_after_kib as f64 / 1024.0,
+                    m.bytes_per_socket / 1024.0
+                );
+                self.sockets.push(m);
+            }
+            Err(err) => {
+                eprintln!("FAILED\njetway-bench: scenario '{name}' FAILED: {err:#}");
+                self.failures.push(Failure {
+                    name: name.to_owned(),
+                    error: format!("{err:#}"),
+                });
+            }
+        }
+    }
+
     async fn run(&mut self, name: &str, scenario: impl Future<Output = Result<Scenario>>) {
-        if !self.only.is_empty() && !self.only.iter().any(|o| name.contains(o.as_str())) {
+        if !self.selected(name) {
             return;
         }
         eprint!("jetway-bench: {name} ... ");
         match scenario.await {
             Ok(row) => {
+                let ms = |us: Option<u32>| us.map_or(0.0, |us| f64::from(us) / 1000.0);
                 eprintln!(
-                    "{:.0} req/s ({:.0} msgs/s), p50 {:.3} ms, p99 {:.3} ms",
+                    "{:.0} req/s ({:.0} msgs/s, {:.1} MB/s), p50 {:.3} ms, p99 {:.3} ms, {:.1} s",
                     row.req_per_s,
                     row.msgs_per_s,
-                    f64::from(row.p50_us) / 1000.0,
-                    f64::from(row.p99_us) / 1000.0
+                    row.mb_per_s,
+                    ms(row.p50_us),
+                    ms(row.p99_us),
+                    row.seconds
                 );
                 self.rows.push(row);
             }
@@ -293,9 +425,24 @@ impl Runner {
         let ratio = |a: Option<&Scenario>, b: Option<&Scenario>, per: fn(&Scenario) -> f64| {
             Some(per(a?) / per(b?))
         };
-        let added_ms = c1
-            .zip(direct_c1)
-            .map(|(http, direct)| (f64::from(http.p50_us) - f64::from(direct.p50_us)) / 1000.0);
+        let added_ms = c1.zip(direct_c1).and_then(|(http, direct)| {
+            Some((f64::from(http.p50_us?) - f64::from(direct.p50_us?)) / 1000.0)
+        });
+        let (fetch, direct_fetch) = (
+            self.row(consume::FETCH_ACK),
+            self.row(consume::DIRECT_FETCH_ACK),
+        );
+        let (ws, sse, ordered) = (
+            self.row(replay::WS_REPLAY),
+            self.row(replay::SSE_REPLAY),
+            self.row(replay::DIRECT_REPLAY),
+        );
+        let socket_kib = |name: &str| {
+            self.sockets
+                .iter()
+                .find(|m| m.name == name)
+                .map(|m| m.bytes_per_socket / 1024.0)
+        };
         vec![
             Check::at_least(
                 &format!("{one_c64} ÷ {} (req/s)", scenarios::HTTP_CEILING),
@@ -319,16 +466,50 @@ impl Runner {
                 "ms",
             )
             .noisy_if([c1, direct_c1].into_iter()),
+            Check::at_least(
+                &format!(
+                    "{} ÷ {} (acked msgs/s)",
+                    consume::FETCH_ACK,
+                    consume::DIRECT_FETCH_ACK
+                ),
+                consume::FETCH_ACK,
+                ratio(fetch, direct_fetch, |s| s.msgs_per_s),
+                0.5,
+            )
+            .noisy_if([fetch, direct_fetch].into_iter()),
+            Check::at_least(
+                &format!("{} ÷ {} (msgs/s)", replay::WS_REPLAY, replay::DIRECT_REPLAY),
+                replay::WS_REPLAY,
+                ratio(ws, ordered, |s| s.msgs_per_s),
+                0.7,
+            )
+            .noisy_if([ws, ordered].into_iter()),
+            Check::report_only(
+                &format!(
+                    "{} ÷ {} (msgs/s)",
+                    replay::SSE_REPLAY,
+                    replay::DIRECT_REPLAY
+                ),
+                replay::SSE_REPLAY,
+                ratio(sse, ordered, |s| s.msgs_per_s),
+            )
+            .noisy_if([sse, ordered].into_iter()),
+            Check::at_most(
+                "gateway memory per idle multiplexed socket (/v1/ws)",
+                sockets::IDLE_MUX,
+                socket_kib(sockets::IDLE_MUX),
+                64.0,
+                "KiB",
+            ),
+            Check::at_most(
+                "gateway memory per idle live-tail socket (?deliver=new)",
+                sockets::IDLE_LIVE,
+                socket_kib(sockets::IDLE_LIVE),
+                64.0,
+                "KiB",
+            ),
         ]
     }
-}
-
-/// 128 printable bytes (any bytes would do; these read well in a message viewer).
-fn payload(len: usize) -> Bytes {
-    (0..len)
-        .map(|i| b'a' + (i % 26) as u8)
-        .collect::<Vec<u8>>()
-        .into()
 }
 
 fn workspace_root() -> Result<PathBuf> {

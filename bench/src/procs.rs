@@ -11,6 +11,9 @@ use anyhow::{Context, Result, bail};
 
 use crate::http;
 
+/// The gateway's streaming connection limits, in all and per principal.
+pub const MAX_CONNECTIONS: usize = 20_000;
+
 /// How long a process may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -90,7 +93,25 @@ pub struct NatsServer {
 impl NatsServer {
     pub async fn start(bin: &Path, store_dir: &Path, log_dir: &Path) -> Result<Self> {
         let port = free_port()?;
+        // nats-server 2.15 allows 1,000 consumers per stream unless told otherwise
+        // (`default_max_consumers`); every live-tail socket is one, so lift it for the
+        // idle-socket scenario. Older servers reject the unknown setting: then run without it.
+        let config = log_dir.join("nats-server.conf");
+        std::fs::write(
+            &config,
+            "jetstream {\n  limits {\n    default_max_consumers: -1\n  }\n}\n",
+        )
+        .with_context(|| format!("cannot write {}", config.display()))?;
+        let understood = Command::new(bin)
+            .arg("-c")
+            .arg(&config)
+            .arg("-t")
+            .output()
+            .is_ok_and(|out| out.status.success());
         let mut command = Command::new(bin);
+        if understood {
+            command.arg("-c").arg(&config);
+        }
         command
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(store_dir);
@@ -120,8 +141,20 @@ pub struct Gateway {
     pub addr: SocketAddr,
 }
 
+/// How to start the gateway.
+#[derive(Debug, Clone)]
+pub struct GatewaySpec {
+    pub bin: PathBuf,
+    pub nats_url: String,
+    pub log_dir: PathBuf,
+    /// Extra `JETWAY_*` settings (`--gateway-env`), for experiments.
+    pub env: Vec<(String, String)>,
+}
+
 impl Gateway {
-    pub async fn start(bin: &Path, nats_url: &str, log_dir: &Path) -> Result<Self> {
+    /// Starts the gateway, its output going to `<log_dir>/<log_name>`.
+    pub async fn start(spec: &GatewaySpec, log_name: &str) -> Result<Self> {
+        let (bin, nats_url) = (&spec.bin, spec.nats_url.as_str());
         let port = free_port()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut command = Command::new(bin);
@@ -140,7 +173,17 @@ impl Gateway {
         command
             .env("JETWAY_RATE_PUBLISH", "0")
             .env("JETWAY_RATE_FETCH", "0");
-        let mut proc = Proc::spawn("jetway", command, log_dir.join("jetway.log"))?;
+        // Room for the idle-socket scenarios (one principal holds every socket).
+        command
+            .env("JETWAY_MAX_CONNECTIONS", MAX_CONNECTIONS.to_string())
+            .env(
+                "JETWAY_MAX_CONNECTIONS_PER_PRINCIPAL",
+                MAX_CONNECTIONS.to_string(),
+            );
+        for (name, value) in &spec.env {
+            command.env(name, value);
+        }
+        let mut proc = Proc::spawn("jetway", command, spec.log_dir.join(log_name))?;
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             proc.ensure_running()?;

@@ -28,9 +28,17 @@ pub struct Scenario {
     pub seconds: f64,
     pub req_per_s: f64,
     pub msgs_per_s: f64,
-    pub p50_us: u32,
-    pub p99_us: u32,
+    /// Payload bytes of one message (0 when the row carries none).
+    pub payload_bytes: usize,
+    /// Payload throughput, msgs/s × payload bytes, in MB/s (10^6 bytes).
+    pub mb_per_s: f64,
+    /// Latency of one request; `None` for a row that is one long operation (a replay).
+    pub p50_us: Option<u32>,
+    pub p99_us: Option<u32>,
     pub cpu: CpuSplit,
+    /// Anything that qualifies the row (a consumer that drained its stream early).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     /// Other processes used more than [`NOISE_PCT`] of a core during the window.
     pub noisy: bool,
     /// The target this row is judged by, if any.
@@ -60,15 +68,61 @@ impl Scenario {
             seconds: m.elapsed.as_secs_f64(),
             req_per_s: m.req_per_s(),
             msgs_per_s: m.msgs_per_s(),
-            p50_us: m.percentile_us(0.50),
-            p99_us: m.percentile_us(0.99),
+            payload_bytes: 0,
+            mb_per_s: 0.0,
+            p50_us: (!m.latencies_us.is_empty()).then(|| m.percentile_us(0.50)),
+            p99_us: (!m.latencies_us.is_empty()).then(|| m.percentile_us(0.99)),
             cpu: m.cpu,
+            note: None,
             noisy: m.cpu.other_pct > NOISE_PCT,
             ratio: None,
             target: None,
             pass: None,
         }
     }
+}
+
+impl Scenario {
+    /// Sets the payload size of each message, for the MB/s column.
+    pub fn payload(mut self, bytes: usize) -> Self {
+        self.payload_bytes = bytes;
+        self.mb_per_s = self.msgs_per_s * bytes as f64 / 1e6;
+        self
+    }
+
+    pub fn note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
+    }
+}
+
+/// Gateway (and nats-server) memory held by many idle WebSocket connections.
+#[derive(Debug, Clone, Serialize)]
+pub struct SocketMemory {
+    pub name: String,
+    /// The URL path each socket opened.
+    pub path: String,
+    pub sockets: usize,
+    /// Client tasks connecting at once.
+    pub connect_concurrency: usize,
+    /// From the first connect until every socket was open (and, for live-tail sockets, had
+    /// received `caught_up`).
+    pub open_s: f64,
+    /// Gateway `VmRSS` before the first socket and once all were open and it was stable.
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+    /// (after − before) ÷ sockets.
+    pub bytes_per_socket: f64,
+    /// The same for nats-server (the ordered consumers of live-tail sockets live there).
+    pub nats_rss_before_kib: u64,
+    pub nats_rss_after_kib: u64,
+    pub nats_bytes_per_socket: f64,
+    /// CPU over a few seconds with every socket open and idle.
+    pub idle_cpu: CpuSplit,
+    /// Seconds from asking every socket to close until the gateway counted none.
+    pub close_s: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// A target: a number computed from two rows and the bound it must meet.
@@ -81,7 +135,10 @@ pub struct Check {
     pub value: Option<f64>,
     pub unit: &'static str,
     pub target: String,
-    pub pass: bool,
+    /// The bound `value` is compared with (`None` when reported without a target).
+    pub bound: Option<f64>,
+    /// `None` for a number that is reported without a target.
+    pub pass: Option<bool>,
     /// A row it needs was measured while other processes used the CPU.
     pub noisy: bool,
 }
@@ -95,7 +152,8 @@ impl Check {
             value,
             unit: "",
             target: format!("≥ {min}"),
-            pass: value.is_some_and(|v| v >= min),
+            bound: Some(min),
+            pass: Some(value.is_some_and(|v| v >= min)),
             noisy: false,
         }
     }
@@ -114,7 +172,22 @@ impl Check {
             value,
             unit,
             target: format!("≤ {max} {unit}").trim_end().to_owned(),
-            pass: value.is_some_and(|v| v <= max),
+            bound: Some(max),
+            pass: Some(value.is_some_and(|v| v <= max)),
+            noisy: false,
+        }
+    }
+
+    /// A number reported next to the targets, without a bound.
+    pub fn report_only(name: &str, scenario: &str, value: Option<f64>) -> Self {
+        Self {
+            name: name.to_owned(),
+            scenario: scenario.to_owned(),
+            value,
+            unit: "",
+            target: "none".to_owned(),
+            bound: None,
+            pass: None,
             noisy: false,
         }
     }
@@ -128,18 +201,27 @@ impl Check {
     fn verdict(&self) -> &'static str {
         match (self.value, self.pass, self.noisy) {
             (None, _, _) => "NOT RUN",
-            (Some(_), true, false) => "PASS",
-            (Some(_), false, false) => "MISS",
-            (Some(_), true, true) => "PASS (noisy)",
-            (Some(_), false, true) => "MISS (noisy)",
+            (Some(_), None, false) => "reported",
+            (Some(_), None, true) => "reported (noisy)",
+            (Some(_), Some(true), false) => "PASS",
+            (Some(_), Some(false), false) => "MISS",
+            (Some(_), Some(true), true) => "PASS (noisy)",
+            (Some(_), Some(false), true) => "MISS (noisy)",
         }
     }
 
+    /// Two decimals, or three when two would print the bound itself for a value on the other
+    /// side of it (0.698 is "0.698", not "0.70", against ≥ 0.7).
     fn value_text(&self) -> String {
-        match self.value {
-            Some(v) => format!("{v:.2} {}", self.unit).trim_end().to_owned(),
-            None => "n/a".to_owned(),
-        }
+        let Some(v) = self.value else {
+            return "n/a".to_owned();
+        };
+        let two = format!("{v:.2}");
+        let ambiguous = self
+            .bound
+            .is_some_and(|b| two.parse::<f64>().is_ok_and(|r| (r - b).abs() < 1e-9) && v != b);
+        let text = if ambiguous { format!("{v:.3}") } else { two };
+        format!("{text} {}", self.unit).trim_end().to_owned()
     }
 }
 
@@ -154,10 +236,12 @@ pub struct Machine {
     pub date: String,
     /// 1-minute load average before the gateway started.
     pub load_average: Option<f64>,
+    /// The commit the gateway was built from, and any uncommitted changes to its source.
+    pub source: String,
 }
 
 impl Machine {
-    pub fn probe(nats_server_bin: &Path, store_dir: &Path) -> Self {
+    pub fn probe(nats_server_bin: &Path, store_dir: &Path, workspace: &Path) -> Self {
         let nproc = std::thread::available_parallelism().map_or(0, usize::from);
         let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
@@ -188,7 +272,35 @@ impl Machine {
             store_fs,
             date,
             load_average: crate::procs::load_average(),
+            source: source_state(workspace),
         }
+    }
+}
+
+/// `abc1234`, or `abc1234 + uncommitted changes in src/x.rs, ...` (read-only git calls: no
+/// optional locks, so that the index is not refreshed).
+fn source_state(workspace: &Path) -> String {
+    let git = |args: &[&str]| {
+        command_output(
+            Command::new("git")
+                .arg("--no-optional-locks")
+                .arg("-C")
+                .arg(workspace)
+                .args(args),
+        )
+    };
+    let Some(commit) = git(&["rev-parse", "--short", "HEAD"]) else {
+        return "unknown (not a git checkout)".to_owned();
+    };
+    let changed: Vec<String> = git(&["status", "--porcelain", "--", "src", "Cargo.toml"])
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.split_whitespace().last().map(str::to_owned))
+        .collect();
+    if changed.is_empty() {
+        commit
+    } else {
+        format!("{commit} + uncommitted changes in {}", changed.join(", "))
     }
 }
 
@@ -224,6 +336,10 @@ pub struct Report {
     pub payload_bytes: usize,
     pub stream: String,
     pub scenarios: Vec<Scenario>,
+    /// Idle WebSocket connections and the memory they hold.
+    pub sockets: Vec<SocketMemory>,
+    /// Extra gateway settings given with `--gateway-env` (none for comparable results).
+    pub gateway_env: Vec<String>,
     pub checks: Vec<Check>,
     pub failures: Vec<Failure>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -237,7 +353,7 @@ impl Report {
             if let Some(row) = self.scenarios.iter_mut().find(|s| s.name == check.scenario) {
                 row.ratio = check.value;
                 row.target = Some(format!("{}: {}", check.name, check.target));
-                row.pass = Some(check.pass);
+                row.pass = check.pass;
             }
         }
     }
@@ -248,22 +364,34 @@ impl Report {
         let _ = writeln!(out, "## jetway-bench, {}\n", m.date);
         let _ = writeln!(
             out,
-            "Machine: {} cores ({}), {}; nats-server {}; stream `{}` (file storage, store on {}); \
-             {} B payloads; {} s warm-up + {} s measured per scenario. The load tool runs on the \
-             same cores as jetway and nats-server.\n",
+            "Machine: {} cores ({}), {}; nats-server {}; jetway built from {}; stream `{}` (file \
+             storage, store on {}); \
+             {} B payloads unless the row says otherwise; {} s warm-up + {} s measured per \
+             scenario (replays: a warm-up read, then whole passes from sequence 1 until the measured \
+             time is spent). \
+             The load tool runs on the same cores as jetway and nats-server.\n",
             m.nproc,
             m.cpu_model,
             m.kernel,
             m.nats_server,
+            m.source,
             self.stream,
             m.store_fs,
             self.payload_bytes,
             self.warmup_s,
             self.duration_s
         );
+        if !self.gateway_env.is_empty() {
+            let _ = writeln!(
+                out,
+                "**Gateway started with extra settings:** `{}` (not comparable with default \
+                 runs).\n",
+                self.gateway_env.join("`, `")
+            );
+        }
         out.push_str(
-            "| scenario | path | request | c | msgs/s | req/s | p50 ms | p99 ms | CPU jetway | CPU nats-server | CPU load tool | CPU other |\n\
-             |---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+            "| scenario | path | request | c | msgs/s | MB/s | req/s | p50 ms | p99 ms | CPU jetway | CPU nats-server | CPU load tool | CPU other |\n\
+             |---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
         );
         for s in &self.scenarios {
             let name = if s.noisy {
@@ -271,21 +399,40 @@ impl Report {
             } else {
                 s.name.clone()
             };
+            let what = match &s.note {
+                Some(note) => format!("{} ({note})", s.what),
+                None => s.what.clone(),
+            };
+            let ms = |us: Option<u32>| {
+                us.map_or_else(
+                    || "–".to_owned(),
+                    |us| format!("{:.3}", f64::from(us) / 1000.0),
+                )
+            };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {:.0}% | {:.0}% | {:.0}% | {:.0}% |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0}% | {:.0}% | {:.0}% | {:.0}% |",
                 name,
                 s.path,
-                s.what,
+                what,
                 s.concurrency,
                 if s.messages == 0 {
                     "–".to_owned()
                 } else {
                     thousands(s.msgs_per_s)
                 },
-                thousands(s.req_per_s),
-                f64::from(s.p50_us) / 1000.0,
-                f64::from(s.p99_us) / 1000.0,
+                if s.payload_bytes == 0 {
+                    "–".to_owned()
+                } else {
+                    format!("{:.1}", s.mb_per_s)
+                },
+                if s.req_per_s < 10.0 {
+                    format!("{:.2}", s.req_per_s)
+                } else {
+                    thousands(s.req_per_s)
+                },
+                ms(s.p50_us),
+                ms(s.p99_us),
                 s.cpu.gateway_pct,
                 s.cpu.nats_server_pct,
                 s.cpu.load_tool_pct,
@@ -295,7 +442,7 @@ impl Report {
         for f in &self.failures {
             let _ = writeln!(
                 out,
-                "| {} | FAILED: {} | | | | | | | | | | |",
+                "| {} | FAILED: {} | | | | | | | | | | | |",
                 f.name,
                 one_line(&f.error)
             );
@@ -310,6 +457,37 @@ impl Report {
             m.load_average
                 .map_or_else(|| "unknown".to_owned(), |l| format!("{l:.2}"))
         );
+        if !self.sockets.is_empty() {
+            out.push_str(
+                "| idle sockets | path | sockets | opened in | jetway RSS before → after | jetway per socket | nats-server per socket | idle CPU jetway | idle CPU nats-server | closed in |\n\
+                 |---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+            );
+            for m in &self.sockets {
+                let name = match &m.note {
+                    Some(note) => format!("{} ({note})", m.name),
+                    None => m.name.clone(),
+                };
+                let _ = writeln!(
+                    out,
+                    "| {} | `{}` | {} | {:.1} s | {:.1} → {:.1} MiB | {:.1} KiB | {:.1} KiB | {:.0}% | {:.0}% | {:.1} s |",
+                    name,
+                    m.path,
+                    thousands(m.sockets as f64),
+                    m.open_s,
+                    m.rss_before_kib as f64 / 1024.0,
+                    m.rss_after_kib as f64 / 1024.0,
+                    m.bytes_per_socket / 1024.0,
+                    m.nats_bytes_per_socket / 1024.0,
+                    m.idle_cpu.gateway_pct,
+                    m.idle_cpu.nats_server_pct,
+                    m.close_s,
+                );
+            }
+            out.push_str(
+                "\nPer socket = (VmRSS with every socket open and idle, once stable − VmRSS before the \
+                 first) ÷ sockets. Idle CPU is over a few seconds with all of them open.\n\n",
+            );
+        }
         out.push_str("| target | measured | target | result |\n|---|--:|---|---|\n");
         for c in &self.checks {
             let _ = writeln!(
@@ -325,7 +503,8 @@ impl Report {
             let _ = writeln!(
                 out,
                 "\nGateway memory: {:.1} MiB resident when idle after start (VmRSS), {:.1} MiB peak \
-                 (VmHWM) after all scenarios.",
+                 (VmHWM) after the throughput scenarios (the idle sockets run on gateways of their \
+                 own, above).",
                 mem.idle_rss_kib as f64 / 1024.0,
                 mem.peak_rss_kib as f64 / 1024.0
             );
@@ -388,10 +567,25 @@ mod tests {
 
     #[test]
     fn checks_judge_their_bound() {
-        assert!(Check::at_least("r", "s", Some(0.7), 0.7).pass);
-        assert!(!Check::at_least("r", "s", Some(0.69), 0.7).pass);
-        assert!(!Check::at_least("r", "s", None, 0.7).pass);
-        assert!(Check::at_most("l", "s", Some(0.3), 0.3, "ms").pass);
+        assert_eq!(Check::at_least("r", "s", Some(0.7), 0.7).pass, Some(true));
+        assert_eq!(Check::at_least("r", "s", Some(0.69), 0.7).pass, Some(false));
+        assert_eq!(Check::at_least("r", "s", None, 0.7).pass, Some(false));
+        assert_eq!(
+            Check::at_most("l", "s", Some(0.3), 0.3, "ms").pass,
+            Some(true)
+        );
+        assert_eq!(
+            Check::report_only("r", "s", Some(0.4)).verdict(),
+            "reported"
+        );
+        assert_eq!(
+            Check::at_least("r", "s", Some(0.6986), 0.7).value_text(),
+            "0.699"
+        );
+        assert_eq!(
+            Check::at_least("r", "s", Some(0.77), 0.7).value_text(),
+            "0.77"
+        );
         assert_eq!(
             Check::at_most("l", "s", None, 0.3, "ms").verdict(),
             "NOT RUN"

@@ -1,13 +1,19 @@
 //! The scenarios: each jetway path, and the same work done directly with async-nats. Each one
 //! starts on an empty stream and returns one [`Scenario`] row.
 //!
-//! To add one (fetch + ack, WebSocket replay, SSE, ...): write an `async fn(&Ctx, ...) ->
-//! Result<Scenario>` here that prepares its stream, builds its workers (an [`Op`] each) or its
-//! own driver on a [`Recorder`], and measures with the context's timing and CPU probe; then call
-//! it from the runner in `main.rs`.
+//! The consuming paths are in their own modules: [`crate::consume`] (fetch + ack),
+//! [`crate::replay`] (WebSocket, SSE and ordered-consumer replays) and [`crate::sockets`] (idle
+//! WebSocket memory).
+//!
+//! To add one: write an `async fn(&Ctx, ...) -> Result<Scenario>` that prepares its stream
+//! ([`Ctx::fresh_stream`] for an empty one, [`Ctx::filled_stream`] for a pre-filled one), builds
+//! its workers (an [`Op`] each) or its own driver on a [`Recorder`], and measures with the
+//! context's timing and CPU probe; then call it from the runner in `main.rs`.
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use async_nats::jetstream;
@@ -44,6 +50,18 @@ pub fn direct_publish_name(concurrency: usize) -> String {
     format!("direct publish c={concurrency}")
 }
 
+/// PubAcks outstanding while pre-filling a stream.
+const FILL_WINDOW: usize = 1000;
+
+/// `len` printable bytes (any bytes would do; these read well in a message viewer, and are
+/// valid UTF-8, so jetway shows them as text with `"encoding":"utf8"`).
+pub fn payload(len: usize) -> Bytes {
+    (0..len)
+        .map(|i| b'a' + (i % 26) as u8)
+        .collect::<Vec<u8>>()
+        .into()
+}
+
 /// What every scenario shares.
 pub struct Ctx {
     pub gateway: SocketAddr,
@@ -51,12 +69,31 @@ pub struct Ctx {
     pub timing: Timing,
     pub probe: CpuProbe,
     pub payload: Bytes,
+    /// What the bench stream was last filled with (messages, payload bytes); `None` when it was
+    /// re-created or written to since.
+    pub filled: Mutex<Option<(u64, usize)>>,
 }
 
 impl Ctx {
+    /// The same context for another gateway process.
+    pub fn with_gateway(&self, gateway: SocketAddr, pid: u32) -> Self {
+        Self {
+            gateway,
+            js: self.js.clone(),
+            timing: self.timing,
+            probe: CpuProbe {
+                gateway: pid,
+                ..self.probe
+            },
+            payload: self.payload.clone(),
+            filled: Mutex::new(self.filled.lock().ok().and_then(|f| *f)),
+        }
+    }
+
     /// Deletes and re-creates the bench stream through jetway (file storage, the default), so
     /// that a scenario starts on an empty stream.
     pub async fn fresh_stream(&self) -> Result<()> {
+        self.set_filled(None);
         let path = format!("/v1/streams/{STREAM}");
         let (status, body) = http::request(self.gateway, "DELETE", &path, None).await?;
         if !status.is_success() && status != StatusCode::NOT_FOUND {
@@ -76,9 +113,60 @@ impl Ctx {
         Ok(())
     }
 
-    /// Checks that the stream holds at least the messages acknowledged in the measured window
-    /// (the warm-up's are stored too): a 2xx must mean stored.
-    pub async fn verify_stored(&self, acknowledged: u64) -> Result<()> {
+    fn set_filled(&self, fill: Option<(u64, usize)>) {
+        if let Ok(mut filled) = self.filled.lock() {
+            *filled = fill;
+        }
+    }
+
+    /// Makes the bench stream hold exactly `count` messages of `size` bytes (sequences 1 to
+    /// `count`, subject `bench.x`), published directly with pipelined async-nats; kept as it is
+    /// when the previous scenario left it so.
+    pub async fn filled_stream(&self, count: u64, size: usize) -> Result<()> {
+        if self.filled.lock().is_ok_and(|f| *f == Some((count, size))) {
+            return Ok(());
+        }
+        self.fresh_stream().await?;
+        let began = Instant::now();
+        let body = payload(size);
+        let mut in_flight = FuturesUnordered::new();
+        let mut sent = 0;
+        while sent < count || !in_flight.is_empty() {
+            while sent < count && in_flight.len() < FILL_WINDOW {
+                let ack = self
+                    .js
+                    .send_publish(SUBJECT, PublishMessage::build().payload(body.clone()))
+                    .await
+                    .context("pre-fill: publish failed")?;
+                in_flight.push(ack.into_future());
+                sent += 1;
+            }
+            if let Some(acked) = in_flight.next().await {
+                acked.context("pre-fill: no PubAck")?;
+            }
+        }
+        let stored = self.stream_messages().await?;
+        if stored != count {
+            bail!("pre-fill: the stream holds {stored} messages, {count} were published");
+        }
+        eprint!(
+            "(filled {STREAM} with {count} × {size} B in {:.1} s) ",
+            began.elapsed().as_secs_f64()
+        );
+        self.set_filled(Some((count, size)));
+        Ok(())
+    }
+
+    /// Messages in the bench stream.
+    pub async fn stream_messages(&self) -> Result<u64> {
+        let info = self.stream_info().await?;
+        info["state"]["messages"]
+            .as_u64()
+            .with_context(|| format!("no state.messages in the stream info: {info}"))
+    }
+
+    /// `GET /v1/streams/BENCH`.
+    pub async fn stream_info(&self) -> Result<serde_json::Value> {
         let path = format!("/v1/streams/{STREAM}");
         let (status, body) = http::request(self.gateway, "GET", &path, None).await?;
         if status != StatusCode::OK {
@@ -87,11 +175,42 @@ impl Ctx {
                 String::from_utf8_lossy(&body)
             );
         }
-        let info: serde_json::Value =
-            serde_json::from_slice(&body).context("stream info is not JSON")?;
-        let stored = info["state"]["messages"]
-            .as_u64()
-            .with_context(|| format!("no state.messages in the stream info: {info}"))?;
+        serde_json::from_slice(&body).context("stream info is not JSON")
+    }
+
+    /// Creates the bench stream (empty) unless it exists.
+    pub async fn ensure_stream(&self) -> Result<()> {
+        let path = format!("/v1/streams/{STREAM}");
+        let (status, _) = http::request(self.gateway, "GET", &path, None).await?;
+        if status == StatusCode::OK {
+            return Ok(());
+        }
+        self.fresh_stream().await
+    }
+
+    /// Polls `check` every 100 ms until it answers true or `timeout` passes; answers whether it
+    /// did.
+    pub async fn wait_until<F, Fut>(timeout: Duration, mut check: F) -> Result<bool>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<bool>>,
+    {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if check().await? {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Checks that the stream holds at least the messages acknowledged in the measured window
+    /// (the warm-up's are stored too): a 2xx must mean stored.
+    pub async fn verify_stored(&self, acknowledged: u64) -> Result<()> {
+        let stored = self.stream_messages().await?;
         if stored < acknowledged {
             bail!("the stream holds {stored} messages but {acknowledged} were acknowledged");
         }
@@ -130,7 +249,8 @@ pub async fn publish_one(ctx: &Ctx, concurrency: usize) -> Result<Scenario> {
         what,
         concurrency,
         &m,
-    ))
+    )
+    .payload(ctx.payload.len()))
 }
 
 /// A JetStream publish awaiting its PubAck, with async-nats on one shared connection (as jetway
@@ -171,7 +291,8 @@ pub async fn direct_publish(ctx: &Ctx, concurrency: usize) -> Result<Scenario> {
         what,
         concurrency,
         &m,
-    ))
+    )
+    .payload(ctx.payload.len()))
 }
 
 /// `POST /v1/publish` with a JSON array of `size` items (`data_base64`), `concurrency` requests
@@ -190,7 +311,7 @@ pub async fn batch_publish(ctx: &Ctx, concurrency: usize, size: usize) -> Result
         "POST /v1/publish, JSON array of {size} × {} B",
         ctx.payload.len()
     );
-    Ok(Scenario::new(BATCH, "jetway", what, concurrency, &m))
+    Ok(Scenario::new(BATCH, "jetway", what, concurrency, &m).payload(ctx.payload.len()))
 }
 
 /// async-nats `send_publish` pipelined, up to `window` PubAcks outstanding: the most JetStream
@@ -225,5 +346,5 @@ pub async fn direct_pipelined(ctx: &Ctx, window: usize) -> Result<Scenario> {
         "js.send_publish({SUBJECT}) pipelined, {} B",
         ctx.payload.len()
     );
-    Ok(Scenario::new(PIPELINED, "direct", what, window, &m))
+    Ok(Scenario::new(PIPELINED, "direct", what, window, &m).payload(ctx.payload.len()))
 }

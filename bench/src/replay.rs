@@ -1,0 +1,361 @@
+//! Replays: one client reads a pre-filled stream from sequence 1 to its end, through jetway's
+//! WebSocket (`/v1/streams/BENCH/ws?start_seq=1`), through its Server-Sent Events
+//! (`/v1/streams/BENCH/events?start_seq=1`), and directly with an async-nats ordered pull
+//! consumer. Each checks that the sequences arrive contiguous, 1 to the last, and is measured
+//! from the connect (or the consumer's creation) to the last message; a row is as many whole
+//! passes as fit in the measured time.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::{BodyExt, Empty};
+use hyper::header::HOST;
+use hyper::{Method, Request, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use crate::load::Measurement;
+use crate::report::Scenario;
+use crate::scenarios::{Ctx, STREAM};
+
+pub const WS_REPLAY: &str = "ws replay";
+pub const SSE_REPLAY: &str = "sse replay";
+pub const DIRECT_REPLAY: &str = "direct ordered replay";
+
+/// Messages in the replayed stream, and their payload size.
+pub const MESSAGES: u64 = 200_000;
+pub const PAYLOAD_BYTES: usize = 1024;
+
+/// How far one read goes: a warm-up pass reads for a while, the measured pass to the end.
+#[derive(Debug, Clone, Copy)]
+enum Until {
+    Elapsed(Duration),
+    Last,
+}
+
+impl Until {
+    /// True when the read is over after `seq`.
+    fn done(self, seq: u64, began: Instant) -> bool {
+        match self {
+            Self::Elapsed(limit) => seq >= MESSAGES || began.elapsed() >= limit,
+            Self::Last => seq >= MESSAGES,
+        }
+    }
+}
+
+/// What one read saw.
+struct Read {
+    messages: u64,
+    /// Bytes received on the wire above TCP (frame texts, SSE bytes, NATS payloads).
+    wire_bytes: u64,
+}
+
+/// Fills the stream, reads it for the warm-up, then reads it whole, again and again, until the
+/// measured time is spent (at least once). One pass is one "request": its latency is the time
+/// for the whole replay, msgs/s is all messages read ÷ the time of all passes.
+async fn measure<F, Fut>(ctx: &Ctx, read: F) -> Result<(Measurement, Read)>
+where
+    F: Fn(Until) -> Fut,
+    Fut: std::future::Future<Output = Result<Read>>,
+{
+    ctx.filled_stream(MESSAGES, PAYLOAD_BYTES).await?;
+    read(Until::Elapsed(ctx.timing.warmup)).await?;
+    let mark = ctx.probe.mark()?;
+    let mut passes = Vec::new();
+    let mut total = Read {
+        messages: 0,
+        wire_bytes: 0,
+    };
+    let mut elapsed = Duration::ZERO;
+    while passes.is_empty() || elapsed < ctx.timing.duration {
+        let began = Instant::now();
+        let seen = read(Until::Last).await?;
+        let took = began.elapsed();
+        if seen.messages != MESSAGES {
+            bail!("read {} messages, expected {MESSAGES}", seen.messages);
+        }
+        passes.push(took);
+        elapsed += took;
+        total.messages += seen.messages;
+        total.wire_bytes += seen.wire_bytes;
+    }
+    let cpu = mark.finish()?;
+    Ok((Measurement::passes(&passes, MESSAGES, cpu), total))
+}
+
+fn row(name: &str, path: &'static str, what: String, m: &Measurement, seen: &Read) -> Scenario {
+    let per_message = seen.wire_bytes as f64 / seen.messages.max(1) as f64;
+    Scenario::new(name, path, what, 1, m)
+        .payload(PAYLOAD_BYTES)
+        .note(format!(
+            "{} passes; {:.0} B/msg, {:.0} MB/s on the wire",
+            m.requests,
+            per_message,
+            seen.wire_bytes as f64 / m.elapsed.as_secs_f64().max(1e-9) / 1e6
+        ))
+}
+
+/// The fields of a server frame the reader looks at.
+#[derive(Deserialize)]
+struct Frame<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(default)]
+    seq: u64,
+}
+
+/// `ws replay`: one WebSocket from `start_seq=1` read until the last sequence.
+pub async fn ws_replay(ctx: &Ctx) -> Result<Scenario> {
+    let url = format!("ws://{}/v1/streams/{STREAM}/ws?start_seq=1", ctx.gateway);
+    let (m, seen) = measure(ctx, |until| ws_read(&url, until)).await?;
+    let what = format!(
+        "ws /v1/streams/{STREAM}/ws?start_seq=1 read to seq {MESSAGES}, {PAYLOAD_BYTES} B each"
+    );
+    Ok(row(WS_REPLAY, "jetway", what, &m, &seen))
+}
+
+async fn ws_read(url: &str, until: Until) -> Result<Read> {
+    let began = Instant::now();
+    let (mut socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .with_context(|| format!("cannot open {url}"))?;
+    let mut next = 1;
+    let mut wire_bytes = 0;
+    while let Some(frame) = socket.next().await {
+        let text = match frame.context("WebSocket read failed")? {
+            WsMessage::Text(text) => text,
+            WsMessage::Close(close) => bail!("the gateway closed the socket at {next}: {close:?}"),
+            WsMessage::Binary(_) => bail!("unexpected binary frame"),
+            _ => continue,
+        };
+        wire_bytes += text.len() as u64;
+        let frame: Frame =
+            serde_json::from_str(&text).with_context(|| format!("not a frame: {text}"))?;
+        match frame.kind {
+            "msg" => {
+                if frame.seq != next {
+                    bail!("expected sequence {next}, got {}", frame.seq);
+                }
+                if until.done(frame.seq, began) {
+                    let _ = socket.close(None).await;
+                    return Ok(Read {
+                        messages: frame.seq,
+                        wire_bytes,
+                    });
+                }
+                next += 1;
+            }
+            "caught_up" => {}
+            _ => bail!("unexpected frame at sequence {next}: {text}"),
+        }
+    }
+    bail!("the socket ended at sequence {next}")
+}
+
+/// `sse replay`: one `GET …/events?start_seq=1`, its body read as it arrives, counting `id:`
+/// lines until the last sequence.
+pub async fn sse_replay(ctx: &Ctx) -> Result<Scenario> {
+    let uri: Uri = format!("/v1/streams/{STREAM}/events?start_seq=1")
+        .parse()
+        .context("events path")?;
+    let (m, seen) = measure(ctx, |until| sse_read(ctx, &uri, until)).await?;
+    let what = format!(
+        "GET /v1/streams/{STREAM}/events?start_seq=1 read to id {MESSAGES}, {PAYLOAD_BYTES} B each"
+    );
+    Ok(row(SSE_REPLAY, "jetway", what, &m, &seen))
+}
+
+async fn sse_read(ctx: &Ctx, uri: &Uri, until: Until) -> Result<Read> {
+    let began = Instant::now();
+    let tcp = TcpStream::connect(ctx.gateway)
+        .await
+        .with_context(|| format!("cannot connect to {}", ctx.gateway))?;
+    tcp.set_nodelay(true).context("cannot set TCP_NODELAY")?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .context("HTTP handshake failed")?;
+    // The connection is driven in this task, next to the reader (`select!` below), not in a
+    // task of its own: every chunk would otherwise cross threads with a wake-up, which cost
+    // this client more CPU than the gateway spends on the stream.
+    let read = async {
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(uri.clone())
+            .header(HOST, ctx.gateway.to_string())
+            .body(Empty::<Bytes>::new())
+            .context("cannot build the request")?;
+        let response = sender
+            .send_request(request)
+            .await
+            .with_context(|| format!("GET {uri} failed"))?;
+        if response.status() != StatusCode::OK {
+            bail!("GET {uri} answered {}", response.status());
+        }
+        let mut body = response.into_body();
+        let mut lines = SseLines::default();
+        let mut wire_bytes = 0;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.context("reading the event stream failed")?;
+            let Ok(chunk) = frame.into_data() else {
+                continue;
+            };
+            wire_bytes += chunk.len() as u64;
+            if let Some(last) = lines.feed(&chunk)?
+                && until.done(last, began)
+            {
+                return Ok(Read {
+                    messages: last,
+                    wire_bytes,
+                });
+            }
+        }
+        bail!("the event stream ended at sequence {}", lines.next)
+    };
+    // Returning drops the connection, which ends the stream on the gateway.
+    tokio::select! {
+        read = read => read,
+        ended = connection => bail!("the HTTP connection ended: {ended:?}"),
+    }
+}
+
+/// Splits an event stream into lines across chunk boundaries and checks its `id:` lines.
+struct SseLines {
+    /// The start of a line whose end has not arrived yet.
+    partial: Vec<u8>,
+    next: u64,
+}
+
+impl Default for SseLines {
+    fn default() -> Self {
+        Self {
+            partial: Vec::new(),
+            next: 1,
+        }
+    }
+}
+
+impl SseLines {
+    /// Reads one chunk; answers the last sequence seen in it.
+    fn feed(&mut self, chunk: &[u8]) -> Result<Option<u64>> {
+        let mut last = None;
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', chunk) {
+            let line = if self.partial.is_empty() {
+                &chunk[start..end]
+            } else {
+                self.partial.extend_from_slice(&chunk[start..end]);
+                &self.partial[..]
+            };
+            if let Some(seq) = Self::line(line, self.next)? {
+                self.next = seq + 1;
+                last = Some(seq);
+            }
+            self.partial.clear();
+            start = end + 1;
+        }
+        self.partial.extend_from_slice(&chunk[start..]);
+        Ok(last)
+    }
+
+    /// An `id:` line's sequence (which must be `expected`); an error for `gap` and `error`
+    /// events.
+    fn line(line: &[u8], expected: u64) -> Result<Option<u64>> {
+        if let Some(id) = line.strip_prefix(b"id: ") {
+            let seq: u64 = std::str::from_utf8(id)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .with_context(|| format!("bad id line: {}", String::from_utf8_lossy(line)))?;
+            if seq != expected {
+                bail!("expected sequence {expected}, got {seq}");
+            }
+            return Ok(Some(seq));
+        }
+        if line.starts_with(b"event: gap") || line.starts_with(b"event: error") {
+            bail!(
+                "unexpected '{}' at sequence {expected}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        Ok(None)
+    }
+}
+
+/// `direct ordered replay`: an async-nats ordered pull consumer from sequence 1, read with
+/// `messages()` until the last sequence.
+pub async fn direct_replay(ctx: &Ctx) -> Result<Scenario> {
+    let (m, seen) = measure(ctx, |until| direct_read(ctx, until)).await?;
+    let what = format!(
+        "ordered pull consumer from seq 1, messages() to seq {MESSAGES}, {PAYLOAD_BYTES} B each"
+    );
+    Ok(row(DIRECT_REPLAY, "direct", what, &m, &seen))
+}
+
+async fn direct_read(ctx: &Ctx, until: Until) -> Result<Read> {
+    let began = Instant::now();
+    let stream = ctx
+        .js
+        .get_stream(STREAM)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot get stream {STREAM}: {e}"))?;
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: 1 },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create an ordered consumer: {e}"))?;
+    let name = consumer.cached_info().name.clone();
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the ordered consumer: {e}"))?;
+    let mut next = 1;
+    let mut wire_bytes = 0;
+    let read = loop {
+        let Some(message) = messages.next().await else {
+            bail!("the ordered consumer ended at sequence {next}");
+        };
+        let message = message.map_err(|e| anyhow::anyhow!("ordered consumer failed: {e}"))?;
+        let seq = message
+            .info()
+            .map_err(|e| anyhow::anyhow!("not a JetStream message: {e}"))?
+            .stream_sequence;
+        if seq != next {
+            bail!("expected sequence {next}, got {seq}");
+        }
+        wire_bytes += message.length as u64;
+        if until.done(seq, began) {
+            break Read {
+                messages: seq,
+                wire_bytes,
+            };
+        }
+        next += 1;
+    };
+    drop(messages);
+    // Ephemeral: it would expire by itself; deleting keeps the server tidy for what follows.
+    let _ = stream.delete_consumer(&name).await;
+    Ok(read)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_lines_across_chunks() -> Result<()> {
+        let mut lines = SseLines::default();
+        assert_eq!(lines.feed(b"id: 1\ndata: {}\n\nid")?, Some(1));
+        assert_eq!(lines.feed(b": 2\ndata: {\"a\"")?, Some(2));
+        assert_eq!(lines.feed(b"}\n\n: keep-alive\n\nid: 3\n")?, Some(3));
+        assert!(lines.feed(b"id: 5\n").is_err());
+        let mut lines = SseLines::default();
+        assert!(lines.feed(b"event: gap\ndata: {}\n").is_err());
+        Ok(())
+    }
+}
