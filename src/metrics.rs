@@ -201,11 +201,6 @@ impl Metrics {
         }
     }
 
-    /// Bytes currently queued for WebSocket clients.
-    pub fn ws_buffered_bytes(&self) -> i64 {
-        self.0.ws_buffered_bytes.load(Ordering::Relaxed)
-    }
-
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
         let m = &self.0;

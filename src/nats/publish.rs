@@ -70,38 +70,36 @@ impl Outgoing {
     }
 
     fn set(&mut self, name: &str, value: &str) -> Result<(), ApiError> {
+        self.write(name, value, false)
+    }
+
+    /// Validates and stores a header, replacing earlier values or (`append`) next to them.
+    fn write(&mut self, name: &str, value: &str, append: bool) -> Result<(), ApiError> {
         crate::validate::header(name, value)?;
         let name = HeaderName::try_from(name)
             .map_err(|_| ApiError::InvalidHeader(format!("invalid header name '{name}'")))?;
         let value: HeaderValue = value
             .parse()
             .map_err(|_| ApiError::InvalidHeader(format!("invalid value for header '{name}'")))?;
-        self.headers.insert(name, value);
+        if append {
+            self.headers.append(name, value);
+        } else {
+            self.headers.insert(name, value);
+        }
         Ok(())
     }
 
     /// A user header, stored as given. `Nats-*` names are refused: they would let a client
     /// steer the server (`Nats-Rollup` erases a stream).
     pub fn user_header(&mut self, name: &str, value: &str) -> Result<(), ApiError> {
-        if name.len() >= 5 && name[..5].eq_ignore_ascii_case("nats-") {
-            return Err(forbidden(name));
-        }
-        self.set(name, value)
+        refuse_nats(name)?;
+        self.write(name, value, false)
     }
 
     /// Another value of a user header (kept next to earlier ones).
     pub fn append_user_header(&mut self, name: &str, value: &str) -> Result<(), ApiError> {
-        if name.len() >= 5 && name[..5].eq_ignore_ascii_case("nats-") {
-            return Err(forbidden(name));
-        }
-        crate::validate::header(name, value)?;
-        let name = HeaderName::try_from(name)
-            .map_err(|_| ApiError::InvalidHeader(format!("invalid header name '{name}'")))?;
-        let value: HeaderValue = value
-            .parse()
-            .map_err(|_| ApiError::InvalidHeader(format!("invalid value for header '{name}'")))?;
-        self.headers.append(name, value);
-        Ok(())
+        refuse_nats(name)?;
+        self.write(name, value, true)
     }
 
     /// `Idempotency-Key` → `Nats-Msg-Id`.
@@ -182,6 +180,13 @@ impl Outgoing {
             other => Err(forbidden(other)),
         }
     }
+}
+
+fn refuse_nats(name: &str) -> Result<(), ApiError> {
+    if name.len() >= 5 && name[..5].eq_ignore_ascii_case("nats-") {
+        return Err(forbidden(name));
+    }
+    Ok(())
 }
 
 fn forbidden(name: &str) -> ApiError {

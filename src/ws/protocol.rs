@@ -217,22 +217,6 @@ pub enum ClientOp {
 }
 
 impl ClientOp {
-    /// The op's `id`, for error frames.
-    pub fn id(&self) -> Option<&str> {
-        match self {
-            Self::Subscribe { id, .. } | Self::Unsubscribe { id } | Self::Publish { id, .. } => {
-                Some(id)
-            }
-            Self::Ack { id, .. }
-            | Self::Nak { id, .. }
-            | Self::Term { id, .. }
-            | Self::Progress { id, .. }
-            | Self::Credit { id, .. }
-            | Self::Ping { id } => id.as_deref(),
-            Self::Close => None,
-        }
-    }
-
     /// The ack action of an ack-like op.
     pub fn ack(&self) -> Option<(&str, AckAction, Option<Duration>, Option<&str>)> {
         match self {
