@@ -151,6 +151,10 @@ pub enum ApiError {
     /// JetStream did not answer in time; the outcome is unknown.
     #[error("{0}")]
     Timeout(String),
+    /// An earlier publish with the same `Idempotency-Key` is still being stored; retry with the
+    /// same key to learn its outcome.
+    #[error("{0}")]
+    PublishInProgress(String),
     /// JetStream answered with an error jetway has no better mapping for.
     #[error("{detail}")]
     JetStream {
@@ -327,6 +331,11 @@ impl ApiError {
                 S::SERVICE_UNAVAILABLE,
                 "jetstream_unavailable",
                 "JetStream unavailable",
+            ),
+            Self::PublishInProgress(_) => p(
+                S::SERVICE_UNAVAILABLE,
+                "publish_in_progress",
+                "Publish with this Idempotency-Key in progress",
             ),
             Self::Timeout(_) => p(
                 S::GATEWAY_TIMEOUT,

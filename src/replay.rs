@@ -15,12 +15,12 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy, ReplayPolicy};
-use futures::StreamExt;
 use time::OffsetDateTime;
 
 use crate::ackid::{AckKeys, AckTarget};
 use crate::error::ApiError;
 use crate::message::{EncodingChoice, Message};
+use crate::nats::pull::{Pull, PullEnd, PullEvent, PullRequest};
 use crate::nats::{Nats, Op};
 use crate::ws::protocol::ReplayFrom;
 
@@ -32,13 +32,6 @@ const PULL_EXPIRES: Duration = Duration::from_secs(30);
 const MAX_RECREATE_BACKOFF: Duration = Duration::from_secs(2);
 /// Give up recreating a lost consumer (and tell the client) after this long.
 const RECREATE_GIVE_UP: Duration = Duration::from_secs(120);
-
-/// One pull request in flight.
-struct Pull {
-    replies: async_nats::Subscriber,
-    /// Messages it may still deliver.
-    outstanding: usize,
-}
 
 /// Where a replay starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -320,41 +313,20 @@ impl Replay {
         } else {
             want.clamp(1, self.spec.batch_messages)
         };
-        let mut request = serde_json::json!({
-            "batch": batch,
-            "expires": u64::try_from(PULL_EXPIRES.as_nanos()).unwrap_or(u64::MAX),
-            "idle_heartbeat": u64::try_from(self.spec.heartbeat.as_nanos()).unwrap_or(u64::MAX),
-        });
-        if !self.oversized {
-            // Two pulls may be in flight: each gets half of the byte budget.
-            request["max_bytes"] = (self.spec.batch_bytes / 2).max(1).into();
-        }
+        let request = PullRequest {
+            batch,
+            // Two pulls may be in flight: each gets half of the byte budget. After a "message
+            // larger than max_bytes" answer, one message without a byte limit.
+            max_bytes: (!self.oversized).then(|| (self.spec.batch_bytes / 2).max(1)),
+            expires: Some(PULL_EXPIRES),
+            heartbeat: Some(self.spec.heartbeat),
+        };
         self.oversized = false;
-        let subject = format!(
-            "$JS.API.CONSUMER.MSG.NEXT.{}.{}",
-            self.spec.stream, self.consumer_name
-        );
-        let payload = serde_json::to_vec(&request)
-            .map_err(|e| ApiError::internal("encode pull request", e))?;
-        self.nats.ensure_connected()?;
-        // Each pull has its own inbox: a status trailing one pull ("Batch Completed") is never
-        // taken for an answer to the next.
-        let inbox = self.nats.client().new_inbox();
-        let replies = self
+        let pull = self
             .nats
-            .client()
-            .subscribe(inbox.clone())
-            .await
-            .map_err(|err| ApiError::Unavailable(format!("cannot subscribe: {err}")))?;
-        self.nats
-            .client()
-            .publish_with_reply(subject, inbox, payload.into())
-            .await
-            .map_err(|err| ApiError::Unavailable(format!("cannot send pull request: {err}")))?;
-        self.pulls.push_back(Pull {
-            replies,
-            outstanding: batch,
-        });
+            .pull(&self.spec.stream, &self.consumer_name, request)
+            .await?;
+        self.pulls.push_back(pull);
         Ok(())
     }
 
@@ -367,7 +339,7 @@ impl Replay {
             }
             // Ask for more while the messages already on their way run low, if the caller
             // can take more than that.
-            let expected: usize = self.pulls.iter().map(|p| p.outstanding).sum();
+            let expected: usize = self.pulls.iter().map(Pull::outstanding).sum();
             let top_up = self.pulls.len() < 2
                 && !self.oversized
                 && expected < want
@@ -381,61 +353,22 @@ impl Replay {
             let Some(current) = self.pulls.front_mut() else {
                 continue;
             };
-            let wait = self.spec.heartbeat * 2 + Duration::from_secs(1);
-            let reply = match tokio::time::timeout(wait, current.replies.next()).await {
-                Ok(Some(reply)) => reply,
-                Ok(None) => {
-                    return Err(ApiError::Unavailable(
-                        "the NATS connection closed".to_owned(),
-                    ));
-                }
-                Err(_) => {
-                    // Neither messages nor heartbeats: the pull (or the consumer) is gone.
-                    self.lost(ApiError::Unavailable("missed heartbeats".to_owned()))
-                        .await?;
+            // Neither messages nor heartbeats for this long: the pull (or the consumer) is gone.
+            let idle = self.spec.heartbeat * 2 + Duration::from_secs(1);
+            let (reply, target) = match current.next(idle).await {
+                PullEvent::Message(reply, target) => (reply, target),
+                PullEvent::End(end) => {
+                    self.pulls.pop_front();
+                    match end {
+                        PullEnd::Done => {}
+                        PullEnd::TooLarge => self.oversized = true,
+                        PullEnd::Failed(err) => self.lost(err).await?,
+                    }
                     continue;
                 }
             };
-            if let Some(status) = reply.status {
-                let description = reply.description.clone().unwrap_or_default();
-                match status.as_u16() {
-                    100 => {}
-                    // No messages / expired / (with max_bytes) a filled batch: that pull is done.
-                    404 | 408 => {
-                        self.pulls.pop_front();
-                    }
-                    409 if description.to_ascii_lowercase().contains("batch completed") => {
-                        self.pulls.pop_front();
-                    }
-                    409 if description.to_ascii_lowercase().contains("maxbytes") => {
-                        self.pulls.pop_front();
-                        self.oversized = true;
-                    }
-                    409 | 503 => {
-                        let err =
-                            ApiError::Unavailable(format!("pull ended: {status} {description}"));
-                        self.lost(err).await?;
-                    }
-                    _ => {
-                        self.pulls.pop_front();
-                    }
-                }
-                continue;
-            }
-            let Some(target) = reply
-                .reply
-                .as_ref()
-                .and_then(|r| AckTarget::parse(r.as_str()))
-            else {
-                continue;
-            };
             if target.consumer != self.consumer_name {
                 continue; // a late reply to a consumer already replaced
-            }
-            current.outstanding = current.outstanding.saturating_sub(1);
-            if current.outstanding == 0 {
-                // Complete: what may still trail it is a status, dropped with its inbox.
-                self.pulls.pop_front();
             }
             if self.spec.consumer.is_none() && target.consumer_seq != self.last_consumer_seq + 1 {
                 self.lost(ApiError::Unavailable("ordered delivery gap".to_owned()))

@@ -3,19 +3,19 @@
 //! Fetch talks to `CONSUMER.MSG.NEXT` directly so that it can return as soon as one message is
 //! there: a no-wait request takes what is available now; only when that is nothing does a
 //! waiting request for one message follow, and once it arrives another no-wait request fills the
-//! rest of the batch. Pull requests always carry `expires`, so none outlives its HTTP request by
-//! more than the wait.
+//! rest of the batch. Waiting pulls carry `expires`, so none outlives its HTTP request by more
+//! than the wait. Every pull goes through the one pull primitive in [`super::pull`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy};
 use bytes::Bytes;
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use super::pull::{PullEnd, PullEvent, PullRequest};
 use super::{Nats, Op};
 use crate::ackid::{AckKeys, AckTarget};
 use crate::duration;
@@ -388,14 +388,6 @@ struct DeleteAnswer {
     success: bool,
 }
 
-/// What a pull request's reply stream said besides messages.
-enum PullEnd {
-    /// The batch is complete or nothing (more) is available.
-    Done,
-    /// The consumer or stream is gone, or another error.
-    Failed(ApiError),
-}
-
 impl Nats {
     /// Every consumer of a stream.
     pub async fn list_consumers(&self, stream: &str) -> Result<Vec<consumer::Info>, ApiError> {
@@ -478,6 +470,10 @@ impl Nats {
     }
 
     /// Long-poll fetch: returns as soon as at least one message is there, or empty after `wait`.
+    ///
+    /// A no-wait pull takes what is available now; only when that is nothing does a waiting pull
+    /// for one message follow, and once it arrives another no-wait pull fills the rest of the
+    /// batch. Every message JetStream hands to these pulls is returned (see [`super::pull`]).
     pub async fn fetch(
         &self,
         stream: &str,
@@ -485,72 +481,67 @@ impl Nats {
         spec: FetchSpec,
         keys: &AckKeys,
     ) -> Result<Vec<Message>, ApiError> {
-        self.ensure_connected()?;
-        let subject = format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}");
         let mut messages = Vec::new();
-
-        // What is there right now.
-        let mut replies = self
-            .pull(&subject, spec.max_messages, spec.max_bytes, None)
-            .await?;
+        let now = PullRequest {
+            batch: spec.max_messages,
+            max_bytes: spec.max_bytes,
+            expires: None,
+            heartbeat: None,
+        };
         let end = self
-            .collect(
-                &mut replies,
-                &mut messages,
+            .drain(
                 stream,
+                consumer,
+                now,
+                &mut messages,
                 spec,
                 keys,
                 self.api_timeout,
             )
             .await;
-        self.pull_outcome(end, stream, consumer).await?;
+        self.fetch_outcome(end, &messages, stream, consumer).await?;
         if !messages.is_empty() || spec.wait.is_zero() {
             return Ok(messages);
         }
 
         // Nothing yet: wait for one, then take whatever else is there.
-        let mut replies = self
-            .pull(&subject, 1, spec.max_bytes, Some(spec.wait))
-            .await?;
-        let one = FetchSpec {
-            max_messages: 1,
-            ..spec
+        let one = PullRequest {
+            batch: 1,
+            expires: Some(spec.wait),
+            ..now
         };
         let end = self
-            .collect(
-                &mut replies,
-                &mut messages,
+            .drain(
                 stream,
+                consumer,
                 one,
+                &mut messages,
+                spec,
                 keys,
                 spec.wait + self.api_timeout,
             )
             .await;
-        self.pull_outcome(end, stream, consumer).await?;
-        if messages.is_empty() || spec.max_messages == 1 {
+        self.fetch_outcome(end, &messages, stream, consumer).await?;
+        if messages.is_empty() || spec.max_messages <= messages.len() {
             return Ok(messages);
         }
-        let used: usize = messages.iter().map(message_size).sum();
-        let rest = FetchSpec {
-            max_messages: spec.max_messages - messages.len(),
-            max_bytes: spec
-                .max_bytes
-                .map(|b| b.saturating_sub(used))
-                .filter(|b| *b > 0),
-            ..spec
+        let used: usize = messages.iter().map(|m| m.size).sum();
+        let max_bytes = spec.max_bytes.map(|b| b.saturating_sub(used));
+        if max_bytes == Some(0) {
+            return Ok(messages);
+        }
+        let rest = PullRequest {
+            batch: spec.max_messages - messages.len(),
+            max_bytes,
+            ..now
         };
-        if spec.max_bytes.is_some() && rest.max_bytes.is_none() {
-            return Ok(messages);
-        }
-        let mut replies = self
-            .pull(&subject, rest.max_messages, rest.max_bytes, None)
-            .await?;
         let end = self
-            .collect(
-                &mut replies,
-                &mut messages,
+            .drain(
                 stream,
+                consumer,
                 rest,
+                &mut messages,
+                spec,
                 keys,
                 self.api_timeout,
             )
@@ -563,125 +554,55 @@ impl Nats {
         Ok(messages)
     }
 
-    /// Sends one pull request with its own reply inbox (so that a status trailing one request,
-    /// such as "Batch Completed", is never read as the answer to the next) and returns the
-    /// subscription its replies arrive on.
-    async fn pull(
+    /// Sends one pull and reads every message it delivers into `out`.
+    #[expect(clippy::too_many_arguments, reason = "one private call site shape")]
+    async fn drain(
         &self,
-        subject: &str,
-        batch: usize,
-        max_bytes: Option<usize>,
-        expires: Option<Duration>,
-    ) -> Result<async_nats::Subscriber, ApiError> {
-        let inbox = self.client.new_inbox();
-        let replies =
-            self.client.subscribe(inbox.clone()).await.map_err(|err| {
-                ApiError::Unavailable(format!("cannot subscribe for fetch: {err}"))
-            })?;
-        let mut request = serde_json::json!({ "batch": batch });
-        match expires {
-            Some(expires) => {
-                request["expires"] = u64::try_from(expires.as_nanos()).unwrap_or(u64::MAX).into()
-            }
-            None => request["no_wait"] = true.into(),
-        }
-        if let Some(max_bytes) = max_bytes {
-            request["max_bytes"] = max_bytes.into();
-        }
-        let payload = serde_json::to_vec(&request)
-            .map_err(|e| ApiError::internal("encode pull request", e))?;
-        self.client
-            .publish_with_reply(subject.to_owned(), inbox, payload.into())
-            .await
-            .map_err(|err| ApiError::Unavailable(format!("cannot send pull request: {err}")))?;
-        Ok(replies)
-    }
-
-    /// Reads one pull request's replies into `out` until the batch is complete, the server says
-    /// it is done, or `deadline` passes.
-    async fn collect(
-        &self,
-        replies: &mut async_nats::Subscriber,
-        out: &mut Vec<Message>,
         stream: &str,
+        consumer: &str,
+        request: PullRequest,
+        out: &mut Vec<Message>,
         spec: FetchSpec,
         keys: &AckKeys,
-        deadline: Duration,
+        idle: Duration,
     ) -> PullEnd {
-        let start = out.len();
-        let until = tokio::time::Instant::now() + deadline;
-        while out.len() - start < spec.max_messages {
-            let next = tokio::time::timeout_at(until, replies.next()).await;
-            let Ok(Some(reply)) = next else {
-                return match next {
-                    Err(_) => PullEnd::Done,
-                    Ok(_) => PullEnd::Failed(ApiError::Unavailable(
-                        "the NATS connection closed".to_owned(),
-                    )),
-                };
-            };
-            if let Some(status) = reply.status {
-                match status.as_u16() {
-                    // Idle heartbeat: keep waiting.
-                    100 => continue,
-                    // No messages / request expired: done.
-                    404 | 408 => return PullEnd::Done,
-                    409 => {
-                        let description = reply.description.unwrap_or_default();
-                        return end_409(&description, out.len() > start);
-                    }
-                    503 => {
-                        return PullEnd::Failed(ApiError::Unavailable(
-                            "no JetStream consumer answered the fetch".to_owned(),
-                        ));
-                    }
-                    other => {
-                        return PullEnd::Failed(ApiError::JetStream {
-                            detail: format!(
-                                "unexpected pull status {other}: {}",
-                                reply.description.unwrap_or_default()
-                            ),
-                            jetstream_code: None,
-                        });
-                    }
+        let mut pull = match self.pull(stream, consumer, request).await {
+            Ok(pull) => pull,
+            Err(err) => return PullEnd::Failed(err),
+        };
+        loop {
+            match pull.next(idle).await {
+                PullEvent::Message(reply, target) => {
+                    out.push(delivered_message(
+                        stream,
+                        &reply,
+                        &target,
+                        spec.encoding,
+                        keys,
+                    ));
                 }
+                PullEvent::End(end) => return end,
             }
-            let Some(reply_subject) = reply.reply.as_ref() else {
-                continue;
-            };
-            let Some(target) = AckTarget::parse(reply_subject.as_str()) else {
-                continue;
-            };
-            let time = OffsetDateTime::from_unix_timestamp_nanos(i128::from(target.timestamp_ns))
-                .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-            let mut message = Message::new(
-                stream,
-                reply.subject.as_str(),
-                target.stream_seq,
-                time,
-                reply.headers.as_ref(),
-                &reply.payload,
-                spec.encoding,
-            );
-            message.delivered = Some(target.delivered);
-            message.consumer_seq = Some(target.consumer_seq);
-            message.pending = Some(target.pending);
-            message.ack_id = Some(keys.sign(reply_subject.as_str()));
-            message.size = reply.length;
-            out.push(message);
         }
-        PullEnd::Done
     }
 
-    /// Turns a failed pull into the most precise error: a missing stream or consumer is a 404.
-    async fn pull_outcome(
+    /// Turns the end of a fetch's pull into its answer. Messages in hand are always returned;
+    /// a failure without any becomes the most precise error: a missing stream or consumer is a
+    /// 404, a consumer that exists but cannot serve right now (no leader) a 503.
+    async fn fetch_outcome(
         &self,
         end: PullEnd,
+        messages: &[Message],
         stream: &str,
         consumer: &str,
     ) -> Result<(), ApiError> {
         match end {
             PullEnd::Done => Ok(()),
+            _ if !messages.is_empty() => Ok(()),
+            PullEnd::TooLarge => Err(ApiError::InvalidParameter(
+                "the next message is larger than max_bytes; raise max_bytes to receive it"
+                    .to_owned(),
+            )),
             PullEnd::Failed(ApiError::Unavailable(why)) => {
                 match self.consumer_info(stream, consumer).await {
                     Err(
@@ -709,10 +630,23 @@ impl Nats {
         match tokio::time::timeout(timeout, request).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(err)) if err.kind() == async_nats::RequestErrorKind::NoResponders => {
-                Err(ApiError::ConsumerNotFound {
-                    stream: target.stream.clone(),
-                    consumer: target.consumer.clone(),
-                })
+                // Nobody listens on the ack subject: the consumer is gone, or it exists and is
+                // electing a leader (a transient state on a cluster).
+                match self.consumer_info(&target.stream, &target.consumer).await {
+                    Err(
+                        err @ (ApiError::ConsumerNotFound { .. } | ApiError::StreamNotFound(_)),
+                    ) => Err(match err {
+                        ApiError::StreamNotFound(_) => ApiError::ConsumerNotFound {
+                            stream: target.stream.clone(),
+                            consumer: target.consumer.clone(),
+                        },
+                        other => other,
+                    }),
+                    _ => Err(ApiError::Unavailable(format!(
+                        "consumer '{}' on stream '{}' has no leader right now; retry the ack shortly",
+                        target.consumer, target.stream
+                    ))),
+                }
             }
             Ok(Err(err)) if err.kind() == async_nats::RequestErrorKind::TimedOut => {
                 Err(not_confirmed(target, timeout))
@@ -733,54 +667,29 @@ fn not_confirmed(target: &AckTarget, timeout: Duration) -> ApiError {
     ))
 }
 
-fn end_409(description: &str, got_some: bool) -> PullEnd {
-    let lower = description.to_ascii_lowercase();
-    // Sent after a batch that was filled when the request had max_bytes: the normal end.
-    if lower.contains("batch completed") {
-        return PullEnd::Done;
-    }
-    if lower.contains("exceeds maxbytes") || lower.contains("message size exceeds") {
-        return if got_some {
-            PullEnd::Done
-        } else {
-            PullEnd::Failed(ApiError::InvalidParameter(
-                "the next message is larger than max_bytes; raise max_bytes to receive it"
-                    .to_owned(),
-            ))
-        };
-    }
-    if lower.contains("maxwaiting") || lower.contains("max waiting") {
-        return PullEnd::Failed(ApiError::RateLimited(
-            "too many fetches are waiting on this consumer (its max_waiting); retry shortly"
-                .to_owned(),
-        ));
-    }
-    if lower.contains("leadership change") || lower.contains("server shutdown") {
-        return if got_some {
-            PullEnd::Done
-        } else {
-            PullEnd::Failed(ApiError::Unavailable(description.to_owned()))
-        };
-    }
-    if lower.contains("consumer deleted") || lower.contains("consumer is push based") {
-        return PullEnd::Failed(ApiError::Unavailable(format!("fetch ended: {description}")));
-    }
-    if lower.contains("exceeded maxrequest") || lower.contains("exceeded max request") {
-        return PullEnd::Failed(ApiError::InvalidParameter(format!(
-            "the consumer refuses this fetch: {description}; ask for less"
-        )));
-    }
-    if got_some {
-        PullEnd::Done
-    } else {
-        PullEnd::Failed(ApiError::JetStream {
-            detail: format!("fetch refused: {description}"),
-            jetstream_code: None,
-        })
-    }
-}
-
-/// Bytes a delivered message counted against `max_bytes` (as JetStream counts it).
-fn message_size(message: &Message) -> usize {
-    message.size
+/// A consumer delivery as the API shows it, with its signed ack id.
+pub fn delivered_message(
+    stream: &str,
+    reply: &async_nats::Message,
+    target: &AckTarget,
+    encoding: EncodingChoice,
+    keys: &AckKeys,
+) -> Message {
+    let time = OffsetDateTime::from_unix_timestamp_nanos(i128::from(target.timestamp_ns))
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let mut message = Message::new(
+        stream,
+        reply.subject.as_str(),
+        target.stream_seq,
+        time,
+        reply.headers.as_ref(),
+        &reply.payload,
+        encoding,
+    );
+    message.delivered = Some(target.delivered);
+    message.consumer_seq = Some(target.consumer_seq);
+    message.pending = Some(target.pending);
+    message.ack_id = Some(keys.sign(&target.subject));
+    message.size = reply.length;
+    message
 }

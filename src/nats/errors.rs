@@ -176,6 +176,13 @@ pub fn from_jetstream(err: &jetstream::Error, op: Op<'_>) -> ApiError {
         // Server-side throttling.
         10167 => ApiError::RateLimited(description),
 
+        // A publish with the same Nats-Msg-Id is still being processed (a retry that overtook
+        // the first attempt, typically after a 504): its outcome is not known yet.
+        10158 => ApiError::PublishInProgress(format!(
+            "{description}: an earlier publish with this Idempotency-Key is still being stored; \
+             retry with the same Idempotency-Key to get its result"
+        )),
+
         // JetStream or the cluster cannot serve right now.
         10002 | 10004..=10009 | 10023 | 10028 | 10039 | 10047 | 10076 | 10118 | 10194 | 10202 => {
             ApiError::Unavailable(format!(

@@ -9,6 +9,7 @@ pub mod consumers;
 pub mod errors;
 pub mod messages;
 pub mod publish;
+pub mod pull;
 pub mod streams;
 
 use std::time::Duration;

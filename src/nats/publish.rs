@@ -11,6 +11,7 @@ use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::response::Response;
 use async_nats::{HeaderMap, HeaderName, HeaderValue};
 use bytes::Bytes;
+use futures::StreamExt;
 use futures::future::join_all;
 
 use super::Nats;
@@ -266,6 +267,11 @@ impl Nats {
 
     /// Publishes every valid message pipelined (all sent before any PubAck is awaited) and
     /// answers one result per input, in order. Invalid inputs keep their error.
+    ///
+    /// A message whose `Idempotency-Key` is still being stored by an earlier attempt (JetStream
+    /// 10158, seen when a retry overtakes a slow first attempt) is sent again until that attempt
+    /// is decided, within the publish timeout: the answer is then the original PubAck
+    /// (`duplicate: true`) or the first attempt's error.
     pub async fn publish_all(
         &self,
         messages: Vec<Result<Outgoing, ApiError>>,
@@ -280,6 +286,53 @@ impl Nats {
                 })
                 .collect();
         }
+        let retry_until = tokio::time::Instant::now() + self.publish_timeout;
+        // Only a message with a Nats-Msg-Id can meet an earlier attempt still in process.
+        let copies: Vec<Option<Outgoing>> = messages
+            .iter()
+            .map(|m| {
+                m.as_ref()
+                    .ok()
+                    .filter(|m| m.headers.get(header::MSG_ID).is_some())
+                    .cloned()
+            })
+            .collect();
+        let mut results = self.send_all(messages).await;
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let again: Vec<usize> = results
+                .iter()
+                .enumerate()
+                .filter(|(i, r)| {
+                    matches!(r, Err(ApiError::PublishInProgress(_))) && copies[*i].is_some()
+                })
+                .map(|(i, _)| i)
+                .collect();
+            if again.is_empty() || tokio::time::Instant::now() + backoff >= retry_until {
+                break;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(250));
+            let resend = again
+                .iter()
+                .map(|i| {
+                    copies[*i]
+                        .clone()
+                        .ok_or_else(|| ApiError::Internal("no copy".into()))
+                })
+                .collect();
+            for (i, result) in again.into_iter().zip(self.send_all(resend).await) {
+                results[i] = result;
+            }
+        }
+        self.refine_not_captured(results).await
+    }
+
+    /// Sends every valid message, then awaits every PubAck.
+    async fn send_all(
+        &self,
+        messages: Vec<Result<Outgoing, ApiError>>,
+    ) -> Vec<Result<Stored, ApiError>> {
         let mut sent = Vec::with_capacity(messages.len());
         for message in messages {
             sent.push(match message {
@@ -288,7 +341,7 @@ impl Nats {
             });
         }
         let timeout = self.publish_timeout;
-        let results = join_all(sent.into_iter().map(|sent| async move {
+        join_all(sent.into_iter().map(|sent| async move {
             match sent {
                 Sent::Pending {
                     ack,
@@ -301,32 +354,80 @@ impl Nats {
                 Sent::Failed(err) => Err(err),
             }
         }))
-        .await;
-        self.refine_not_captured(results).await
+        .await
     }
 
-    /// "No responders" on publish means no stream captures the subject, unless JetStream itself
-    /// is down: ask JetStream once to tell the two apart.
+    /// "No responders" on publish means that no stream captures the subject, or that one does
+    /// and cannot take the message right now: JetStream is down, or the stream has no leader
+    /// (an election on a cluster, which JetStream's own ping does not reveal). Asking which
+    /// streams capture each such subject tells the two apart; only "none" is a 404.
     async fn refine_not_captured(
         &self,
-        results: Vec<Result<Stored, ApiError>>,
+        mut results: Vec<Result<Stored, ApiError>>,
     ) -> Vec<Result<Stored, ApiError>> {
-        let any = results
+        let mut subjects: Vec<String> = results
             .iter()
-            .any(|r| matches!(r, Err(ApiError::SubjectNotCaptured(_))));
-        if !any {
+            .filter_map(|r| match r {
+                Err(ApiError::SubjectNotCaptured(subject)) => Some(subject.clone()),
+                _ => None,
+            })
+            .collect();
+        if subjects.is_empty() {
             return results;
         }
-        let Err(down) = self.ping_jetstream().await else {
-            return results;
-        };
+        subjects.sort_unstable();
+        subjects.dedup();
+        let verdicts: std::collections::HashMap<String, Option<ApiError>> = futures::stream::iter(
+            subjects,
+        )
+        .map(|subject| async move {
+            let verdict = self.capturing_streams(&subject).await;
+            (subject, verdict)
+        })
+        .buffer_unordered(8)
+        .map(|(subject, verdict)| {
+            let err = match verdict {
+                Ok(streams) if streams.is_empty() => None,
+                Ok(streams) => Some(ApiError::Unavailable(format!(
+                    "stream '{}' captures subject '{subject}' but cannot store it right now \
+                             (no leader: it may be electing one); nothing was stored, retry with \
+                             the same Idempotency-Key",
+                    streams.join("', '")
+                ))),
+                Err(err) => Some(ApiError::Unavailable(format!(
+                    "JetStream did not store the message and cannot be asked why right \
+                             now ({err}); retry with the same Idempotency-Key"
+                ))),
+            };
+            (subject, err)
+        })
+        .collect()
+        .await;
+        for result in &mut results {
+            if let Err(ApiError::SubjectNotCaptured(subject)) = result
+                && let Some(Some(err)) = verdicts.get(subject.as_str())
+            {
+                *result = Err(clone_unavailable(err));
+            }
+        }
         results
-            .into_iter()
-            .map(|r| match r {
-                Err(ApiError::SubjectNotCaptured(_)) => Err(clone_unavailable(&down)),
-                other => other,
-            })
-            .collect()
+    }
+
+    /// Names of the streams whose subjects match `subject`.
+    async fn capturing_streams(&self, subject: &str) -> Result<Vec<String>, ApiError> {
+        #[derive(serde::Deserialize)]
+        struct Names {
+            #[serde(default)]
+            streams: Option<Vec<String>>,
+        }
+        let names: Names = self
+            .api(
+                "STREAM.NAMES",
+                &serde_json::json!({ "subject": subject }),
+                super::Op::Account,
+            )
+            .await?;
+        Ok(names.streams.unwrap_or_default())
     }
 
     /// Publishes all messages as one JetStream atomic batch: every message is stored, or none.

@@ -16,7 +16,10 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use crate::harness::{Gateway, TestApp, eventually, json, problem, spawn_app_with, spawn_gateway};
+use crate::harness::{
+    Gateway, TestApp, Topology, eventually, json, problem, spawn_app_on_with, spawn_app_with,
+    spawn_gateway,
+};
 
 /// The ack secret gateways share in these tests.
 const SECRET: &str = "s3cret";
@@ -49,7 +52,12 @@ impl Endpoint for Gateway {
 
 /// A gateway with the shared ack secret and an `ORDERS` stream on `orders.>`.
 async fn orders_app() -> TestApp {
-    let app = spawn_app_with(|config| config.ack_secret = vec![SECRET.into()]).await;
+    orders_app_on(Topology::Single).await
+}
+
+/// The same on `topology` (an R3 stream on a cluster).
+async fn orders_app_on(topology: Topology) -> TestApp {
+    let app = spawn_app_on_with(topology, |config| config.ack_secret = vec![SECRET.into()]).await;
     app.create_stream(STREAM, &["orders.>"]).await;
     app
 }
@@ -533,9 +541,8 @@ async fn consumer_with_two_filter_subjects_delivers_only_messages_on_those_subje
 // ---------------------------------------------------------------------------------------------
 // Fetch
 
-#[tokio::test]
-async fn fetch_then_ack_returns_delivery_metadata_and_moves_the_ack_floor() {
-    let app = orders_app().await;
+async fn fetch_then_ack_returns_delivery_metadata_and_moves_the_ack_floor(topology: Topology) {
+    let app = orders_app_on(topology).await;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("X-Trace", "t-1");
     app.js
@@ -592,9 +599,62 @@ async fn fetch_then_ack_returns_delivery_metadata_and_moves_the_ack_floor() {
     assert_eq!(after.num_redelivered, 0);
 }
 
-#[tokio::test]
-async fn fetch_with_max_messages_returns_at_most_that_many_in_stream_order() {
-    let app = orders_app().await;
+/// A worker loop of fetch + ack gets every message exactly once, for batch sizes 1, 10 and 100,
+/// and leaves nothing ack-pending. On an R3 consumer JetStream sends a pull's closing status
+/// before its messages; a fetch that stops at the status loses them.
+async fn fetch_and_ack_loop_gets_every_message_once_for_batches_of_1_10_and_100(
+    topology: Topology,
+) {
+    const COUNT: usize = 200;
+    let app = orders_app_on(topology).await;
+    publish_many(&app, "orders.new", COUNT).await;
+    for batch in [1usize, 10, 100] {
+        let consumer = format!("loop{batch}");
+        create_consumer(&app, &consumer, json!({"ack_wait": "30s"})).await;
+        let mut seen = BTreeSet::new();
+        let mut fetches = 0;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while seen.len() < COUNT {
+            assert!(
+                Instant::now() < deadline,
+                "batch {batch}: got {} of {COUNT} messages in {fetches} fetches",
+                seen.len()
+            );
+            let messages = fetch_ok(
+                &app,
+                &consumer,
+                json!({"max_messages": batch, "wait": "1s"}),
+            )
+            .await;
+            fetches += 1;
+            assert!(messages.len() <= batch);
+            for seq in seqs(&messages) {
+                assert!(seen.insert(seq), "batch {batch}: seq {seq} delivered twice");
+            }
+            if messages.is_empty() {
+                continue;
+            }
+            let acks: Vec<Value> = messages
+                .iter()
+                .map(|m| json!({"ack_id": m["ack_id"], "action": "ack"}))
+                .collect();
+            json(post_acks(&app, &json!({ "acks": acks })).await, 200).await;
+        }
+        println!("batch {batch}: {COUNT} of {COUNT} messages in {fetches} fetches");
+        assert_eq!(seen.len(), COUNT);
+        let info = server_consumer(&app, &consumer).await;
+        assert_eq!(info.num_ack_pending, 0, "batch {batch}");
+        assert_eq!(info.num_pending, 0, "batch {batch}");
+        assert_eq!(info.num_redelivered, 0, "batch {batch}");
+        assert_eq!(
+            info.ack_floor.stream_sequence, COUNT as u64,
+            "batch {batch}"
+        );
+    }
+}
+
+async fn fetch_with_max_messages_returns_at_most_that_many_in_stream_order(topology: Topology) {
+    let app = orders_app_on(topology).await;
     publish_many(&app, "orders.new", 5).await;
     create_consumer(&app, CONSUMER, json!({})).await;
 
@@ -615,9 +675,8 @@ async fn fetch_with_max_messages_returns_at_most_that_many_in_stream_order() {
     assert_eq!(stored.delivered.stream_sequence, 5);
 }
 
-#[tokio::test]
-async fn fetch_with_empty_body_returns_one_message_without_waiting() {
-    let app = orders_app().await;
+async fn fetch_with_empty_body_returns_one_message_without_waiting(topology: Topology) {
+    let app = orders_app_on(topology).await;
     publish_many(&app, "orders.new", 2).await;
     create_consumer(&app, CONSUMER, json!({})).await;
 
@@ -633,9 +692,8 @@ async fn fetch_with_empty_body_returns_one_message_without_waiting() {
     assert_eq!(server_consumer(&app, CONSUMER).await.num_ack_pending, 1);
 }
 
-#[tokio::test]
-async fn long_poll_fetch_returns_as_soon_as_a_message_is_published() {
-    let app = orders_app().await;
+async fn long_poll_fetch_returns_as_soon_as_a_message_is_published(topology: Topology) {
+    let app = orders_app_on(topology).await;
     create_consumer(&app, CONSUMER, json!({})).await;
     let url = app.url(&format!("{}/fetch", consumer_path(STREAM, CONSUMER)));
     let http = app.http.clone();
@@ -668,9 +726,8 @@ async fn long_poll_fetch_returns_as_soon_as_a_message_is_published() {
     );
 }
 
-#[tokio::test]
-async fn fetch_with_wait_returns_empty_list_when_nothing_arrives() {
-    let app = orders_app().await;
+async fn fetch_with_wait_returns_empty_list_when_nothing_arrives(topology: Topology) {
+    let app = orders_app_on(topology).await;
     create_consumer(&app, CONSUMER, json!({})).await;
 
     let (messages, elapsed) = fetch_timed(&app, CONSUMER, json!({"wait": "500ms"})).await;
@@ -685,9 +742,8 @@ async fn fetch_with_wait_returns_empty_list_when_nothing_arrives() {
     assert_eq!(stored.delivered.stream_sequence, 0);
 }
 
-#[tokio::test]
-async fn fetch_with_max_bytes_returns_only_the_messages_that_fit() {
-    let app = orders_app().await;
+async fn fetch_with_max_bytes_returns_only_the_messages_that_fit(topology: Topology) {
+    let app = orders_app_on(topology).await;
     for _ in 0..5 {
         publish_direct(&app, "orders.big", vec![b'x'; 1000]).await;
     }
@@ -707,9 +763,10 @@ async fn fetch_with_max_bytes_returns_only_the_messages_that_fit() {
     assert_eq!(stored.num_pending, 3);
 }
 
-#[tokio::test]
-async fn fetch_when_the_next_message_exceeds_max_bytes_returns_400_and_delivers_nothing() {
-    let app = orders_app().await;
+async fn fetch_when_the_next_message_exceeds_max_bytes_returns_400_and_delivers_nothing(
+    topology: Topology,
+) {
+    let app = orders_app_on(topology).await;
     publish_direct(&app, "orders.big", vec![b'x'; 2000]).await;
     create_consumer(&app, CONSUMER, json!({})).await;
 
@@ -774,9 +831,10 @@ async fn fetch_with_out_of_bounds_parameters_returns_400_invalid_parameter_and_d
     assert_eq!(seqs(&messages), [1, 2, 3]);
 }
 
-#[tokio::test]
-async fn concurrent_fetches_of_available_messages_split_them_without_duplicates() {
-    let app = orders_app().await;
+async fn concurrent_fetches_of_available_messages_split_them_without_duplicates(
+    topology: Topology,
+) {
+    let app = orders_app_on(topology).await;
     publish_many(&app, "orders.new", 20).await;
     create_consumer(&app, CONSUMER, json!({})).await;
 
@@ -796,9 +854,10 @@ async fn concurrent_fetches_of_available_messages_split_them_without_duplicates(
     assert_eq!(stored.num_redelivered, 0);
 }
 
-#[tokio::test]
-async fn concurrent_long_poll_fetches_never_return_the_same_stream_sequence_twice() {
-    let app = orders_app().await;
+async fn concurrent_long_poll_fetches_never_return_the_same_stream_sequence_twice(
+    topology: Topology,
+) {
+    let app = orders_app_on(topology).await;
     create_consumer(&app, CONSUMER, json!({})).await;
     let url = app.url(&format!("{}/fetch", consumer_path(STREAM, CONSUMER)));
     let fetches: Vec<_> = (0..4)
@@ -927,9 +986,8 @@ async fn long_poll_fetch_returns_every_message_jetstream_handed_over_for_it() {
 // ---------------------------------------------------------------------------------------------
 // Nak, ack wait, progress, term
 
-#[tokio::test]
-async fn nak_with_delay_redelivers_after_the_delay_and_not_before() {
-    let app = orders_app().await;
+async fn nak_with_delay_redelivers_after_the_delay_and_not_before(topology: Topology) {
+    let app = orders_app_on(topology).await;
     publish_direct(&app, "orders.new", "retry me").await;
     create_consumer(&app, CONSUMER, json!({"ack_wait": "30s"})).await;
     let first = fetch_ok(&app, CONSUMER, json!({})).await;
@@ -976,9 +1034,8 @@ async fn nak_with_delay_redelivers_after_the_delay_and_not_before() {
     );
 }
 
-#[tokio::test]
-async fn nak_without_delay_redelivers_at_once_with_delivered_2() {
-    let app = orders_app().await;
+async fn nak_without_delay_redelivers_at_once_with_delivered_2(topology: Topology) {
+    let app = orders_app_on(topology).await;
     publish_direct(&app, "orders.new", "retry me").await;
     create_consumer(&app, CONSUMER, json!({"ack_wait": "30s"})).await;
     let first = fetch_ok(&app, CONSUMER, json!({})).await;
@@ -1017,9 +1074,8 @@ async fn delay_with_an_action_other_than_nak_returns_400_and_applies_nothing() {
     assert_eq!(stored.ack_floor.stream_sequence, 0);
 }
 
-#[tokio::test]
-async fn unacked_message_is_redelivered_after_ack_wait_and_not_before() {
-    let app = orders_app().await;
+async fn unacked_message_is_redelivered_after_ack_wait_and_not_before(topology: Topology) {
+    let app = orders_app_on(topology).await;
     publish_direct(&app, "orders.new", "slow").await;
     create_consumer(&app, CONSUMER, json!({"ack_wait": "2s"})).await;
     let fetch_sent = Instant::now();
@@ -1042,9 +1098,8 @@ async fn unacked_message_is_redelivered_after_ack_wait_and_not_before() {
     assert_eq!(stored.num_ack_pending, 1);
 }
 
-#[tokio::test]
-async fn progress_keeps_a_message_from_redelivery_past_its_ack_wait() {
-    let app = orders_app().await;
+async fn progress_keeps_a_message_from_redelivery_past_its_ack_wait(topology: Topology) {
+    let app = orders_app_on(topology).await;
     publish_direct(&app, "orders.new", "long job").await;
     create_consumer(&app, CONSUMER, json!({"ack_wait": "2s"})).await;
     let delivered_at = Instant::now();
@@ -1078,9 +1133,8 @@ async fn progress_keeps_a_message_from_redelivery_past_its_ack_wait() {
     assert_eq!(stored.num_ack_pending, 0);
 }
 
-#[tokio::test]
-async fn term_stops_redelivery_past_ack_wait() {
-    let app = orders_app().await;
+async fn term_stops_redelivery_past_ack_wait(topology: Topology) {
+    let app = orders_app_on(topology).await;
     publish_direct(&app, "orders.new", "poison").await;
     create_consumer(&app, CONSUMER, json!({"ack_wait": "1s"})).await;
     let messages = fetch_ok(&app, CONSUMER, json!({})).await;
@@ -1104,10 +1158,11 @@ async fn term_stops_redelivery_past_ack_wait() {
 // ---------------------------------------------------------------------------------------------
 // Dead letters
 
-#[tokio::test]
-async fn message_reaching_max_deliver_is_dead_lettered_once_with_origin_headers_by_two_gateways() {
-    let app = orders_app().await;
-    let second = spawn_gateway(&app.server.url(), |c| c.ack_secret = vec![SECRET.into()]).await;
+async fn message_reaching_max_deliver_is_dead_lettered_once_with_origin_headers_by_two_gateways(
+    topology: Topology,
+) {
+    let app = orders_app_on(topology).await;
+    let second = spawn_gateway(&app.server, |c| c.ack_secret = vec![SECRET.into()]).await;
     app.create_stream("DLQ", &["dlq.>"]).await;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("X-Trace", "t-7");
@@ -1162,9 +1217,8 @@ async fn message_reaching_max_deliver_is_dead_lettered_once_with_origin_headers_
     assert_eq!(stored_count(&app, STREAM).await, 1, "the original is kept");
 }
 
-#[tokio::test]
-async fn term_with_dead_letter_subject_stores_the_copy_before_terminating() {
-    let app = orders_app().await;
+async fn term_with_dead_letter_subject_stores_the_copy_before_terminating(topology: Topology) {
+    let app = orders_app_on(topology).await;
     app.create_stream("DLQ", &["dlq.>"]).await;
     publish_direct(&app, "orders.new", "poison").await;
     create_consumer(
@@ -1218,9 +1272,10 @@ async fn term_with_dead_letter_subject_stores_the_copy_before_terminating() {
 /// Server semantics (nats-server 2.15): when the last allowed delivery of a redelivered message
 /// expires, JetStream keeps it ack-pending and sends the max-deliveries advisory only once a
 /// pull request is waiting on the consumer, so the copy is made at the next fetch.
-#[tokio::test]
-async fn message_whose_last_delivery_expires_is_dead_lettered_at_the_next_fetch_not_before() {
-    let app = orders_app().await;
+async fn message_whose_last_delivery_expires_is_dead_lettered_at_the_next_fetch_not_before(
+    topology: Topology,
+) {
+    let app = orders_app_on(topology).await;
     app.create_stream("DLQ", &["dlq.>"]).await;
     publish_direct(&app, "orders.new", "crashy").await;
     create_consumer(
@@ -1290,10 +1345,9 @@ async fn term_when_no_stream_captures_the_dead_letter_subject_is_not_applied_and
 // ---------------------------------------------------------------------------------------------
 // Ack ids across replicas, restarts, tampering
 
-#[tokio::test]
-async fn ack_id_from_one_gateway_is_accepted_by_another_with_the_same_secret() {
-    let app = orders_app().await;
-    let other = spawn_gateway(&app.server.url(), |c| c.ack_secret = vec![SECRET.into()]).await;
+async fn ack_id_from_one_gateway_is_accepted_by_another_with_the_same_secret(topology: Topology) {
+    let app = orders_app_on(topology).await;
+    let other = spawn_gateway(&app.server, |c| c.ack_secret = vec![SECRET.into()]).await;
     publish_many(&app, "orders.new", 2).await;
     create_consumer(&app, CONSUMER, json!({})).await;
     let messages = fetch_ok(&app, CONSUMER, json!({"max_messages": 2})).await;
@@ -1310,7 +1364,7 @@ async fn ack_id_from_one_gateway_is_accepted_by_another_with_the_same_secret() {
 #[tokio::test]
 async fn ack_id_is_rejected_with_400_by_a_gateway_with_a_different_secret() {
     let app = orders_app().await;
-    let stranger = spawn_gateway(&app.server.url(), |c| c.ack_secret = vec!["other".into()]).await;
+    let stranger = spawn_gateway(&app.server, |c| c.ack_secret = vec!["other".into()]).await;
     publish_direct(&app, "orders.new", "x").await;
     create_consumer(&app, CONSUMER, json!({})).await;
     let messages = fetch_ok(&app, CONSUMER, json!({})).await;
@@ -1335,7 +1389,7 @@ async fn ack_id_is_rejected_with_400_by_a_gateway_with_a_different_secret() {
 async fn gateway_with_rotated_secrets_accepts_ack_ids_signed_with_the_old_secret() {
     let app = spawn_app_with(|c| c.ack_secret = vec!["old".into()]).await;
     app.create_stream(STREAM, &["orders.>"]).await;
-    let rotated = spawn_gateway(&app.server.url(), |c| {
+    let rotated = spawn_gateway(&app.server, |c| {
         c.ack_secret = vec!["new".into(), "old".into()];
     })
     .await;
@@ -1383,7 +1437,7 @@ async fn gateway_restarted_mid_processing_never_redelivers_the_acked_message_and
     ack_one(&app, &ack_id(&messages[0]), "ack", 200).await;
 
     app.stop_gateway().await;
-    let restarted = spawn_gateway(&app.server.url(), |c| c.ack_secret = vec![SECRET.into()]).await;
+    let restarted = spawn_gateway(&app.server, |c| c.ack_secret = vec![SECRET.into()]).await;
     let (again, _) = fetch_timed(
         &restarted,
         CONSUMER,
@@ -1484,9 +1538,8 @@ async fn ack_of_an_already_acked_message_returns_200_again_because_jetstream_con
     assert_eq!(stored.num_ack_pending, 0);
 }
 
-#[tokio::test]
-async fn ack_id_from_an_earlier_delivery_acks_the_redelivered_message() {
-    let app = orders_app().await;
+async fn ack_id_from_an_earlier_delivery_acks_the_redelivered_message(topology: Topology) {
+    let app = orders_app_on(topology).await;
     publish_direct(&app, "orders.new", "x").await;
     create_consumer(&app, CONSUMER, json!({})).await;
     let first = fetch_ok(&app, CONSUMER, json!({})).await;
@@ -1502,9 +1555,10 @@ async fn ack_id_from_an_earlier_delivery_acks_the_redelivered_message() {
     assert_eq!(stored.ack_floor.stream_sequence, 1);
 }
 
-#[tokio::test]
-async fn ack_for_a_deleted_consumer_returns_207_with_per_result_404_consumer_not_found() {
-    let app = orders_app().await;
+async fn ack_for_a_deleted_consumer_returns_207_with_per_result_404_consumer_not_found(
+    topology: Topology,
+) {
+    let app = orders_app_on(topology).await;
     app.create_stream("DLQ", &["dlq.>"]).await;
     publish_many(&app, "orders.new", 2).await;
     create_consumer(&app, CONSUMER, json!({"dead_letter_subject": "dlq.orders"})).await;
@@ -1623,9 +1677,10 @@ async fn put_consumer_with_invalid_name_returns_400_invalid_name() {
     assert!(names.next().await.is_none(), "a consumer was created");
 }
 
-#[tokio::test]
-async fn fetch_waiting_past_max_waiting_returns_429_rate_limited_with_retry_after() {
-    let app = orders_app().await;
+async fn fetch_waiting_past_max_waiting_returns_429_rate_limited_with_retry_after(
+    topology: Topology,
+) {
+    let app = orders_app_on(topology).await;
     create_consumer(&app, CONSUMER, json!({"max_waiting": 1})).await;
     let url = app.url(&format!("{}/fetch", consumer_path(STREAM, CONSUMER)));
     let http = app.http.clone();
@@ -1658,9 +1713,10 @@ async fn fetch_waiting_past_max_waiting_returns_429_rate_limited_with_retry_afte
     assert_eq!(seqs(body["messages"].as_array().expect("messages")), [1]);
 }
 
-#[tokio::test]
-async fn fetch_waiting_on_a_consumer_that_is_deleted_returns_404_consumer_not_found() {
-    let app = orders_app().await;
+async fn fetch_waiting_on_a_consumer_that_is_deleted_returns_404_consumer_not_found(
+    topology: Topology,
+) {
+    let app = orders_app_on(topology).await;
     create_consumer(&app, CONSUMER, json!({})).await;
     let url = app.url(&format!("{}/fetch", consumer_path(STREAM, CONSUMER)));
     let http = app.http.clone();
@@ -1833,3 +1889,30 @@ async fn ack_request_with_more_than_max_acks_returns_413_and_applies_nothing() {
     assert_eq!(body["results"].as_array().expect("results").len(), 2);
     assert_eq!(server_consumer(&app, CONSUMER).await.num_ack_pending, 1);
 }
+
+// Every test above that takes a topology runs on one server (R1) and on a 3-node cluster (R3).
+crate::on_r1_and_r3!(
+    fetch_and_ack_loop_gets_every_message_once_for_batches_of_1_10_and_100,
+    fetch_then_ack_returns_delivery_metadata_and_moves_the_ack_floor,
+    fetch_with_max_messages_returns_at_most_that_many_in_stream_order,
+    fetch_with_empty_body_returns_one_message_without_waiting,
+    long_poll_fetch_returns_as_soon_as_a_message_is_published,
+    fetch_with_wait_returns_empty_list_when_nothing_arrives,
+    fetch_with_max_bytes_returns_only_the_messages_that_fit,
+    fetch_when_the_next_message_exceeds_max_bytes_returns_400_and_delivers_nothing,
+    concurrent_fetches_of_available_messages_split_them_without_duplicates,
+    concurrent_long_poll_fetches_never_return_the_same_stream_sequence_twice,
+    nak_with_delay_redelivers_after_the_delay_and_not_before,
+    nak_without_delay_redelivers_at_once_with_delivered_2,
+    unacked_message_is_redelivered_after_ack_wait_and_not_before,
+    progress_keeps_a_message_from_redelivery_past_its_ack_wait,
+    term_stops_redelivery_past_ack_wait,
+    message_reaching_max_deliver_is_dead_lettered_once_with_origin_headers_by_two_gateways,
+    term_with_dead_letter_subject_stores_the_copy_before_terminating,
+    message_whose_last_delivery_expires_is_dead_lettered_at_the_next_fetch_not_before,
+    ack_id_from_one_gateway_is_accepted_by_another_with_the_same_secret,
+    ack_id_from_an_earlier_delivery_acks_the_redelivered_message,
+    ack_for_a_deleted_consumer_returns_207_with_per_result_404_consumer_not_found,
+    fetch_waiting_past_max_waiting_returns_429_rate_limited_with_retry_after,
+    fetch_waiting_on_a_consumer_that_is_deleted_returns_404_consumer_not_found,
+);

@@ -49,47 +49,135 @@ pub fn nats_server_bin() -> PathBuf {
     path
 }
 
-/// A throwaway nats-server with JetStream.
-pub struct NatsServer {
+/// Where a test's JetStream runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    /// One nats-server; streams and consumers are R1.
+    Single,
+    /// Three nats-servers routed on loopback; streams and consumers are R3.
+    Cluster,
+}
+
+/// One nats-server process of a [`NatsServer`].
+struct Node {
+    name: String,
     child: Option<Child>,
+    /// Client port, fixed after the first start so that a restart keeps it.
     port: u16,
+    cluster_port: Option<u16>,
     store: TempDir,
     ports_dir: TempDir,
 }
 
+/// Throwaway JetStream: one nats-server, or a 3-node cluster. Every node has its own store
+/// directory and is killed on drop; a node can be killed and restarted on the same ports.
+pub struct NatsServer {
+    nodes: Vec<Node>,
+    routes: Vec<String>,
+}
+
+/// A free loopback port (for cluster routes, which must be known before any node starts).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
 impl NatsServer {
-    /// Starts a server on a free port with its own store directory.
+    /// Starts a single server on a free port with its own store directory.
     pub async fn start() -> Self {
-        let store = TempDir::new().expect("store dir");
-        let ports_dir = TempDir::new().expect("ports dir");
-        let mut server = Self {
-            child: None,
-            port: 0,
-            store,
-            ports_dir,
+        Self::start_on(Topology::Single).await
+    }
+
+    /// Starts a 3-node cluster (in parallel) and waits until it has a JetStream meta leader.
+    pub async fn cluster() -> Self {
+        Self::start_on(Topology::Cluster).await
+    }
+
+    pub async fn start_on(topology: Topology) -> Self {
+        let count = match topology {
+            Topology::Single => 1,
+            Topology::Cluster => 3,
         };
-        server.spawn("-1").await;
+        let cluster_ports: Vec<Option<u16>> =
+            (0..count).map(|_| (count > 1).then(free_port)).collect();
+        let routes = cluster_ports
+            .iter()
+            .flatten()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect();
+        let nodes = cluster_ports
+            .into_iter()
+            .enumerate()
+            .map(|(i, cluster_port)| Node {
+                name: format!("n{i}"),
+                child: None,
+                port: 0,
+                cluster_port,
+                store: TempDir::new().expect("store dir"),
+                ports_dir: TempDir::new().expect("ports dir"),
+            })
+            .collect();
+        let mut server = Self { nodes, routes };
+        for i in 0..count {
+            server.spawn(i);
+        }
+        for i in 0..count {
+            server.wait_listening(i).await;
+        }
+        if count > 1 {
+            server.wait_for_meta_leader().await;
+        }
         server
     }
 
-    async fn spawn(&mut self, port: &str) {
-        let child = Command::new(nats_server_bin())
-            .args(["-js", "-a", "127.0.0.1", "-p", port, "-sd"])
-            .arg(self.store.path())
+    fn spawn(&mut self, index: usize) {
+        let routes = self.routes.join(",");
+        let node = &mut self.nodes[index];
+        let port = if node.port == 0 {
+            "-1".to_owned()
+        } else {
+            node.port.to_string()
+        };
+        let mut command = Command::new(nats_server_bin());
+        command
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-n",
+                &node.name,
+                "-sd",
+            ])
+            .arg(node.store.path())
             .arg("--ports_file_dir")
-            .arg(self.ports_dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn nats-server");
-        let pid = child.id();
-        self.child = Some(child);
-        let ports_file = self
+            .arg(node.ports_dir.path());
+        if let Some(cluster_port) = node.cluster_port {
+            command
+                .args(["--cluster_name", "jetway-test"])
+                .args(["--cluster", &format!("nats://127.0.0.1:{cluster_port}")])
+                .args(["--routes", &routes]);
+        }
+        if std::env::var_os("JETWAY_TEST_NATS_LOGS").is_some() {
+            command.arg("-DV");
+        } else {
+            command.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+        node.child = Some(command.spawn().expect("spawn nats-server"));
+    }
+
+    async fn wait_listening(&mut self, index: usize) {
+        let node = &mut self.nodes[index];
+        let pid = node.child.as_ref().map(Child::id).unwrap_or_default();
+        let ports_file = node
             .ports_dir
             .path()
             .join(format!("nats-server_{pid}.ports"));
         // The ports file appears once the server listens.
-        self.port = eventually("nats-server to listen", Duration::from_secs(10), || async {
+        node.port = eventually("nats-server to listen", Duration::from_secs(10), || async {
             let text = std::fs::read_to_string(&ports_file).ok()?;
             let ports: Value = serde_json::from_str(&text).ok()?;
             let url = ports["nats"][0].as_str()?.to_owned();
@@ -98,23 +186,90 @@ impl NatsServer {
         .await;
     }
 
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+    /// Waits until JetStream's API answers through every running node (a meta leader exists).
+    pub async fn wait_for_meta_leader(&self) {
+        for url in self.running_urls() {
+            let client = async_nats::connect(url).await.expect("connect to node");
+            eventually("a JetStream meta leader", Duration::from_secs(30), || {
+                let client = client.clone();
+                async move {
+                    let reply = client
+                        .request("$JS.API.STREAM.NAMES", "{}".into())
+                        .await
+                        .ok()?;
+                    let answer: Value = serde_json::from_slice(&reply.payload).ok()?;
+                    answer.get("error").is_none().then_some(())
+                }
+            })
+            .await;
+        }
     }
 
-    /// Kills the server (its store stays, for a restart).
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
+    /// Replicas for streams and consumers on this topology: 1 or 3.
+    pub fn replicas(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The first node's URL.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.nodes[0].port)
+    }
+
+    /// Every node's URL (what a client of the cluster is configured with).
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("nats://127.0.0.1:{}", n.port))
+            .collect()
+    }
+
+    fn running_urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| format!("nats://127.0.0.1:{}", n.port))
+            .collect()
+    }
+
+    /// The index of the node with server name `name` (as JetStream reports leaders).
+    pub fn node_named(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+
+    /// Kills one node with SIGKILL (its store stays, for a restart).
+    pub fn kill_node(&mut self, index: usize) {
+        if let Some(mut child) = self.nodes[index].child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 
-    /// Starts the server again on the same port with the same store.
+    /// Starts a killed node again on the same ports with the same store.
+    pub async fn restart_node(&mut self, index: usize) {
+        self.kill_node(index);
+        self.spawn(index);
+        self.wait_listening(index).await;
+    }
+
+    /// Kills every node (their stores stay, for a restart).
+    pub fn stop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill_node(i);
+        }
+    }
+
+    /// Starts every node again on the same ports with the same stores.
     pub async fn restart(&mut self) {
         self.stop();
-        let port = self.port.to_string();
-        self.spawn(&port).await;
+        for i in 0..self.nodes.len() {
+            self.spawn(i);
+        }
+        for i in 0..self.nodes.len() {
+            self.wait_listening(i).await;
+        }
+        if self.nodes.len() > 1 {
+            self.wait_for_meta_leader().await;
+        }
     }
 }
 
@@ -122,6 +277,29 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Generates a test per topology from `async fn $name(topology: Topology)`: `$name::r1` on one
+/// server and `$name::r3` on a 3-node cluster with R3 streams and consumers.
+#[macro_export]
+macro_rules! on_r1_and_r3 {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use $crate::harness::Topology;
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn r1() {
+                    super::$name(Topology::Single).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn r3() {
+                    super::$name(Topology::Cluster).await;
+                }
+            }
+        )*
+    };
 }
 
 /// A running gateway plus direct NATS access to arrange and check what is really stored.
@@ -143,9 +321,20 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts a nats-server and a gateway, letting the test adjust the configuration.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
-    let server = NatsServer::start().await;
+    spawn_app_on_with(Topology::Single, adjust).await
+}
+
+/// Starts JetStream on `topology` and a gateway with default configuration and auth off.
+pub async fn spawn_app_on(topology: Topology) -> TestApp {
+    spawn_app_on_with(topology, |_| {}).await
+}
+
+/// Starts JetStream on `topology` and a gateway configured with every node's URL, letting the
+/// test adjust the configuration.
+pub async fn spawn_app_on_with(topology: Topology, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let server = NatsServer::start_on(topology).await;
     let mut config = Config::defaults();
-    config.nats_url = vec![server.url()];
+    config.nats_url = server.urls();
     config.no_auth = true;
     config.shutdown_timeout = Duration::from_secs(2);
     adjust(&mut config);
@@ -159,7 +348,9 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         })
         .await;
     });
-    let nats = async_nats::connect(server.url())
+    let nats = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(server.urls().as_slice())
         .await
         .expect("direct NATS client");
     let js = jetstream::new(nats.clone());
@@ -189,11 +380,21 @@ impl TestApp {
         .await
     }
 
+    /// Creates a stream directly with async-nats, with as many replicas as the topology has
+    /// nodes unless the config says otherwise.
     pub async fn create_stream_with(
         &self,
-        config: jetstream::stream::Config,
+        mut config: jetstream::stream::Config,
     ) -> jetstream::stream::Stream {
+        if config.num_replicas <= 1 {
+            config.num_replicas = self.server.replicas();
+        }
         self.js.create_stream(config).await.expect("create stream")
+    }
+
+    /// Replicas of streams and consumers on this topology: 1 or 3.
+    pub fn replicas(&self) -> usize {
+        self.server.replicas()
     }
 
     /// POST /v1/publish/{subject} with a body and headers.
@@ -246,12 +447,12 @@ pub struct Gateway {
     serving: Option<JoinHandle<()>>,
 }
 
-/// Starts a gateway on the nats-server at `server_url` (auth off), letting the test adjust the
+/// Starts a gateway on `server`'s nodes (auth off), letting the test adjust the
 /// configuration. Answers once the gateway is ready: its `/readyz` made a JetStream request on
 /// its connection, so the advisory subscriptions it made while starting are in place.
-pub async fn spawn_gateway(server_url: &str, adjust: impl FnOnce(&mut Config)) -> Gateway {
+pub async fn spawn_gateway(server: &NatsServer, adjust: impl FnOnce(&mut Config)) -> Gateway {
     let mut config = Config::defaults();
-    config.nats_url = vec![server_url.to_owned()];
+    config.nats_url = server.urls();
     config.no_auth = true;
     config.shutdown_timeout = Duration::from_secs(2);
     adjust(&mut config);
