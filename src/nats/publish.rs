@@ -233,6 +233,13 @@ enum Sent {
 
 impl Nats {
     async fn send(&self, message: Outgoing) -> Sent {
+        if message.checks.expected_last_msg_id.is_some()
+            && let Err(err) = self
+                .refuse_last_msg_id_on_replicated(&message.subject)
+                .await
+        {
+            return Sent::Failed(err);
+        }
         let Outgoing {
             subject,
             headers,
@@ -411,6 +418,46 @@ impl Nats {
             }
         }
         results
+    }
+
+    /// nats-server (2.15.1, and its source as of this writing) checks
+    /// `Nats-Expected-Last-Msg-Id` on a replicated stream only when the replicas apply the
+    /// message, and treats a failed check there as a critical write error: the stream stops
+    /// taking writes and loses its leader. One bad precondition would take the stream down for
+    /// every client, so jetway refuses the header for streams with more than one replica.
+    async fn refuse_last_msg_id_on_replicated(&self, subject: &str) -> Result<(), ApiError> {
+        #[derive(serde::Deserialize)]
+        struct Info {
+            config: InfoConfig,
+        }
+        #[derive(serde::Deserialize)]
+        struct InfoConfig {
+            #[serde(default)]
+            num_replicas: usize,
+        }
+        let Some(stream) = self.capturing_streams(subject).await?.into_iter().next() else {
+            return Ok(()); // nothing captures it: the publish answers 404
+        };
+        let info: Info = self
+            .api(
+                &format!("STREAM.INFO.{stream}"),
+                &serde_json::json!({}),
+                super::Op::Stream(&stream),
+            )
+            .await?;
+        if info.config.num_replicas > 1 {
+            return Err(ApiError::NotSupportedByServer {
+                detail: format!(
+                    "Nats-Expected-Last-Msg-Id is refused on stream '{stream}' because it has {} \
+                     replicas: nats-server stops a replicated stream when this check fails. Use \
+                     Nats-Expected-Last-Subject-Sequence or Nats-Expected-Last-Sequence instead; \
+                     nothing was stored",
+                    info.config.num_replicas
+                ),
+                jetstream_code: None,
+            });
+        }
+        Ok(())
     }
 
     /// Names of the streams whose subjects match `subject`.

@@ -3,7 +3,7 @@
 use async_nats::jetstream::stream::Config as StreamConfig;
 use serde_json::json as j;
 
-use crate::harness::{TestApp, json, problem, spawn_app, spawn_app_with};
+use crate::harness::{TestApp, Topology, json, problem, spawn_app, spawn_app_on, spawn_app_with};
 
 async fn post_batch(
     app: &TestApp,
@@ -30,9 +30,8 @@ async fn atomic_stream(app: &TestApp, allow_atomic: bool) {
     .await;
 }
 
-#[tokio::test]
-async fn json_batch_stores_every_item_in_order_with_per_item_results() {
-    let app = spawn_app().await;
+async fn json_batch_stores_every_item_in_order_with_per_item_results(topology: Topology) {
+    let app = spawn_app_on(topology).await;
     app.create_stream("ORDERS", &["orders.>"]).await;
     let items = j!([
         {"subject": "orders.a", "data": {"id": 1}},
@@ -74,9 +73,8 @@ async fn json_batch_stores_every_item_in_order_with_per_item_results() {
     assert_eq!(stored[2].headers.get("Nats-Msg-Id").unwrap().as_str(), "k3");
 }
 
-#[tokio::test]
-async fn batch_with_one_bad_item_returns_207_and_stores_the_others() {
-    let app = spawn_app().await;
+async fn batch_with_one_bad_item_returns_207_and_stores_the_others(topology: Topology) {
+    let app = spawn_app_on(topology).await;
     app.create_stream("ORDERS", &["orders.>"]).await;
     let items = j!([
         {"subject": "orders.a", "data": 1},
@@ -147,9 +145,8 @@ async fn ndjson_batch_is_accepted() {
     assert_eq!(app.stored("ORDERS").await.len(), 2);
 }
 
-#[tokio::test]
-async fn duplicate_idempotency_keys_in_a_batch_store_once() {
-    let app = spawn_app().await;
+async fn duplicate_idempotency_keys_in_a_batch_store_once(topology: Topology) {
+    let app = spawn_app_on(topology).await;
     app.create_stream("ORDERS", &["orders.>"]).await;
     let items = j!([
         {"subject": "orders.a", "data": 1, "idempotency_key": "same"},
@@ -228,9 +225,8 @@ async fn batch_body_over_limit_returns_413() {
     .await;
 }
 
-#[tokio::test]
-async fn atomic_batch_stores_all_messages_with_consecutive_sequences() {
-    let app = spawn_app().await;
+async fn atomic_batch_stores_all_messages_with_consecutive_sequences(topology: Topology) {
+    let app = spawn_app_on(topology).await;
     atomic_stream(&app, true).await;
     json(app.publish("orders.before", "x", &[]).await, 201).await;
     let items = j!([
@@ -359,3 +355,11 @@ async fn atomic_batch_to_uncaptured_subject_returns_404() {
     )
     .await;
 }
+
+// Every test above that takes a topology runs on one server (R1) and on a 3-node cluster (R3).
+crate::on_r1_and_r3!(
+    json_batch_stores_every_item_in_order_with_per_item_results,
+    duplicate_idempotency_keys_in_a_batch_store_once,
+    atomic_batch_stores_all_messages_with_consecutive_sequences,
+    batch_with_one_bad_item_returns_207_and_stores_the_others,
+);

@@ -2,11 +2,12 @@
 
 use std::time::Duration;
 
-use crate::harness::{eventually, json, problem, spawn_app, spawn_app_with};
+use crate::harness::{
+    Topology, eventually, json, problem, spawn_app, spawn_app_on, spawn_app_with,
+};
 
-#[tokio::test]
-async fn publish_stores_body_byte_exact_and_answers_201_with_location() {
-    let app = spawn_app().await;
+async fn publish_stores_body_byte_exact_and_answers_201_with_location(topology: Topology) {
+    let app = spawn_app_on(topology).await;
     app.create_stream("ORDERS", &["orders.>"]).await;
     let payload: Vec<u8> = (0..=255u8).chain([0, 13, 10, 0xff]).collect();
 
@@ -51,9 +52,10 @@ async fn publish_with_empty_body_is_stored() {
     assert!(stored[0].payload.is_empty());
 }
 
-#[tokio::test]
-async fn repeated_lowercase_idempotency_key_stores_one_message_and_answers_200_duplicate() {
-    let app = spawn_app().await;
+async fn repeated_lowercase_idempotency_key_stores_one_message_and_answers_200_duplicate(
+    topology: Topology,
+) {
+    let app = spawn_app_on(topology).await;
     app.create_stream("ORDERS", &["orders.>"]).await;
 
     let first = json(
@@ -94,9 +96,8 @@ async fn publishes_without_idempotency_key_store_each_message() {
     assert_eq!(app.stored("ORDERS").await.len(), 2);
 }
 
-#[tokio::test]
-async fn lowercase_expected_last_sequence_is_enforced() {
-    let app = spawn_app().await;
+async fn lowercase_expected_last_sequence_is_enforced(topology: Topology) {
+    let app = spawn_app_on(topology).await;
     app.create_stream("ORDERS", &["orders.>"]).await;
     json(app.publish("orders.a", "1", &[]).await, 201).await;
 
@@ -130,9 +131,8 @@ async fn lowercase_expected_last_sequence_is_enforced() {
     );
 }
 
-#[tokio::test]
-async fn lowercase_expected_last_subject_sequence_is_enforced_and_named() {
-    let app = spawn_app().await;
+async fn lowercase_expected_last_subject_sequence_is_enforced_and_named(topology: Topology) {
+    let app = spawn_app_on(topology).await;
     app.create_stream("ORDERS", &["orders.>"]).await;
     json(app.publish("orders.a", "1", &[]).await, 201).await;
     json(app.publish("orders.b", "2", &[]).await, 201).await;
@@ -168,6 +168,39 @@ async fn lowercase_expected_last_subject_sequence_is_enforced_and_named() {
     );
     assert_eq!(ok["seq"], 3);
     assert_eq!(app.stored("ORDERS").await.len(), 3);
+}
+
+#[tokio::test]
+async fn expected_last_msg_id_on_a_replicated_stream_returns_501_stores_nothing_and_the_stream_keeps_working()
+ {
+    // nats-server stops a replicated stream when this check fails at its replicas.
+    let app = spawn_app_on(Topology::Cluster).await;
+    app.create_stream("ORDERS", &["orders.>"]).await;
+    json(
+        app.publish("orders.a", "1", &[("idempotency-key", "m1")])
+            .await,
+        201,
+    )
+    .await;
+
+    let refused = problem(
+        app.publish("orders.a", "2", &[("nats-expected-last-msg-id", "other")])
+            .await,
+        501,
+        "not_supported_by_server",
+    )
+    .await;
+    let after = json(app.publish("orders.a", "3", &[]).await, 201).await;
+
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Nats-Expected-Last-Subject-Sequence"),
+        "{refused}"
+    );
+    assert_eq!(after["seq"], 2);
+    assert_eq!(app.stored("ORDERS").await.len(), 2);
 }
 
 #[tokio::test]
@@ -347,9 +380,8 @@ async fn invalid_ttl_returns_400() {
     }
 }
 
-#[tokio::test]
-async fn message_with_ttl_expires() {
-    let app = spawn_app().await;
+async fn message_with_ttl_expires(topology: Topology) {
+    let app = spawn_app_on(topology).await;
     app.create_stream_with(async_nats::jetstream::stream::Config {
         name: "EPHEMERAL".into(),
         subjects: vec!["eph.>".into()],
@@ -438,9 +470,8 @@ async fn body_limit_never_exceeds_server_max_payload() {
     assert!(app.stored("ORDERS").await.is_empty());
 }
 
-#[tokio::test]
-async fn subject_captured_by_no_stream_returns_404() {
-    let app = spawn_app().await;
+async fn subject_captured_by_no_stream_returns_404(topology: Topology) {
+    let app = spawn_app_on(topology).await;
     app.create_stream("ORDERS", &["orders.>"]).await;
 
     let body = problem(
@@ -475,9 +506,8 @@ async fn no_puback_in_time_returns_504() {
     );
 }
 
-#[tokio::test]
-async fn jetstream_down_returns_503_with_retry_after_then_recovers() {
-    let mut app = spawn_app().await;
+async fn jetstream_down_returns_503_with_retry_after_then_recovers(topology: Topology) {
+    let mut app = spawn_app_on(topology).await;
     app.create_stream("ORDERS", &["orders.>"]).await;
     json(app.publish("orders.a", "before", &[]).await, 201).await;
 
@@ -514,3 +544,14 @@ async fn jetstream_down_returns_503_with_retry_after_then_recovers() {
         "the outage stored nothing and lost nothing"
     );
 }
+
+// Every test above that takes a topology runs on one server (R1) and on a 3-node cluster (R3).
+crate::on_r1_and_r3!(
+    publish_stores_body_byte_exact_and_answers_201_with_location,
+    repeated_lowercase_idempotency_key_stores_one_message_and_answers_200_duplicate,
+    lowercase_expected_last_sequence_is_enforced,
+    lowercase_expected_last_subject_sequence_is_enforced_and_named,
+    message_with_ttl_expires,
+    subject_captured_by_no_stream_returns_404,
+    jetstream_down_returns_503_with_retry_after_then_recovers,
+);

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde_json::{Value, json};
 
-use crate::harness::{TestApp, json, problem, spawn_app, spawn_app_with};
+use crate::harness::{TestApp, Topology, json, problem, spawn_app, spawn_app_on, spawn_app_with};
 use crate::ws::{READ_TIMEOUT, publish_direct, publish_many, stream_consumers};
 
 const STREAM: &str = "ORDERS";
@@ -227,9 +227,10 @@ fn strings(items: &[&str]) -> Vec<String> {
 
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test]
-async fn events_replay_with_seq_ids_then_caught_up_then_live_as_text_event_stream() {
-    let app = spawn_app().await;
+async fn events_replay_with_seq_ids_then_caught_up_then_live_as_text_event_stream(
+    topology: Topology,
+) {
+    let app = spawn_app_on(topology).await;
     app.create_stream(STREAM, &["orders.>"]).await;
     for n in 1..=2 {
         let response = app
@@ -263,9 +264,8 @@ async fn events_replay_with_seq_ids_then_caught_up_then_live_as_text_event_strea
     assert_eq!(live.json()["data"], "live");
 }
 
-#[tokio::test]
-async fn events_with_last_event_id_resume_with_exactly_the_rest() {
-    let app = spawn_app().await;
+async fn events_with_last_event_id_resume_with_exactly_the_rest(topology: Topology) {
+    let app = spawn_app_on(topology).await;
     orders_with(&app, 5).await;
     let mut first = open_events(&app, "start_seq=1", None).await;
     let seen = [first.next_event().await, first.next_event().await];
@@ -338,9 +338,8 @@ async fn events_start_seq_before_the_first_message_after_a_purge_send_a_gap_even
     assert_eq!(replayed[1].json()["data"], "after");
 }
 
-#[tokio::test]
-async fn events_with_filter_send_only_matching_subjects() {
-    let app = spawn_app().await;
+async fn events_with_filter_send_only_matching_subjects(topology: Topology) {
+    let app = spawn_app_on(topology).await;
     app.create_stream(STREAM, &["orders.>"]).await;
     for subject in ["orders.a", "orders.b", "orders.c", "orders.a"] {
         publish_direct(&app.js, subject, subject).await;
@@ -355,9 +354,8 @@ async fn events_with_filter_send_only_matching_subjects() {
     );
 }
 
-#[tokio::test]
-async fn events_with_consumer_carry_ack_ids_and_an_ack_moves_the_ack_floor() {
-    let app = spawn_app().await;
+async fn events_with_consumer_carry_ack_ids_and_an_ack_moves_the_ack_floor(topology: Topology) {
+    let app = spawn_app_on(topology).await;
     orders_with(&app, 2).await;
     create_durable(&app, &json!({"ack_wait": "30s"})).await;
     let mut events = open_events(&app, "consumer=workers", None).await;
@@ -373,9 +371,10 @@ async fn events_with_consumer_carry_ack_ids_and_an_ack_moves_the_ack_floor() {
     assert_eq!(info.num_ack_pending, 1);
 }
 
-#[tokio::test]
-async fn events_with_consumer_reconnecting_with_last_event_id_continue_from_the_durable_consumer() {
-    let app = spawn_app().await;
+async fn events_with_consumer_reconnecting_with_last_event_id_continue_from_the_durable_consumer(
+    topology: Topology,
+) {
+    let app = spawn_app_on(topology).await;
     orders_with(&app, 3).await;
     create_durable(&app, &json!({"ack_wait": "1s"})).await;
     let mut first = open_events(&app, "consumer=workers", None).await;
@@ -478,3 +477,12 @@ async fn gateway_shutdown_ends_an_open_event_stream() {
         started.elapsed()
     );
 }
+
+// Every test above that takes a topology runs on one server (R1) and on a 3-node cluster (R3).
+crate::on_r1_and_r3!(
+    events_replay_with_seq_ids_then_caught_up_then_live_as_text_event_stream,
+    events_with_last_event_id_resume_with_exactly_the_rest,
+    events_with_consumer_carry_ack_ids_and_an_ack_moves_the_ack_floor,
+    events_with_consumer_reconnecting_with_last_event_id_continue_from_the_durable_consumer,
+    events_with_filter_send_only_matching_subjects,
+);

@@ -22,7 +22,9 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
-use crate::harness::{TestApp, eventually, json, problem, spawn_app, spawn_app_with};
+use crate::harness::{
+    TestApp, Topology, eventually, json, problem, spawn_app, spawn_app_on, spawn_app_with,
+};
 
 /// A client WebSocket.
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -347,9 +349,10 @@ fn url_encode(value: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Start positions and filters
 
-#[tokio::test]
-async fn replay_with_deliver_all_sends_every_stored_message_in_order_then_caught_up() {
-    let app = spawn_app().await;
+async fn replay_with_deliver_all_sends_every_stored_message_in_order_then_caught_up(
+    topology: Topology,
+) {
+    let app = spawn_app_on(topology).await;
     orders_with(&app, 5).await;
     let mut ws = connect(&app, &stream_ws("deliver=all")).await;
 
@@ -369,9 +372,8 @@ async fn replay_with_deliver_all_sends_every_stored_message_in_order_then_caught
     assert!(fence(&mut ws).await.is_empty());
 }
 
-#[tokio::test]
-async fn replay_from_start_seq_sends_that_message_and_the_rest_without_a_gap() {
-    let app = spawn_app().await;
+async fn replay_from_start_seq_sends_that_message_and_the_rest_without_a_gap(topology: Topology) {
+    let app = spawn_app_on(topology).await;
     orders_with(&app, 5).await;
     let mut ws = connect(&app, &stream_ws("start_seq=3")).await;
 
@@ -384,9 +386,8 @@ async fn replay_from_start_seq_sends_that_message_and_the_rest_without_a_gap() {
     assert!(fence(&mut ws).await.is_empty());
 }
 
-#[tokio::test]
-async fn replay_from_start_time_of_a_stored_message_starts_at_that_message() {
-    let app = spawn_app().await;
+async fn replay_from_start_time_of_a_stored_message_starts_at_that_message(topology: Topology) {
+    let app = spawn_app_on(topology).await;
     orders_with(&app, 4).await;
     let stored = app
         .js
@@ -409,9 +410,8 @@ async fn replay_from_start_time_of_a_stored_message_starts_at_that_message() {
     assert!(fence(&mut ws).await.is_empty());
 }
 
-#[tokio::test]
-async fn replay_with_deliver_last_sends_only_the_last_message_then_live_ones() {
-    let app = spawn_app().await;
+async fn replay_with_deliver_last_sends_only_the_last_message_then_live_ones(topology: Topology) {
+    let app = spawn_app_on(topology).await;
     orders_with(&app, 3).await;
     let mut ws = connect(&app, &stream_ws("deliver=last")).await;
 
@@ -424,9 +424,10 @@ async fn replay_with_deliver_last_sends_only_the_last_message_then_live_ones() {
     assert_eq!(live[0]["data"], "live");
 }
 
-#[tokio::test]
-async fn replay_with_deliver_new_sends_caught_up_at_once_and_only_live_messages() {
-    let app = spawn_app().await;
+async fn replay_with_deliver_new_sends_caught_up_at_once_and_only_live_messages(
+    topology: Topology,
+) {
+    let app = spawn_app_on(topology).await;
     orders_with(&app, 3).await;
     let mut ws = connect(&app, &stream_ws("deliver=new")).await;
 
@@ -442,9 +443,10 @@ async fn replay_with_deliver_new_sends_caught_up_at_once_and_only_live_messages(
     assert!(fence(&mut ws).await.is_empty());
 }
 
-#[tokio::test]
-async fn replay_with_deliver_last_per_subject_sends_the_last_message_of_each_subject_in_order() {
-    let app = spawn_app().await;
+async fn replay_with_deliver_last_per_subject_sends_the_last_message_of_each_subject_in_order(
+    topology: Topology,
+) {
+    let app = spawn_app_on(topology).await;
     app.create_stream(STREAM, &["orders.>"]).await;
     for (subject, payload) in [
         ("orders.a", "a1"),
@@ -490,9 +492,8 @@ async fn replay_with_deliver_last_per_subject_and_a_filter_sends_the_last_messag
     assert_eq!(frames[1]["data"], "a2");
 }
 
-#[tokio::test]
-async fn replay_with_one_filter_sends_only_that_subject_stored_and_live() {
-    let app = spawn_app().await;
+async fn replay_with_one_filter_sends_only_that_subject_stored_and_live(topology: Topology) {
+    let app = spawn_app_on(topology).await;
     app.create_stream(STREAM, &["orders.>"]).await;
     for subject in ["orders.a", "orders.b", "orders.a", "orders.c"] {
         publish_direct(&app.js, subject, subject).await;
@@ -554,9 +555,10 @@ async fn replay_with_base64_encoding_sends_payload_bytes_in_base64() {
 // ---------------------------------------------------------------------------------------------
 // caught_up, live tail, gaps, resume
 
-#[tokio::test]
-async fn caught_up_is_sent_once_after_the_replayed_messages_and_before_live_ones() {
-    let app = spawn_app().await;
+async fn caught_up_is_sent_once_after_the_replayed_messages_and_before_live_ones(
+    topology: Topology,
+) {
+    let app = spawn_app_on(topology).await;
     orders_with(&app, 3).await;
     let mut ws = connect(&app, &stream_ws("")).await;
 
@@ -592,9 +594,10 @@ async fn empty_stream_sends_caught_up_0_then_live_messages() {
     assert_eq!(live[0]["encoding"], "json");
 }
 
-#[tokio::test]
-async fn start_seq_before_the_first_message_after_a_purge_sends_a_gap_then_the_rest() {
-    let app = spawn_app().await;
+async fn start_seq_before_the_first_message_after_a_purge_sends_a_gap_then_the_rest(
+    topology: Topology,
+) {
+    let app = spawn_app_on(topology).await;
     orders_with(&app, 5).await;
     let purged = app
         .http
@@ -619,9 +622,10 @@ async fn start_seq_before_the_first_message_after_a_purge_sends_a_gap_then_the_r
     assert!(fence(&mut ws).await.is_empty());
 }
 
-#[tokio::test]
-async fn message_deleted_in_the_middle_is_reported_as_a_gap_between_its_neighbours() {
-    let app = spawn_app().await;
+async fn message_deleted_in_the_middle_is_reported_as_a_gap_between_its_neighbours(
+    topology: Topology,
+) {
+    let app = spawn_app_on(topology).await;
     orders_with(&app, 5).await;
     let stream = app.js.get_stream(STREAM).await.expect("stream");
     assert!(stream.delete_message(3).await.expect("delete message 3"));
@@ -651,9 +655,8 @@ async fn start_seq_at_a_deleted_message_reports_it_as_a_gap_before_the_next_mess
     );
 }
 
-#[tokio::test]
-async fn resume_with_start_seq_after_the_last_seen_gets_exactly_the_rest() {
-    let app = spawn_app().await;
+async fn resume_with_start_seq_after_the_last_seen_gets_exactly_the_rest(topology: Topology) {
+    let app = spawn_app_on(topology).await;
     orders_with(&app, 10).await;
     let mut first = connect(&app, &stream_ws("")).await;
     let seen = seqs(&until_msgs(&mut first, 4).await);
@@ -688,9 +691,10 @@ async fn resume_with_start_seq_after_the_last_seen_gets_exactly_the_rest() {
 // ---------------------------------------------------------------------------------------------
 // Ack mode
 
-#[tokio::test]
-async fn ack_mode_ack_over_the_socket_moves_the_ack_floor_and_unacked_message_is_redelivered() {
-    let app = spawn_app().await;
+async fn ack_mode_ack_over_the_socket_moves_the_ack_floor_and_unacked_message_is_redelivered(
+    topology: Topology,
+) {
+    let app = spawn_app_on(topology).await;
     orders_with(&app, 2).await;
     create_durable(&app, "workers", &json!({"ack_wait": "1s"})).await;
     let mut ws = connect(&app, &stream_ws("consumer=workers")).await;
@@ -732,9 +736,8 @@ async fn ack_mode_ack_over_the_socket_moves_the_ack_floor_and_unacked_message_is
     assert!(info.num_redelivered >= 1, "{info:?}");
 }
 
-#[tokio::test]
-async fn ack_mode_nak_with_delay_over_the_socket_redelivers_after_the_delay() {
-    let app = spawn_app().await;
+async fn ack_mode_nak_with_delay_over_the_socket_redelivers_after_the_delay(topology: Topology) {
+    let app = spawn_app_on(topology).await;
     orders_with(&app, 1).await;
     create_durable(&app, "workers", &json!({"ack_wait": "30s"})).await;
     let mut ws = connect(&app, &stream_ws("consumer=workers")).await;
@@ -773,9 +776,10 @@ async fn ack_mode_nak_with_delay_over_the_socket_redelivers_after_the_delay() {
     assert_eq!(info.num_ack_pending, 1);
 }
 
-#[tokio::test]
-async fn multiplexed_subscribe_with_consumer_delivers_ack_ids_and_acks_over_the_socket() {
-    let app = spawn_app().await;
+async fn multiplexed_subscribe_with_consumer_delivers_ack_ids_and_acks_over_the_socket(
+    topology: Topology,
+) {
+    let app = spawn_app_on(topology).await;
     orders_with(&app, 1).await;
     create_durable(&app, "workers", &json!({"ack_wait": "30s"})).await;
     let mut ws = connect(&app, "/v1/ws").await;
@@ -836,10 +840,10 @@ async fn durable_consumer_deleted_mid_subscription_sends_an_error_and_closes_101
 // ---------------------------------------------------------------------------------------------
 // Multiplexed endpoint
 
-#[tokio::test]
-async fn multiplexed_two_subscriptions_and_publish_answer_publish_ack_and_deliver_to_the_matching_sub()
- {
-    let app = spawn_app().await;
+async fn multiplexed_two_subscriptions_and_publish_answer_publish_ack_and_deliver_to_the_matching_sub(
+    topology: Topology,
+) {
+    let app = spawn_app_on(topology).await;
     app.create_stream("ORDERS", &["orders.>"]).await;
     app.create_stream("EVENTS", &["events.>"]).await;
     publish_direct(&app.js, "orders.new", "o1").await;
@@ -927,9 +931,8 @@ async fn multiplexed_subscribe_with_start_seq_and_filter_replays_the_matching_re
     assert!(frames.iter().all(|f| f["sub"] == "s"), "{frames:#?}");
 }
 
-#[tokio::test]
-async fn unsubscribe_deletes_the_replay_consumer_and_stops_its_messages() {
-    let app = spawn_app().await;
+async fn unsubscribe_deletes_the_replay_consumer_and_stops_its_messages(topology: Topology) {
+    let app = spawn_app_on(topology).await;
     orders_with(&app, 0).await;
     let mut ws = connect(&app, "/v1/ws").await;
     send(
@@ -972,9 +975,10 @@ async fn unsubscribe_deletes_the_replay_consumer_and_stops_its_messages() {
     assert_eq!(delivered[0]["seq"], seq);
 }
 
-#[tokio::test]
-async fn multiplexed_credit_for_a_subscription_grants_exactly_that_many_more_messages() {
-    let app = spawn_app().await;
+async fn multiplexed_credit_for_a_subscription_grants_exactly_that_many_more_messages(
+    topology: Topology,
+) {
+    let app = spawn_app_on(topology).await;
     orders_with(&app, 6).await;
     let mut ws = connect(&app, "/v1/ws").await;
 
@@ -1008,9 +1012,10 @@ async fn multiplexed_credit_for_a_subscription_grants_exactly_that_many_more_mes
     assert!(after.is_empty(), "sent beyond the credit: {after:#?}");
 }
 
-#[tokio::test]
-async fn multiplexed_publish_with_a_repeated_idempotency_key_answers_duplicate_with_the_same_seq() {
-    let app = spawn_app().await;
+async fn multiplexed_publish_with_a_repeated_idempotency_key_answers_duplicate_with_the_same_seq(
+    topology: Topology,
+) {
+    let app = spawn_app_on(topology).await;
     orders_with(&app, 0).await;
     let mut ws = connect(&app, "/v1/ws").await;
 
@@ -1076,9 +1081,8 @@ async fn subscribe_to_unknown_stream_on_multiplexed_socket_answers_an_error_fram
 // ---------------------------------------------------------------------------------------------
 // Flow control
 
-#[tokio::test]
-async fn credit_3_sends_exactly_3_messages_until_more_credit_is_granted() {
-    let app = spawn_app().await;
+async fn credit_3_sends_exactly_3_messages_until_more_credit_is_granted(topology: Topology) {
+    let app = spawn_app_on(topology).await;
     orders_with(&app, 10).await;
     let mut ws = connect(&app, &stream_ws("credit=3")).await;
 
@@ -1428,3 +1432,26 @@ async fn invalid_query_is_refused_with_400_problem_before_the_upgrade() {
     let consumers = stream_consumers(&app, STREAM).await;
     assert_eq!(consumers.len(), 1, "only the durable: {consumers:#?}");
 }
+
+// Every test above that takes a topology runs on one server (R1) and on a 3-node cluster (R3).
+crate::on_r1_and_r3!(
+    replay_with_deliver_all_sends_every_stored_message_in_order_then_caught_up,
+    replay_from_start_seq_sends_that_message_and_the_rest_without_a_gap,
+    replay_from_start_time_of_a_stored_message_starts_at_that_message,
+    replay_with_deliver_last_sends_only_the_last_message_then_live_ones,
+    replay_with_deliver_new_sends_caught_up_at_once_and_only_live_messages,
+    replay_with_deliver_last_per_subject_sends_the_last_message_of_each_subject_in_order,
+    replay_with_one_filter_sends_only_that_subject_stored_and_live,
+    caught_up_is_sent_once_after_the_replayed_messages_and_before_live_ones,
+    start_seq_before_the_first_message_after_a_purge_sends_a_gap_then_the_rest,
+    message_deleted_in_the_middle_is_reported_as_a_gap_between_its_neighbours,
+    resume_with_start_seq_after_the_last_seen_gets_exactly_the_rest,
+    ack_mode_ack_over_the_socket_moves_the_ack_floor_and_unacked_message_is_redelivered,
+    ack_mode_nak_with_delay_over_the_socket_redelivers_after_the_delay,
+    multiplexed_subscribe_with_consumer_delivers_ack_ids_and_acks_over_the_socket,
+    multiplexed_two_subscriptions_and_publish_answer_publish_ack_and_deliver_to_the_matching_sub,
+    multiplexed_credit_for_a_subscription_grants_exactly_that_many_more_messages,
+    multiplexed_publish_with_a_repeated_idempotency_key_answers_duplicate_with_the_same_seq,
+    credit_3_sends_exactly_3_messages_until_more_credit_is_granted,
+    unsubscribe_deletes_the_replay_consumer_and_stops_its_messages,
+);
