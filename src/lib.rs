@@ -1,15 +1,17 @@
 //! jetway: an HTTP, WebSocket and SSE gateway that gives non-NATS clients durable streams on NATS
 //! JetStream.
 //!
-//! [`build`] connects to NATS, ensures the declared streams and returns the application;
-//! [`serve`] runs it on a listener until a shutdown future resolves. `main` binds the configured
-//! address; tests bind `127.0.0.1:0` and call the same functions.
+//! [`build`] connects to NATS (or starts connecting, when no server answers yet), ensures the
+//! declared streams and returns the application; [`serve`] runs it on a listener until a
+//! shutdown future resolves. `main` binds the configured address; tests bind `127.0.0.1:0` and
+//! call the same functions.
 
 /// Ack ids: signed, opaque handles on delivered messages.
 pub mod ackid;
 pub mod auth;
 pub mod config;
 pub mod deadletter;
+pub mod declared;
 /// API durations (`500ms`, `30s`, `5m`, `72h`).
 pub mod duration;
 pub mod error;
@@ -37,8 +39,8 @@ use tokio_util::task::TaskTracker;
 use crate::ackid::AckKeys;
 use crate::config::Config;
 use crate::deadletter::DeadLetters;
+use crate::declared::DeclaredStreams;
 use crate::nats::Nats;
-use crate::nats::streams::PutOutcome;
 use crate::state::{AppState, Limits};
 
 /// Why jetway could not start.
@@ -48,8 +50,10 @@ pub enum StartError {
     Connect(#[from] nats::ConnectError),
     #[error("client authentication: {0}")]
     Auth(#[from] auth::AuthConfigError),
-    #[error("{0}")]
-    Stream(String),
+    #[error(transparent)]
+    Stream(#[from] declared::Rejected),
+    #[error("cannot watch consumer advisories: {0}")]
+    Advisories(error::ApiError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -66,6 +70,12 @@ pub struct App {
 }
 
 /// Connects to NATS, ensures the streams declared in the configuration, and builds the router.
+///
+/// A NATS server that does not answer yet is not an error: the application serves, `/readyz`
+/// answers 503 saying why, requests fail fast with 503, and the connection and the declared
+/// streams follow in the background. Configuration that can never work fails here: client
+/// authentication keys, NATS credentials or CA files, server URLs, and (when NATS answers
+/// now) a declared stream that conflicts with the existing one.
 pub async fn build(config: Config) -> Result<App, StartError> {
     // Authentication is checked first: a gateway that would refuse every client should not
     // start at all, and say why.
@@ -92,20 +102,8 @@ async fn build_with_auth(
     nats: Nats,
     auth: Option<auth::Authenticator>,
 ) -> Result<App, StartError> {
-    for spec in &config.streams {
-        let outcome = nats
-            .ensure_stream(&spec.name, &spec.config)
-            .await
-            .map_err(|err| StartError::Stream(format!("declared stream: {err}")))?;
-        match outcome {
-            PutOutcome::Created => {
-                tracing::info!(stream.name = %spec.name, "created declared stream")
-            }
-            PutOutcome::Unchanged | PutOutcome::Updated => {
-                tracing::info!(stream.name = %spec.name, "declared stream exists as configured")
-            }
-        }
-    }
+    let declared = DeclaredStreams::new(config.streams.clone());
+    declared.ensure_at_start(&nats).await?;
     if config.no_auth {
         tracing::warn!(
             "CLIENT AUTHENTICATION IS OFF (--no-auth): anyone who can reach {} may publish, read \
@@ -113,7 +111,7 @@ async fn build_with_auth(
             config.listen
         );
     }
-    let limits = Limits::new(&config, nats.max_payload());
+    let limits = Limits::new(&config);
     let ack_keys = match AckKeys::new(&config.ack_secret) {
         Some(keys) => keys,
         None => {
@@ -140,15 +138,21 @@ async fn build_with_auth(
         publish_limiter,
         fetch_limiter,
         connections,
+        declared,
         auth,
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),
     });
+    // Core subscriptions made while disconnected are queued by async-nats and sent once the
+    // connection is up (and again after every reconnect), so the watcher needs no connection.
     state
         .dead_letters
         .spawn_watcher(&state.tasks, state.shutdown.clone())
         .await
-        .map_err(|err| StartError::Stream(format!("cannot watch consumer advisories: {err}")))?;
+        .map_err(StartError::Advisories)?;
+    state
+        .declared
+        .spawn(state.nats.clone(), &state.tasks, state.shutdown.clone());
     if let Some(auth) = &state.auth {
         auth.spawn_refresh(
             state.config.jwks_refresh,
@@ -216,9 +220,12 @@ pub async fn serve(
     {
         tracing::warn!("background tasks did not finish within the shutdown timeout");
     }
-    // Phase 4: flush what the client still buffers.
-    if let Err(err) = state.nats.client().drain().await {
-        tracing::debug!(error = %err, "NATS drain");
+    // Phase 4: flush what the client still buffers. Bounded: a client that never connected
+    // does not read its command queue.
+    match tokio::time::timeout(deadline, state.nats.client().drain()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::debug!(error = %err, "NATS drain"),
+        Err(_) => tracing::debug!("NATS drain did not finish within the shutdown timeout"),
     }
     tracing::info!("shutdown complete");
     result

@@ -9,6 +9,7 @@ use crate::ackid::AckKeys;
 use crate::auth::{Authenticator, ConnectionLimits, RateLimiter};
 use crate::config::Config;
 use crate::deadletter::DeadLetters;
+use crate::declared::DeclaredStreams;
 use crate::metrics::Metrics;
 use crate::nats::Nats;
 
@@ -41,6 +42,8 @@ pub struct Shared {
     pub ack_keys: AckKeys,
     /// Dead-letter subjects and copies.
     pub dead_letters: DeadLetters,
+    /// The streams declared in the configuration, and whether they are ensured (readiness).
+    pub declared: DeclaredStreams,
     /// Counters and gauges for `/metrics`.
     pub metrics: Metrics,
     /// Verifies client tokens; `None` with `--no-auth`.
@@ -57,10 +60,11 @@ pub struct Shared {
     pub tasks: TaskTracker,
 }
 
-/// Effective size limits, after clamping the configuration to what the NATS server accepts.
+/// Size limits from the configuration. The single-publish body limit is also bounded by the
+/// NATS server's `max_payload`, known only once connected: see [`Limits::body_limit`].
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Largest single-message publish body.
+    /// Largest single-message publish body as configured (the route's body limit).
     pub max_body: usize,
     /// Largest batch publish body.
     pub max_batch_bytes: usize,
@@ -79,16 +83,10 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// Clamps the configured limits to the server's `max_payload`.
-    pub fn new(config: &Config, server_max_payload: usize) -> Self {
+    pub fn new(config: &Config) -> Self {
         let to_usize = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
-        let server = if server_max_payload == 0 {
-            usize::MAX
-        } else {
-            server_max_payload
-        };
         Self {
-            max_body: to_usize(config.max_body_bytes).min(server),
+            max_body: to_usize(config.max_body_bytes),
             max_batch_bytes: to_usize(config.max_batch_bytes),
             max_batch_messages: config.max_batch_messages,
             max_page_messages: config.max_page_messages,
@@ -97,5 +95,31 @@ impl Limits {
             max_fetch_wait: config.max_fetch_wait,
             max_acks: config.max_acks,
         }
+    }
+
+    /// The largest single-message body accepted now: the configured limit, never more than
+    /// the server's `max_payload` once it is known (`None` before the first connection, when
+    /// a publish answers 503 anyway: a 413 then could be wrong and would say "do not retry").
+    pub fn body_limit(&self, server_max_payload: Option<usize>) -> usize {
+        match server_max_payload {
+            Some(server) if server > 0 => self.max_body.min(server),
+            _ => self.max_body,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_limit_is_the_configured_one_until_the_server_is_known_then_never_more() {
+        let mut config = Config::defaults();
+        config.max_body_bytes = 8 << 20;
+        let limits = Limits::new(&config);
+
+        assert_eq!(limits.body_limit(None), 8 << 20);
+        assert_eq!(limits.body_limit(Some(1 << 20)), 1 << 20);
+        assert_eq!(limits.body_limit(Some(64 << 20)), 8 << 20);
     }
 }

@@ -34,8 +34,9 @@ pub async fn healthz() -> Json<Health> {
 
 /// Readiness.
 ///
-/// 200 when the NATS connection is up and JetStream answers; 503 (with `Retry-After`)
-/// otherwise, so that a load balancer sends no traffic to a gateway that cannot serve it.
+/// 200 when the NATS connection is up, JetStream answers and the streams declared in the
+/// configuration exist as declared; 503 (with `Retry-After`) otherwise, with the reason in
+/// `detail`, so that a load balancer sends no traffic to a gateway that cannot serve it.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -43,14 +44,25 @@ pub async fn healthz() -> Json<Health> {
     operation_id = "readyz",
     responses(
         (status = 200, description = "Ready", body = Health),
-        (status = 503, description = "NATS or JetStream unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not connected to NATS, JetStream not answering, or declared streams not ensured", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    let declared = state.declared.problem();
+    if let Some(connection) = state.nats.connection_problem() {
+        let detail = match declared {
+            Some(declared) => format!("{connection}; {declared}"),
+            None => connection,
+        };
+        return Err(ApiError::Unavailable(detail));
+    }
     state.nats.ping_jetstream().await.map_err(|err| match err {
         ApiError::Unavailable(_) => err,
         other => ApiError::Unavailable(format!("JetStream is not answering: {other}")),
     })?;
+    if let Some(declared) = declared {
+        return Err(ApiError::Unavailable(declared));
+    }
     Ok(Json(Health {
         status: "ready".to_owned(),
     }))

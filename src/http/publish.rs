@@ -86,6 +86,14 @@ pub async fn publish_message(
 ) -> Result<Response, ApiError> {
     crate::validate::publish_subject(&subject)?;
     principal.check_publish(&subject)?;
+    let limit = state.limits.body_limit(state.nats.max_payload());
+    if body.len() > limit {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "request body of {} bytes is larger than this route accepts ({limit} bytes: \
+             --max-body-bytes, never more than the NATS server's max_payload)",
+            body.len()
+        )));
+    }
     let mut message = Outgoing::new(&principal.subject_in(&subject), body)?;
     state.publish_limiter.check(&principal.id, 1)?;
     apply_request_headers(&mut message, &headers)?;

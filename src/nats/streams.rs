@@ -216,6 +216,32 @@ pub enum PutOutcome {
     Unchanged,
 }
 
+/// Why a declared stream is not ensured.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnsureError {
+    /// It cannot be ensured as declared until the stream or the declaration changes: an
+    /// invalid declaration, a configuration JetStream refuses, or an existing stream that
+    /// differs.
+    #[error("{0}")]
+    Rejected(String),
+    /// NATS or JetStream did not answer (disconnected, no leader, timeout): try again.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl EnsureError {
+    /// Classifies a failed JetStream call: a server-side failure is worth retrying, a refusal
+    /// of the request is not.
+    fn from_api(context: String, err: &ApiError) -> Self {
+        let message = format!("{context}: {err}");
+        if err.status().is_server_error() {
+            Self::Unavailable(message)
+        } else {
+            Self::Rejected(message)
+        }
+    }
+}
+
 /// Formats a JetStream timestamp as RFC 3339 with nanoseconds.
 pub fn format_time(time: OffsetDateTime) -> String {
     time.format(&time::format_description::well_known::Rfc3339)
@@ -520,10 +546,10 @@ impl Nats {
         &self,
         name: &str,
         config: &StreamConfig,
-    ) -> Result<PutOutcome, String> {
+    ) -> Result<PutOutcome, EnsureError> {
         config
             .validate()
-            .map_err(|e| format!("stream '{name}': {e}"))?;
+            .map_err(|e| EnsureError::Rejected(format!("stream '{name}': {e}")))?;
         let wanted = config.normalized(name);
         match self.stream_info(name).await {
             Ok(existing) => {
@@ -532,7 +558,7 @@ impl Nats {
                 if differs.is_empty() {
                     Ok(PutOutcome::Unchanged)
                 } else {
-                    Err(format!(
+                    Err(EnsureError::Rejected(format!(
                         "stream '{name}' exists with a different configuration ({}); \
                          jetway does not overwrite it. Change the config file to match, or \
                          update the stream with PUT /v1/streams/{name}",
@@ -545,7 +571,7 @@ impl Nats {
                             ))
                             .collect::<Vec<_>>()
                             .join("; ")
-                    ))
+                    )))
                 }
             }
             Err(ApiError::StreamNotFound(_)) => {
@@ -557,10 +583,15 @@ impl Nats {
                         Op::StreamCreate(name),
                     )
                     .await
-                    .map_err(|e| format!("cannot create stream '{name}': {e}"))?;
+                    .map_err(|e| {
+                        EnsureError::from_api(format!("cannot create stream '{name}'"), &e)
+                    })?;
                 Ok(PutOutcome::Created)
             }
-            Err(err) => Err(format!("cannot read stream '{name}': {err}")),
+            Err(err) => Err(EnsureError::from_api(
+                format!("cannot read stream '{name}'"),
+                &err,
+            )),
         }
     }
 

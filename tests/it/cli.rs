@@ -1,12 +1,12 @@
 //! Black-box tests of the real `jetway` binary: help, bad configuration, `jetway openapi`,
-//! start-up without NATS, and a clean exit on SIGTERM.
+//! start-up before NATS, and a clean exit on SIGTERM.
 
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use tokio::process::Command;
 
-use crate::harness::{NatsServer, eventually};
+use crate::harness::{NatsServer, eventually, json, problem};
 
 /// How long a command that should end by itself may take.
 const EXIT_DEADLINE: Duration = Duration::from_secs(20);
@@ -152,29 +152,216 @@ async fn openapi_subcommand_prints_the_committed_document() {
     );
 }
 
+/// Sends SIGTERM to the child and asserts that it exits 0 within 10 s.
+async fn terminate(child: tokio::process::Child) {
+    let pid = child.id().expect("pid of a running child");
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    let output = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("jetway exits within 10s of SIGTERM")
+        .expect("wait for jetway");
+    assert!(
+        output.status.success(),
+        "status {:?}; stderr: {}",
+        output.status,
+        text(&output.stderr)
+    );
+}
+
+/// The `Retry-After` header of a response, which every 503 carries.
+fn retry_after(response: &reqwest::Response) -> u64 {
+    let value = response
+        .headers()
+        .get("retry-after")
+        .unwrap_or_else(|| panic!("{} without Retry-After", response.status()));
+    value
+        .to_str()
+        .unwrap()
+        .parse()
+        .expect("Retry-After in seconds")
+}
+
 #[tokio::test]
-async fn start_up_without_a_reachable_nats_exits_non_zero_with_a_clear_message() {
-    let nats_url = format!("nats://127.0.0.1:{}", free_port());
+async fn binary_started_before_nats_answers_503_until_nats_starts_then_stores_publishes() {
+    // A server that is down: its port is known and nothing listens on it.
+    let mut server = NatsServer::start().await;
+    server.stop();
     let listen = format!("127.0.0.1:{}", free_port());
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = dir.path().join("jetway.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen = \"{listen}\"\nnats_url = [\"{}\"]\nno-auth = true\n\n\
+             [[streams]]\nname = \"ORDERS\"\nsubjects = [\"orders.>\"]\n",
+            server.url()
+        ),
+    )
+    .unwrap();
+    let mut child = jetway()
+        .args(["--config", path.to_str().unwrap()])
+        .spawn()
+        .expect("spawn jetway");
+    let http = reqwest::Client::new();
+    let base = format!("http://{listen}");
+    let publish = |body: &'static str| {
+        http.post(format!("{base}/v1/publish/orders.new"))
+            .header("Idempotency-Key", body)
+            .body(body)
+            .send()
+    };
+
+    let health = eventually(
+        "jetway to serve /healthz",
+        Duration::from_secs(15),
+        || async {
+            let response = http.get(format!("{base}/healthz")).send().await.ok()?;
+            (response.status().as_u16() == 200).then_some(())?;
+            response.json::<serde_json::Value>().await.ok()
+        },
+    )
+    .await;
+    assert_eq!(health, serde_json::json!({"status": "ok"}));
+
+    let response = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert!(retry_after(&response) > 0);
+    let body = problem(response, 503, "jetstream_unavailable").await;
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("not connected to NATS at {} yet", server.url())),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("declared streams not yet ensured: ORDERS"),
+        "{detail}"
+    );
+
+    let response = publish("early").await.unwrap();
+    assert!(retry_after(&response) > 0);
+    problem(response, 503, "jetstream_unavailable").await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "jetway exited while NATS was down"
+    );
+
+    server.restart().await;
+
+    eventually("readyz to answer 200", Duration::from_secs(30), || async {
+        let response = http.get(format!("{base}/readyz")).send().await.ok()?;
+        (response.status().as_u16() == 200).then_some(())
+    })
+    .await;
+    let stored = json(publish("late").await.unwrap(), 201).await;
+    assert_eq!(stored["stream"], "ORDERS");
+    let seq = stored["seq"].as_u64().unwrap();
+    let nats = async_nats::connect(server.url()).await.unwrap();
+    let message = async_nats::jetstream::new(nats)
+        .get_stream("ORDERS")
+        .await
+        .expect("the declared stream exists")
+        .get_raw_message(seq)
+        .await
+        .expect("the publish is stored");
+    assert_eq!(message.subject.as_str(), "orders.new");
+    assert_eq!(message.payload.as_ref(), b"late");
+    assert!(child.try_wait().unwrap().is_none(), "jetway exited");
+
+    terminate(child).await;
+}
+
+#[tokio::test]
+async fn binary_that_never_reached_nats_exits_0_on_sigterm() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let child = jetway()
+        .args([
+            "--no-auth",
+            "--listen",
+            &listen,
+            "--nats-url",
+            &format!("nats://127.0.0.1:{}", free_port()),
+        ])
+        .spawn()
+        .expect("spawn jetway");
+    let http = reqwest::Client::new();
+    eventually(
+        "jetway to answer /readyz",
+        Duration::from_secs(15),
+        || async {
+            let response = http
+                .get(format!("http://{listen}/readyz"))
+                .send()
+                .await
+                .ok()?;
+            (response.status().as_u16() == 503).then_some(())
+        },
+    )
+    .await;
+
+    terminate(child).await;
+}
+
+#[tokio::test]
+async fn unreadable_nats_credentials_file_exits_non_zero_naming_the_file() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let creds = dir.path().join("absent-jetway.creds");
 
     let output = run(&[
         "--no-auth",
         "--listen",
-        &listen,
+        &format!("127.0.0.1:{}", free_port()),
         "--nats-url",
-        &nats_url,
-        "--api-timeout",
-        "2s",
+        &format!("nats://127.0.0.1:{}", free_port()),
+        "--nats-creds",
+        creds.to_str().unwrap(),
     ])
     .await;
 
     assert!(!output.status.success(), "status {:?}", output.status);
     let stderr = text(&output.stderr);
-    assert!(stderr.contains("cannot connect to NATS"), "{stderr}");
-    assert!(
-        stderr.contains(&nats_url),
-        "the message names the URL: {stderr}"
-    );
+    assert!(stderr.contains("credentials"), "{stderr}");
+    assert!(stderr.contains("absent-jetway.creds"), "{stderr}");
+}
+
+#[tokio::test]
+async fn nats_tls_ca_file_without_a_certificate_exits_non_zero_naming_the_file() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let ca = dir.path().join("not-a-ca.pem");
+    std::fs::write(&ca, "not a certificate\n").unwrap();
+
+    let output = run(&[
+        "--no-auth",
+        "--listen",
+        &format!("127.0.0.1:{}", free_port()),
+        "--nats-url",
+        &format!("nats://127.0.0.1:{}", free_port()),
+        "--nats-tls-ca",
+        ca.to_str().unwrap(),
+    ])
+    .await;
+
+    assert!(!output.status.success(), "status {:?}", output.status);
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("not-a-ca.pem"), "{stderr}");
+}
+
+#[tokio::test]
+async fn no_client_auth_keys_exits_non_zero_even_while_nats_is_unreachable() {
+    let output = run(&[
+        "--listen",
+        &format!("127.0.0.1:{}", free_port()),
+        "--nats-url",
+        &format!("nats://127.0.0.1:{}", free_port()),
+    ])
+    .await;
+
+    assert!(!output.status.success(), "status {:?}", output.status);
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("--jwt-secret"), "{stderr}");
+    assert!(stderr.contains("--no-auth"), "{stderr}");
 }
 
 #[tokio::test]

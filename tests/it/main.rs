@@ -18,6 +18,7 @@ mod node;
 mod observability;
 mod security;
 mod sse;
+mod startup;
 mod streams;
 mod tenants;
 mod ws;
