@@ -531,3 +531,35 @@ pub async fn problem(response: reqwest::Response, status: u16, code: &str) -> Va
     );
     body
 }
+
+impl TestApp {
+    /// The node that leads `stream` right now (waits for a leader to be elected).
+    pub async fn stream_leader(&self, stream: &str) -> usize {
+        eventually(
+            &format!("a leader for stream {stream}"),
+            Duration::from_secs(30),
+            || async {
+                let mut handle = self.js.get_stream(stream).await.ok()?;
+                let info = handle.info().await.ok()?;
+                let leader = info.cluster.as_ref()?.leader.clone()?;
+                self.server.node_named(&leader)
+            },
+        )
+        .await
+    }
+
+    /// The node that leads `consumer` of `stream` right now (waits for a leader).
+    pub async fn consumer_leader(&self, stream: &str, consumer: &str) -> usize {
+        eventually(
+            &format!("a leader for consumer {stream}/{consumer}"),
+            Duration::from_secs(30),
+            || async {
+                let handle = self.js.get_stream(stream).await.ok()?;
+                let info = handle.consumer_info(consumer).await.ok()?;
+                let leader = info.cluster.as_ref()?.leader.clone()?;
+                self.server.node_named(&leader)
+            },
+        )
+        .await
+    }
+}

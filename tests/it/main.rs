@@ -12,6 +12,7 @@ mod publish;
 
 mod cli;
 mod consumers;
+mod faults;
 mod messages;
 mod misc;
 mod node;

@@ -46,7 +46,7 @@ enum Incoming {
 }
 
 /// Opens a WebSocket to `path` on the gateway, asserting the upgrade succeeded.
-async fn connect(app: &TestApp, path: &str) -> Ws {
+pub(crate) async fn connect(app: &TestApp, path: &str) -> Ws {
     let url = format!("ws://{}{path}", app.addr);
     let (ws, response) = match connect_async(url.as_str()).await {
         Ok(connected) => connected,
@@ -116,7 +116,7 @@ async fn next_frame_within(ws: &mut Ws, timeout: Duration) -> Value {
 }
 
 /// Reads frames until `done` holds for everything read so far; answers them all.
-async fn collect_until(
+pub(crate) async fn collect_until(
     ws: &mut Ws,
     timeout: Duration,
     mut done: impl FnMut(&[Value]) -> bool,
@@ -137,7 +137,7 @@ async fn collect_until(
 }
 
 /// Reads frames up to and including the first of type `kind`.
-async fn until_type(ws: &mut Ws, kind: &str) -> Vec<Value> {
+pub(crate) async fn until_type(ws: &mut Ws, kind: &str) -> Vec<Value> {
     collect_until(ws, READ_TIMEOUT, |frames| {
         frames.last().is_some_and(|f| f["type"] == kind)
     })
@@ -149,7 +149,7 @@ async fn until_msgs(ws: &mut Ws, count: usize) -> Vec<Value> {
     collect_until(ws, READ_TIMEOUT, |frames| msgs(frames).len() >= count).await
 }
 
-async fn send(ws: &mut Ws, op: &Value) {
+pub(crate) async fn send(ws: &mut Ws, op: &Value) {
     ws.send(Message::text(op.to_string()))
         .await
         .expect("send frame");
