@@ -5,7 +5,8 @@
 //! delivery's consumer sequence follows the previous one. On a gap, a lost heartbeat, a deleted
 //! consumer or a reconnect it recreates the consumer from the last delivered stream sequence + 1,
 //! so the client sees every message once, in order. With a durable consumer (ack mode) it pulls
-//! from that consumer and signs ack ids.
+//! from that consumer and signs ack ids. Every pull goes through [`crate::nats::pull`], which
+//! waits for each message the server handed to a pull, whatever order statuses arrive in.
 //!
 //! Flow control is pull-based: jetway asks JetStream for more only when the caller asks for the
 //! next event, at most `batch_messages` messages and `batch_bytes` bytes at a time, so a client

@@ -635,3 +635,96 @@ async fn websocket_ack_mode_across_a_consumer_leader_kill_acks_every_message() {
     );
     assert_eq!(seen.len(), COUNT);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The gateway itself
+
+/// The real binary, started against the cluster on a fixed port (so a restart keeps it).
+fn start_binary(app: &TestApp, port: u16) -> tokio::process::Child {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_jetway"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("JETWAY_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .args(["--no-auth", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--nats-url", &app.server.urls().join(",")])
+        .args(["--publish-timeout", "2s", "--api-timeout", "2s"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn jetway")
+}
+
+async fn wait_ready(http: &reqwest::Client, base: &str) {
+    eventually(
+        "the jetway binary to be ready",
+        Duration::from_secs(30),
+        || async {
+            let response = http.get(format!("{base}/readyz")).send().await.ok()?;
+            (response.status() == 200).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetway_sigkilled_and_restarted_mid_load_stores_each_retried_publish_exactly_once() {
+    const PUBLISHERS: usize = 3;
+    const EACH: usize = 60;
+    let app = cluster_app().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let base = format!("http://127.0.0.1:{port}");
+    let mut gateway = start_binary(&app, port);
+    wait_ready(&app.http, &base).await;
+    let progress = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..PUBLISHERS)
+        .map(|p| {
+            let keys = (0..EACH).map(|n| format!("g{p}-{n}")).collect();
+            tokio::spawn(publish_retrying(
+                reqwest::Client::new(),
+                base.clone(),
+                keys,
+                progress.clone(),
+            ))
+        })
+        .collect();
+
+    let count = || progress.load(Ordering::SeqCst);
+    eventually("a third acknowledged", Duration::from_secs(60), || async {
+        (count() >= PUBLISHERS * EACH / 3).then_some(())
+    })
+    .await;
+    gateway.start_kill().expect("SIGKILL jetway");
+    gateway.wait().await.expect("jetway ended");
+    let killed = Instant::now();
+    let _restarted = start_binary(&app, port);
+    wait_ready(&app.http, &base).await;
+    let down_for = killed.elapsed();
+    let mut tally = Tally::default();
+    for task in tasks {
+        tally.merge(task.await.expect("publisher"));
+    }
+
+    let stored = stored_by_key(&app).await;
+    println!(
+        "jetway SIGKILLed mid-load, ready again after {down_for:?}: {} acknowledged, {} stored, \
+         retried answers {:?} (0: no HTTP answer)",
+        tally.acked.len(),
+        stored.len(),
+        tally.failures
+    );
+    assert!(
+        tally.failures.get(&0).is_some_and(|n| *n > 0),
+        "the kill was felt"
+    );
+    assert_eq!(tally.acked.len(), PUBLISHERS * EACH);
+    assert_eq!(stored.len(), PUBLISHERS * EACH);
+    assert_exactly_once(&tally.acked, &stored);
+}
