@@ -307,6 +307,18 @@ async fn two_of_three_nodes_down_fail_every_publish_and_readyz_then_both_recover
 // ---------------------------------------------------------------------------------------------
 // Fetch and ack
 
+/// Whether the consumer `workers` has nothing pending and nothing awaiting an ack. A cluster
+/// still recovering may not answer the direct client: that is "not yet", asked again later.
+async fn settled(app: &TestApp) -> bool {
+    let Ok(stream) = app.js.get_stream(STREAM).await else {
+        return false;
+    };
+    stream
+        .consumer_info("workers")
+        .await
+        .is_ok_and(|i| i.num_ack_pending == 0 && i.num_pending == 0)
+}
+
 /// How a fault test disturbs the consumer's cluster.
 #[derive(Debug, Clone, Copy)]
 enum Fault {
@@ -396,17 +408,8 @@ async fn fetch_and_ack_worker_processes_every_message(fault: Fault) {
         let body: Value = response.json().await.expect("fetch body");
         let messages = body["messages"].as_array().expect("messages").clone();
         if messages.is_empty() {
-            if seen.len() == COUNT && restarted.is_some() {
-                let info = app
-                    .js
-                    .get_stream(STREAM)
-                    .await
-                    .expect("stream")
-                    .consumer_info("workers")
-                    .await;
-                if info.is_ok_and(|i| i.num_ack_pending == 0 && i.num_pending == 0) {
-                    break;
-                }
+            if seen.len() == COUNT && restarted.is_some() && settled(&app).await {
+                break;
             }
             continue;
         }
@@ -581,17 +584,8 @@ async fn websocket_ack_mode_across_a_consumer_leader_kill_acks_every_message() {
             app.server.restart_node(leader).await;
             restarted = true;
         }
-        if seen.len() == COUNT && restarted {
-            let info = app
-                .js
-                .get_stream(STREAM)
-                .await
-                .expect("stream")
-                .consumer_info("workers")
-                .await;
-            if info.is_ok_and(|i| i.num_ack_pending == 0 && i.num_pending == 0) {
-                break;
-            }
+        if seen.len() == COUNT && restarted && settled(&app).await {
+            break;
         }
         // One message (or a fence when nothing comes within a second), then its ack.
         next_id += 1;
