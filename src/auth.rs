@@ -157,6 +157,38 @@ impl Principal {
         }
     }
 
+    /// May the caller consume through a durable consumer with these filters? A tenant only when
+    /// every filter lies inside its namespace (no filter means the whole stream: refused).
+    pub fn check_consumer(
+        &self,
+        stream: &str,
+        consumer: &str,
+        filters: &[String],
+    ) -> Result<(), ApiError> {
+        let Some(prefix) = &self.permissions.prefix else {
+            return Ok(());
+        };
+        let inside = |filter: &str| {
+            filter
+                .strip_prefix(prefix.as_str())
+                .and_then(|rest| rest.strip_prefix('.'))
+                .is_some_and(|rest| !rest.is_empty())
+        };
+        if !filters.is_empty() && filters.iter().all(|f| inside(f)) {
+            return Ok(());
+        }
+        let delivers = if filters.is_empty() {
+            "every subject of the stream".to_owned()
+        } else {
+            format!("'{}'", filters.join("', '"))
+        };
+        Err(ApiError::Forbidden(format!(
+            "consumer '{consumer}' on stream '{stream}' delivers {delivers}, not only subjects in \
+             this token's namespace '{prefix}.>'; use a consumer whose filter_subjects all start \
+             with '{prefix}.'"
+        )))
+    }
+
     /// Shows a message as the caller names things.
     pub fn present(&self, message: &mut crate::message::Message) {
         if self.permissions.prefix.is_some() {
@@ -193,7 +225,13 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Principal {
 
 /// Does a NATS subject pattern match a concrete subject? `*` matches one token, `>` one or more
 /// trailing tokens.
+///
+/// A pattern that starts with a wildcard never matches a reserved subject (`$JS.…`, `$SYS.…`,
+/// `_INBOX.…`): a grant of `>` or `*.>` is for the application's subjects, never NATS's own.
 pub fn subject_matches(pattern: &str, subject: &str) -> bool {
+    if crate::validate::is_reserved(subject) && !crate::validate::is_reserved(pattern) {
+        return false;
+    }
     let mut pattern = pattern.split('.');
     let mut subject = subject.split('.');
     loop {
@@ -829,6 +867,19 @@ mod tests {
         assert!(subject_matches("orders.new", "orders.new"));
         assert!(!subject_matches("orders.new", "orders.old"));
         assert!(subject_matches(">", "anything.at.all"));
+        for reserved in [
+            "$JS.API.STREAM.DELETE.ORDERS",
+            "$SYS.REQ.SERVER.PING",
+            "_INBOX.x.y",
+        ] {
+            for grant in [">", "*.>", "*.*.*.*.*"] {
+                assert!(
+                    !subject_matches(grant, reserved),
+                    "{grant} matched {reserved}"
+                );
+            }
+        }
+        assert!(subject_matches("$JS.API.>", "$JS.API.INFO"));
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub mod http;
 pub mod message;
 pub mod metrics;
 pub mod nats;
+/// The operations core: authorization rules every transport shares.
+pub mod ops;
 pub mod replay;
 pub mod state;
 pub mod telemetry;

@@ -11,9 +11,31 @@ pub const MAX_SUBJECT_LEN: usize = 1024;
 pub const MAX_NAME_LEN: usize = 255;
 
 /// A concrete publish subject: dot-separated non-empty tokens, no wildcards, no whitespace or
-/// control characters.
+/// control characters, and never a subject of NATS itself (see [`is_reserved`]).
 pub fn publish_subject(subject: &str) -> Result<(), ApiError> {
-    subject_inner(subject, false)
+    subject_inner(subject, false)?;
+    refuse_reserved(subject)
+}
+
+/// Is `subject` (or filter) one of NATS's own: a first token starting with `$` (`$JS.` the
+/// JetStream API and acks, `$SYS.`, `$KV.`, `$O.`, …) or `_INBOX` (request replies)? Publishing
+/// there would reach JetStream's API or other clients' replies, so jetway never does it for a
+/// client, and no wildcard grant covers it.
+pub fn is_reserved(subject: &str) -> bool {
+    let first = subject.split('.').next().unwrap_or_default();
+    first.starts_with('$') || first == "_INBOX"
+}
+
+/// Refuses a reserved subject with a 400 saying why.
+pub fn refuse_reserved(subject: &str) -> Result<(), ApiError> {
+    if is_reserved(subject) {
+        return Err(ApiError::InvalidSubject(format!(
+            "invalid subject '{}': subjects starting with '$' ($JS., $SYS., $KV., $O., …) or \
+             '_INBOX.' belong to NATS itself and cannot be used through jetway",
+            printable(subject)
+        )));
+    }
+    Ok(())
 }
 
 /// A subject filter: like a publish subject, but `*` may stand for a whole token and `>` for the

@@ -125,6 +125,25 @@ pub async fn ack_messages(
             .map_err(|err| ApiError::Forbidden(format!("acks[{index}]: {err}")))?;
         targets.push(target);
     }
+    // A tenant acks only through consumers inside its namespace; one check per consumer named.
+    let mut checked: Vec<(&str, &str)> = Vec::new();
+    for (index, target) in targets.iter().enumerate() {
+        let key = (target.stream.as_str(), target.consumer.as_str());
+        if checked.contains(&key) {
+            continue;
+        }
+        match crate::ops::authz::use_consumer(&state.nats, &principal, key.0, key.1).await {
+            Ok(()) => {}
+            // A consumer that is gone cannot take acks: each result says so (404).
+            Err(ApiError::ConsumerNotFound { .. } | ApiError::StreamNotFound(_)) => {}
+            Err(ApiError::Forbidden(why)) => {
+                return Err(ApiError::Forbidden(format!("acks[{index}]: {why}")));
+            }
+            // Unchecked is not allowed: nothing is applied.
+            Err(other) => return Err(other),
+        }
+        checked.push(key);
+    }
     let timeout = state.config.ack_timeout;
     let results = join_all(request.acks.into_iter().zip(targets).map(|(item, target)| {
         let state = state.clone();

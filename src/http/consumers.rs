@@ -14,7 +14,9 @@ use crate::auth::Principal;
 use crate::duration;
 use crate::error::ApiError;
 use crate::message::{EncodingChoice, Message};
-use crate::nats::consumers::{ConsumerConfig, ConsumerInfo, ConsumerList, FetchSpec};
+use crate::nats::consumers::{
+    ConsumerConfig, ConsumerInfo, ConsumerList, FetchSpec, filter_subjects,
+};
 use crate::state::AppState;
 
 fn check_names(stream: &str, consumer: &str) -> Result<(), ApiError> {
@@ -39,8 +41,17 @@ pub async fn list_consumers(
     crate::validate::name("stream", &stream)?;
     principal.check_read(&stream)?;
     let consumers = state.nats.list_consumers(&stream).await?;
+    // A tenant sees only the consumers it may use.
     Ok(Json(ConsumerList {
-        consumers: consumers.iter().map(ConsumerInfo::from_nats).collect(),
+        consumers: consumers
+            .iter()
+            .filter(|c| {
+                principal
+                    .check_consumer(&stream, &c.name, &filter_subjects(&c.config))
+                    .is_ok()
+            })
+            .map(ConsumerInfo::from_nats)
+            .collect(),
     }))
 }
 
@@ -74,6 +85,15 @@ pub async fn put_consumer(
 ) -> Result<Response, ApiError> {
     check_names(&stream, &consumer)?;
     principal.check_admin()?;
+    // A tenant names subjects in its namespace, as everywhere else.
+    let mut config = config;
+    if principal.permissions.prefix.is_some() {
+        config.filter_subjects = principal.filters_in(&config.filter_subjects);
+        config.dead_letter_subject = config
+            .dead_letter_subject
+            .as_deref()
+            .map(|s| principal.subject_in(s));
+    }
     let (info, created) = state.nats.put_consumer(&stream, &consumer, &config).await?;
     state.dead_letters.forget(&stream, &consumer);
     let status = if created {
@@ -107,6 +127,7 @@ pub async fn get_consumer(
     check_names(&stream, &consumer)?;
     principal.check_read(&stream)?;
     let info = state.nats.consumer_info(&stream, &consumer).await?;
+    principal.check_consumer(&stream, &consumer, &filter_subjects(&info.config))?;
     Ok(Json(ConsumerInfo::from_nats(&info)))
 }
 
@@ -199,6 +220,7 @@ pub async fn fetch_messages(
     check_names(&stream, &consumer)?;
     principal.check_read(&stream)?;
     state.fetch_limiter.check(&principal.id, 1)?;
+    crate::ops::authz::use_consumer(&state.nats, &principal, &stream, &consumer).await?;
     let request: FetchRequest = if body.iter().all(u8::is_ascii_whitespace) {
         FetchRequest::default()
     } else {

@@ -291,10 +291,7 @@ impl ConsumerConfig {
         metadata.remove(MANAGED_METADATA_KEY);
         // JetStream adds its own metadata keys (`_nats.*`); they are not the user's.
         metadata.retain(|key, _| !key.starts_with("_nats"));
-        let mut filter_subjects = config.filter_subjects.clone();
-        if !config.filter_subject.is_empty() {
-            filter_subjects.insert(0, config.filter_subject.clone());
-        }
+        let filter_subjects = filter_subjects(config);
         Self {
             deliver_policy,
             opt_start_seq,
@@ -665,6 +662,15 @@ fn not_confirmed(target: &AckTarget, timeout: Duration) -> ApiError {
         duration::format(timeout),
         target.stream_seq
     ))
+}
+
+/// Every subject filter of a consumer (empty: the whole stream).
+pub fn filter_subjects(config: &consumer::Config) -> Vec<String> {
+    let mut filters = config.filter_subjects.clone();
+    if !config.filter_subject.is_empty() {
+        filters.insert(0, config.filter_subject.clone());
+    }
+    filters
 }
 
 /// A consumer delivery as the API shows it, with its signed ack id.

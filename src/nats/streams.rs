@@ -385,10 +385,12 @@ impl StreamConfig {
     /// Checks what jetway can check before asking JetStream.
     pub fn validate(&self) -> Result<(), ApiError> {
         for subject in &self.subjects {
-            crate::validate::subject_filter(subject).map_err(|e| ApiError::InvalidConfig {
-                detail: format!("subjects: {e}"),
-                jetstream_code: None,
-            })?;
+            crate::validate::subject_filter(subject)
+                .and_then(|()| crate::validate::refuse_reserved(subject))
+                .map_err(|e| ApiError::InvalidConfig {
+                    detail: format!("subjects: {e}"),
+                    jetstream_code: None,
+                })?;
         }
         if let (Some(window), Some(age)) = (self.duplicate_window, self.max_age)
             && !window.is_zero()

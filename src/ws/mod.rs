@@ -217,6 +217,9 @@ pub async fn stream_websocket(
     crate::auth::check_origin(&headers, &state.config.cors_origin)?;
     principal.check_read(&stream)?;
     let slot = state.connections.acquire(&principal.id)?;
+    if let Some(consumer) = &spec.consumer {
+        crate::ops::authz::use_consumer(&state.nats, &principal, &stream, consumer).await?;
+    }
     let replay = Replay::start(state.nats.clone(), state.ack_keys.clone(), spec).await?;
     let credit = params.credit;
     let tasks = state.tasks.clone();
@@ -340,6 +343,8 @@ struct Session {
     done: CancellationToken,
     /// Who is connected: every subscribe, publish and ack is checked against it.
     principal: Principal,
+    /// Durable consumers this (tenant) session was allowed to use, and when that was checked.
+    consumers_checked: HashMap<(String, String), tokio::time::Instant>,
     _connection: (GaugeGuard, ConnectionSlot),
 }
 
@@ -370,9 +375,42 @@ impl Session {
             inflight: Arc::new(Semaphore::new(MAX_INFLIGHT_OPS)),
             done: state.shutdown.child_token(),
             principal,
+            consumers_checked: HashMap::new(),
             _connection: (connection, slot),
             state,
         }
+    }
+
+    /// May this session use the durable consumer (if any)? A tenant's answer is remembered for
+    /// [`crate::ops::authz::CONSUMER_CHECK_TTL`], so acks do not each cost a JetStream request.
+    async fn check_consumer(
+        &mut self,
+        stream: &str,
+        consumer: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let Some(consumer) = consumer else {
+            return Ok(());
+        };
+        if self.principal.permissions.prefix.is_none() {
+            return Ok(());
+        }
+        let key = (stream.to_owned(), consumer.to_owned());
+        let fresh = self
+            .consumers_checked
+            .get(&key)
+            .is_some_and(|at| at.elapsed() < crate::ops::authz::CONSUMER_CHECK_TTL);
+        if fresh {
+            return Ok(());
+        }
+        crate::ops::authz::use_consumer(&self.state.nats, &self.principal, stream, consumer)
+            .await?;
+        // Bounded: at most as many entries as consumers the tenant may use.
+        if self.consumers_checked.len() >= 1024 {
+            self.consumers_checked.clear();
+        }
+        self.consumers_checked
+            .insert(key, tokio::time::Instant::now());
+        Ok(())
     }
 
     /// Queues a frame, waiting for room in the socket's byte budget: replies to a client that
@@ -638,12 +676,17 @@ impl Session {
                     };
                     let started = match params.spec(&self.state, &stream, &self.principal) {
                         Ok(spec) => {
-                            Replay::start(
-                                self.state.nats.clone(),
-                                self.state.ack_keys.clone(),
-                                spec,
-                            )
-                            .await
+                            match self.check_consumer(&stream, spec.consumer.as_deref()).await {
+                                Ok(()) => {
+                                    Replay::start(
+                                        self.state.nats.clone(),
+                                        self.state.ack_keys.clone(),
+                                        spec,
+                                    )
+                                    .await
+                                }
+                                Err(err) => Err(err),
+                            }
                         }
                         Err(err) => Err(err),
                     };
@@ -684,9 +727,10 @@ impl Session {
                 headers,
                 idempotency_key,
             } => {
-                let allowed = self
-                    .principal
-                    .check_publish(&subject)
+                // The subject is checked first, as on HTTP: a reserved subject is invalid (400)
+                // whatever the token grants.
+                let allowed = crate::validate::publish_subject(&subject)
+                    .and_then(|()| self.principal.check_publish(&subject))
                     .and_then(|()| self.state.publish_limiter.check(&self.principal.id, 1));
                 if let Err(err) = allowed {
                     self.error(Some(&id), None, &err).await;
@@ -750,6 +794,12 @@ impl Session {
             Err(err) => return self.error(id.as_deref(), None, &err).await,
         };
         if let Err(err) = self.principal.check_read(&target.stream) {
+            return self.error(id.as_deref(), None, &err).await;
+        }
+        if let Err(err) = self
+            .check_consumer(&target.stream, Some(&target.consumer))
+            .await
+        {
             return self.error(id.as_deref(), None, &err).await;
         }
         if delay.is_some() && action != crate::nats::consumers::AckAction::Nak {

@@ -85,6 +85,9 @@ pub async fn stream_events(
     principal.check_read(&stream)?;
     let slot = state.connections.acquire(&principal.id)?;
     let spec = params.spec(&state, &stream, &principal)?;
+    if let Some(consumer) = &spec.consumer {
+        crate::ops::authz::use_consumer(&state.nats, &principal, &stream, consumer).await?;
+    }
     let replay = Replay::start(state.nats.clone(), state.ack_keys.clone(), spec).await?;
     let events = events(state.clone(), replay, slot, principal);
     Ok(Sse::new(events)

@@ -8,6 +8,7 @@ mod batch;
 mod browser;
 #[allow(dead_code, reason = "not every helper is used by every test file")]
 mod harness;
+mod isolation;
 mod publish;
 
 mod cli;
