@@ -188,17 +188,52 @@ pub async fn closed_loop<O: Op>(
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct CpuSplit {
     pub gateway_pct: f64,
+    /// Every nats-server process together (the three nodes of a cluster).
     pub nats_server_pct: f64,
     pub load_tool_pct: f64,
     /// Everything else on the machine (other builds and tests): noise when above a few percent.
     pub other_pct: f64,
 }
 
-/// Samples the CPU time of the gateway, nats-server and this process.
+/// The nats-server processes of a run: one server, or the nodes of a cluster (their CPU is
+/// summed).
+#[derive(Debug, Clone, Copy)]
+pub struct NatsPids {
+    pids: [u32; procs::CLUSTER_NODES],
+    len: usize,
+}
+
+impl NatsPids {
+    pub fn one(pid: u32) -> Self {
+        Self::of(&[pid])
+    }
+
+    /// At most [`procs::CLUSTER_NODES`] of `pids` (the rest is ignored).
+    pub fn of(pids: &[u32]) -> Self {
+        let mut all = [0; procs::CLUSTER_NODES];
+        let len = pids.len().min(all.len());
+        all[..len].copy_from_slice(&pids[..len]);
+        Self { pids: all, len }
+    }
+
+    /// The first (for a single server, the only) one.
+    pub fn first(&self) -> u32 {
+        self.pids[0]
+    }
+
+    fn cpu_ticks(&self) -> Result<u64> {
+        self.pids[..self.len]
+            .iter()
+            .map(|&pid| procs::cpu_ticks(pid))
+            .sum()
+    }
+}
+
+/// Samples the CPU time of the gateway, nats-server (every node of a cluster) and this process.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuProbe {
     pub gateway: u32,
-    pub nats_server: u32,
+    pub nats_server: NatsPids,
     pub clock_ticks: f64,
 }
 
@@ -206,7 +241,7 @@ impl CpuProbe {
     fn sample(&self) -> Result<[u64; 4]> {
         Ok([
             procs::cpu_ticks(self.gateway)?,
-            procs::cpu_ticks(self.nats_server)?,
+            self.nats_server.cpu_ticks()?,
             procs::cpu_ticks(std::process::id())?,
             procs::machine_busy_ticks()?,
         ])

