@@ -131,6 +131,12 @@ pub struct Replay {
     /// After a "message larger than max_bytes" answer, the next pull asks for one message
     /// without a byte limit.
     oversized: bool,
+    /// An ordered replay is caught up once it delivered this stream sequence: the last message
+    /// it had to replay when it started, read from the stream leader. (Its ephemeral consumer
+    /// may sit on a replica that lags the leader for a moment, so the consumer's own pending
+    /// count can say "nothing pending" too early on a cluster.) `None` for a durable consumer,
+    /// whose leader's pending count is used.
+    caught_up_at: Option<u64>,
 }
 
 #[derive(serde::Deserialize)]
@@ -171,6 +177,7 @@ impl Replay {
             caught_up_sent: false,
             queue: VecDeque::new(),
             oversized: false,
+            caught_up_at: None,
             spec,
         };
         let info = match replay.spec.consumer.clone() {
@@ -197,10 +204,15 @@ impl Replay {
                     // deleted message right at the start is reported as a gap too.
                     replay.last_stream_seq = seq.max(first_kept) - 1;
                 }
-                replay.create_ordered(replay.spec.start).await?
+                replay.caught_up_at = replay.catch_up_point().await?;
+                let info = replay.create_ordered(replay.spec.start).await?;
+                if replay.caught_up_at.is_some() {
+                    return Ok(replay);
+                }
+                info
             }
         };
-        if info.num_pending == 0 {
+        if info.num_pending == 0 || replay.spec.consumer.is_none() {
             replay.caught_up_sent = true;
             let seq = info.delivered.stream_sequence.max(match replay.spec.start {
                 Start::New => counts.state.last_seq,
@@ -209,6 +221,41 @@ impl Replay {
             replay.queue.push_back(Event::CaughtUp { seq });
         }
         Ok(replay)
+    }
+
+    /// The last stream sequence an ordered replay must deliver before it is caught up, from the
+    /// stream leader; `None` when there is nothing to replay.
+    async fn catch_up_point(&self) -> Result<Option<u64>, ApiError> {
+        use crate::nats::messages::Start as From;
+        let stream = &self.spec.stream;
+        let filters: Vec<String> = if self.spec.filters.is_empty() {
+            vec![">".to_owned()]
+        } else {
+            self.spec.filters.clone()
+        };
+        let from = match self.spec.start {
+            Start::New => return Ok(None),
+            Start::Last | Start::LastPerSubject => None,
+            Start::All => Some(From::Sequence(1)),
+            Start::Sequence(seq) => Some(From::Sequence(seq)),
+            Start::Time(time) => Some(From::Time(time)),
+        };
+        let mut last = None;
+        for filter in &filters {
+            if let Some(from) = from
+                && self
+                    .nats
+                    .first_sequence(stream, from, filter)
+                    .await?
+                    .is_none()
+            {
+                continue; // nothing on this filter from the start on
+            }
+            if let Some(seq) = self.nats.last_sequence(stream, filter).await? {
+                last = last.max(Some(seq));
+            }
+        }
+        Ok(last)
     }
 
     /// Creates (or recreates) the ordered consumer starting at `start`.
@@ -435,7 +482,11 @@ impl Replay {
         }
         message.size = reply.length;
         self.queue.push_back(Event::Message(Box::new(message)));
-        if target.pending == 0 && !self.caught_up_sent {
+        let caught_up = match self.caught_up_at {
+            Some(last) => target.stream_seq >= last,
+            None => target.pending == 0,
+        };
+        if caught_up && !self.caught_up_sent {
             self.caught_up_sent = true;
             self.queue.push_back(Event::CaughtUp {
                 seq: target.stream_seq,

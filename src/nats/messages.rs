@@ -99,6 +99,39 @@ impl Nats {
         })
     }
 
+    /// The sequence of the first message on `filter` (wildcards allowed) at or after `start`, as
+    /// the stream leader has it.
+    pub async fn first_sequence(
+        &self,
+        stream: &str,
+        start: Start,
+        filter: &str,
+    ) -> Result<Option<u64>, ApiError> {
+        let request = match start {
+            Start::Sequence(seq) => GetRequest {
+                seq: Some(seq.max(1)),
+                next_by_subject: Some(filter.to_owned()),
+                ..Default::default()
+            },
+            Start::Time(time) => GetRequest {
+                start_time: Some(time),
+                next_by_subject: Some(filter.to_owned()),
+                ..Default::default()
+            },
+        };
+        Ok(self.get(stream, &request).await?.map(|m| m.sequence))
+    }
+
+    /// The sequence of the last message on `filter` (wildcards allowed), as the stream leader
+    /// has it.
+    pub async fn last_sequence(&self, stream: &str, filter: &str) -> Result<Option<u64>, ApiError> {
+        let request = GetRequest {
+            last_by_subject: Some(filter.to_owned()),
+            ..Default::default()
+        };
+        Ok(self.get(stream, &request).await?.map(|m| m.sequence))
+    }
+
     /// Up to `limit` messages from `start`, in stream order, optionally only on `subject`.
     pub async fn page(
         &self,

@@ -100,6 +100,32 @@ impl NatsServer {
             Topology::Single => 1,
             Topology::Cluster => 3,
         };
+        // Cluster ports are picked before any node starts, so another test may take one in
+        // between: a node that exits before listening makes the whole cluster start again on
+        // fresh ports.
+        for _attempt in 0..3 {
+            let mut server = Self::new_nodes(count);
+            for i in 0..count {
+                server.spawn(i);
+            }
+            let mut started = true;
+            for i in 0..count {
+                started &= server.wait_listening(i).await;
+            }
+            if !started {
+                server.stop();
+                continue;
+            }
+            if count > 1 {
+                server.wait_for_meta_leader().await;
+                server.wait_for_r3_placement().await;
+            }
+            return server;
+        }
+        panic!("nats-server did not start in 3 attempts (run with JETWAY_TEST_NATS_LOGS=1)");
+    }
+
+    fn new_nodes(count: usize) -> Self {
         let cluster_ports: Vec<Option<u16>> =
             (0..count).map(|_| (count > 1).then(free_port)).collect();
         let routes = cluster_ports
@@ -119,17 +145,56 @@ impl NatsServer {
                 ports_dir: TempDir::new().expect("ports dir"),
             })
             .collect();
-        let mut server = Self { nodes, routes };
-        for i in 0..count {
-            server.spawn(i);
-        }
-        for i in 0..count {
-            server.wait_listening(i).await;
-        }
-        if count > 1 {
-            server.wait_for_meta_leader().await;
-        }
-        server
+        Self { nodes, routes }
+    }
+
+    /// Waits until the cluster can place an R3 stream (every peer known to the meta leader), by
+    /// creating and deleting a small one.
+    async fn wait_for_r3_placement(&self) {
+        let client = async_nats::ConnectOptions::new()
+            .connect(self.urls().as_slice())
+            .await
+            .expect("connect to the cluster");
+        let config = serde_json::json!({
+            "name": "HARNESS_PROBE", "subjects": ["harness.probe"], "num_replicas": 3,
+            "storage": "memory"
+        });
+        eventually(
+            "the cluster to place an R3 stream",
+            Duration::from_secs(30),
+            || {
+                let client = client.clone();
+                let config = config.to_string();
+                async move {
+                    let request =
+                        client.request("$JS.API.STREAM.CREATE.HARNESS_PROBE", config.into());
+                    let reply = tokio::time::timeout(Duration::from_secs(2), request)
+                        .await
+                        .ok()?
+                        .ok()?;
+                    let answer: Value = serde_json::from_slice(&reply.payload).ok()?;
+                    answer.get("error").is_none().then_some(())
+                }
+            },
+        )
+        .await;
+        eventually(
+            "the probe stream to be deleted",
+            Duration::from_secs(30),
+            || {
+                let client = client.clone();
+                async move {
+                    let request = client.request("$JS.API.STREAM.DELETE.HARNESS_PROBE", "".into());
+                    let reply = tokio::time::timeout(Duration::from_secs(2), request)
+                        .await
+                        .ok()?
+                        .ok()?;
+                    let answer: Value = serde_json::from_slice(&reply.payload).ok()?;
+                    answer["success"].as_bool().filter(|ok| *ok).map(|_| ())
+                }
+            },
+        )
+        .await;
     }
 
     fn spawn(&mut self, index: usize) {
@@ -169,7 +234,8 @@ impl NatsServer {
         node.child = Some(command.spawn().expect("spawn nats-server"));
     }
 
-    async fn wait_listening(&mut self, index: usize) {
+    /// Waits until the node listens; `false` if it exited first (its port was taken).
+    async fn wait_listening(&mut self, index: usize) -> bool {
         let node = &mut self.nodes[index];
         let pid = node.child.as_ref().map(Child::id).unwrap_or_default();
         let ports_file = node
@@ -177,13 +243,30 @@ impl NatsServer {
             .path()
             .join(format!("nats-server_{pid}.ports"));
         // The ports file appears once the server listens.
-        node.port = eventually("nats-server to listen", Duration::from_secs(10), || async {
-            let text = std::fs::read_to_string(&ports_file).ok()?;
-            let ports: Value = serde_json::from_str(&text).ok()?;
-            let url = ports["nats"][0].as_str()?.to_owned();
-            url.rsplit(':').next()?.parse::<u16>().ok()
+        let port = eventually("nats-server to listen", Duration::from_secs(30), || {
+            let exited = node
+                .child
+                .as_mut()
+                .is_none_or(|c| c.try_wait().ok().flatten().is_some());
+            let ports_file = ports_file.clone();
+            async move {
+                if exited {
+                    return Some(None);
+                }
+                let text = std::fs::read_to_string(&ports_file).ok()?;
+                let ports: Value = serde_json::from_str(&text).ok()?;
+                let url = ports["nats"][0].as_str()?.to_owned();
+                url.rsplit(':').next()?.parse::<u16>().ok().map(Some)
+            }
         })
         .await;
+        match port {
+            Some(port) => {
+                node.port = port;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Waits until JetStream's API answers through every running node (a meta leader exists).
@@ -193,9 +276,12 @@ impl NatsServer {
             eventually("a JetStream meta leader", Duration::from_secs(30), || {
                 let client = client.clone();
                 async move {
-                    let reply = client
-                        .request("$JS.API.STREAM.NAMES", "{}".into())
+                    // Short: before a meta leader exists the request gets no answer at all,
+                    // and the client's own timeout would be 10 s.
+                    let request = client.request("$JS.API.STREAM.NAMES", "{}".into());
+                    let reply = tokio::time::timeout(Duration::from_millis(250), request)
                         .await
+                        .ok()?
                         .ok()?;
                     let answer: Value = serde_json::from_slice(&reply.payload).ok()?;
                     answer.get("error").is_none().then_some(())
@@ -248,7 +334,10 @@ impl NatsServer {
     pub async fn restart_node(&mut self, index: usize) {
         self.kill_node(index);
         self.spawn(index);
-        self.wait_listening(index).await;
+        assert!(
+            self.wait_listening(index).await,
+            "node n{index} did not restart"
+        );
     }
 
     /// Kills every node (their stores stay, for a restart).
@@ -265,7 +354,7 @@ impl NatsServer {
             self.spawn(i);
         }
         for i in 0..self.nodes.len() {
-            self.wait_listening(i).await;
+            assert!(self.wait_listening(i).await, "node n{i} did not restart");
         }
         if self.nodes.len() > 1 {
             self.wait_for_meta_leader().await;
@@ -389,7 +478,19 @@ impl TestApp {
         if config.num_replicas <= 1 {
             config.num_replicas = self.server.replicas();
         }
-        self.js.create_stream(config).await.expect("create stream")
+        // A busy cluster may take longer than one request's timeout; creating the same stream
+        // again is a no-op, so retry.
+        let start = Instant::now();
+        loop {
+            match self.js.create_stream(config.clone()).await {
+                Ok(stream) => return stream,
+                Err(err) if start.elapsed() < Duration::from_secs(30) => {
+                    eprintln!("create stream {}: {err}; retrying", config.name);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(err) => panic!("create stream {}: {err}", config.name),
+            }
+        }
     }
 
     /// Replicas of streams and consumers on this topology: 1 or 3.
