@@ -87,9 +87,13 @@ impl AckKeys {
         if mac.len() != MAC_LEN {
             return Err(invalid("malformed"));
         }
+        // The hmac crate compares in constant time (`verify_truncated_left`: the id keeps the
+        // first MAC_LEN bytes of the tag).
         let genuine = self.keys.iter().any(|key| {
-            let expected = Self::mac(key, &subject);
-            constant_time_eq(&expected, &mac)
+            <Hmac<Sha256> as KeyInit>::new_from_slice(key).is_ok_and(|mut check| {
+                check.update(subject.as_bytes());
+                check.verify_truncated_left(&mac).is_ok()
+            })
         });
         if !genuine {
             return Err(invalid(
@@ -98,10 +102,6 @@ impl AckKeys {
         }
         AckTarget::parse(&subject).ok_or_else(|| invalid("not an ack subject"))
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// What an ack id refers to, decoded from the JetStream ack reply subject.

@@ -711,73 +711,57 @@ pub async fn authenticate(
 /// Per-principal token buckets (per replica).
 #[derive(Clone)]
 pub struct RateLimiter {
-    inner: Arc<std::sync::Mutex<HashMap<String, Bucket>>>,
-    rate: f64,
-    burst: f64,
+    /// `None` when the limit is off.
+    inner: Option<Arc<governor::DefaultKeyedRateLimiter<Arc<str>>>>,
+    rate: u32,
     what: &'static str,
 }
 
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-/// Most principals tracked before idle buckets are dropped.
+/// Principals tracked before the state of idle ones is dropped.
 const MAX_BUCKETS: usize = 100_000;
 
 impl RateLimiter {
     /// `rate` per second with a burst of one second's worth; 0 disables the limit.
     pub fn new(rate: u32, what: &'static str) -> Self {
-        Self {
-            inner: Arc::default(),
-            rate: f64::from(rate),
-            burst: f64::from(rate.max(1)),
-            what,
-        }
+        let inner = std::num::NonZeroU32::new(rate).map(|rate| {
+            Arc::new(governor::RateLimiter::keyed(governor::Quota::per_second(
+                rate,
+            )))
+        });
+        Self { inner, rate, what }
     }
 
-    /// Takes `cost` tokens for `who`, or answers 429 with the wait.
-    pub fn check(&self, who: &str, cost: u32) -> Result<(), ApiError> {
-        if self.rate <= 0.0 {
+    /// Takes `cost` tokens for `who`, or answers 429 with the wait. Lock-free per principal
+    /// (governor's keyed GCRA over a concurrent map); the key is the principal's shared id, so
+    /// a check allocates nothing.
+    pub fn check(&self, who: &Arc<str>, cost: u32) -> Result<(), ApiError> {
+        use governor::clock::Clock as _;
+        let (Some(limiter), Some(cost)) = (&self.inner, std::num::NonZeroU32::new(cost)) else {
             return Ok(());
+        };
+        if limiter.len() >= MAX_BUCKETS {
+            limiter.retain_recent();
         }
-        let cost = f64::from(cost);
-        if cost > self.burst {
-            return Err(ApiError::RateLimitedFor {
+        match limiter.check_key_n(who, cost) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => {
+                let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+                Err(ApiError::RateLimitedFor {
+                    detail: format!(
+                        "{} rate limit of {} per second reached for this principal",
+                        self.what, self.rate
+                    ),
+                    retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
+                })
+            }
+            Err(_) => Err(ApiError::RateLimitedFor {
                 detail: format!(
-                    "{} of {cost} messages exceeds the {} rate limit of {} per second for this principal; send smaller batches",
+                    "{} of {cost} messages exceeds the {} rate limit of {} per second for this \
+                     principal; send smaller batches",
                     self.what, self.what, self.rate
                 ),
                 retry_after: 1,
-            });
-        }
-        let Ok(mut buckets) = self.inner.lock() else {
-            return Ok(());
-        };
-        if buckets.len() >= MAX_BUCKETS {
-            let (rate, burst) = (self.rate, self.burst);
-            buckets.retain(|_, b| b.tokens + b.at.elapsed().as_secs_f64() * rate < burst);
-        }
-        let bucket = buckets.entry(who.to_owned()).or_insert(Bucket {
-            tokens: self.burst,
-            at: Instant::now(),
-        });
-        let now = Instant::now();
-        bucket.tokens = (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * self.rate)
-            .min(self.burst);
-        bucket.at = now;
-        if bucket.tokens >= cost {
-            bucket.tokens -= cost;
-            Ok(())
-        } else {
-            let wait = ((cost - bucket.tokens) / self.rate).ceil().max(1.0);
-            Err(ApiError::RateLimitedFor {
-                detail: format!(
-                    "{} rate limit of {} per second reached for this principal",
-                    self.what, self.rate
-                ),
-                retry_after: wait as u64,
-            })
+            }),
         }
     }
 }
@@ -898,11 +882,18 @@ mod tests {
     #[test]
     fn rate_limiter_refuses_past_burst() {
         let limiter = RateLimiter::new(2, "publish");
-        assert!(limiter.check("a", 1).is_ok());
-        assert!(limiter.check("a", 1).is_ok());
-        let err = limiter.check("a", 1).unwrap_err();
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
+        assert!(limiter.check(&a, 1).is_ok());
+        assert!(limiter.check(&a, 1).is_ok());
+        let err = limiter.check(&a, 1).unwrap_err();
         assert_eq!(err.status().as_u16(), 429);
-        assert!(limiter.check("b", 1).is_ok(), "buckets are per principal");
+        assert!(limiter.check(&b, 1).is_ok(), "buckets are per principal");
+        let too_big = limiter.check(&b, 3).unwrap_err();
+        assert_eq!(too_big.status().as_u16(), 429);
+        assert!(
+            RateLimiter::new(0, "publish").check(&a, 1000).is_ok(),
+            "0 is off"
+        );
     }
 
     #[test]

@@ -70,20 +70,21 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
 
 /// Metrics.
 ///
-/// Prometheus text format: WebSocket and SSE connections, subscriptions, messages and bytes
+/// OpenMetrics text (Prometheus scrapes it): HTTP requests and latency by route, publishes, fetches,
+/// acks, dead letters, the NATS connection, consumer lag, WebSocket and SSE connections, subscriptions, messages and bytes
 /// sent, bytes queued for slow clients, credit stalls.
 #[utoipa::path(
     get,
     path = "/metrics",
     tag = "health",
     operation_id = "metrics",
-    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain; version=0.0.4"))
+    responses((status = 200, description = "OpenMetrics text exposition (Prometheus scrapes it as is)", body = String, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"))
 )]
 pub async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
     (
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            crate::metrics::CONTENT_TYPE,
         )],
         state.metrics.render(),
     )

@@ -15,7 +15,10 @@ async fn metrics(app: &TestApp) -> String {
         .to_str()
         .unwrap()
         .to_owned();
-    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
     response.text().await.unwrap()
 }
 
