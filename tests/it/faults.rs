@@ -328,13 +328,10 @@ enum Fault {
     QuorumLoss,
 }
 
-/// A worker loop of fetch + ack through the gateway, disturbed by `fault` once a third of the
-/// messages are processed: every message is processed at least once, and after the outage plus
-/// one `ack_wait` nothing stays ack-pending.
-async fn fetch_and_ack_worker_processes_every_message(fault: Fault) {
-    const COUNT: usize = 150;
-    let mut app = cluster_app().await;
-    for n in 0..COUNT {
+/// Stores `count` jobs on `faults.work` and creates the consumer `workers` (`ack_wait` 2 s)
+/// through the gateway.
+async fn jobs_for_workers(app: &TestApp, count: usize) {
+    for n in 0..count {
         app.js
             .publish("faults.work", Bytes::from(format!("job {n}")))
             .await
@@ -350,6 +347,15 @@ async fn fetch_and_ack_worker_processes_every_message(fault: Fault) {
         .await
         .expect("put consumer");
     json(created, 201).await;
+}
+
+/// A worker loop of fetch + ack through the gateway, disturbed by `fault` once a third of the
+/// messages are processed: every message is processed at least once, and after the outage plus
+/// one `ack_wait` nothing stays ack-pending.
+async fn fetch_and_ack_worker_processes_every_message(fault: Fault) {
+    const COUNT: usize = 150;
+    let mut app = cluster_app().await;
+    jobs_for_workers(&app, COUNT).await;
 
     let mut seen = BTreeSet::new();
     let mut deliveries = 0usize;
@@ -541,22 +547,7 @@ async fn websocket_live_tail_across_a_stream_leader_kill_has_no_gap_and_no_dupli
 async fn websocket_ack_mode_across_a_consumer_leader_kill_acks_every_message() {
     const COUNT: usize = 100;
     let mut app = cluster_app().await;
-    for n in 0..COUNT {
-        app.js
-            .publish("faults.work", Bytes::from(format!("job {n}")))
-            .await
-            .expect("publish")
-            .await
-            .expect("puback");
-    }
-    let created = app
-        .http
-        .put(app.url(&format!("/v1/streams/{STREAM}/consumers/workers")))
-        .json(&json!({"ack_wait": "2s"}))
-        .send()
-        .await
-        .expect("put consumer");
-    json(created, 201).await;
+    jobs_for_workers(&app, COUNT).await;
     let mut ws = connect(&app, &format!("/v1/streams/{STREAM}/ws?consumer=workers")).await;
 
     let mut seen = BTreeSet::new();

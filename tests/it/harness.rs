@@ -76,6 +76,18 @@ pub struct NatsServer {
     routes: Vec<String>,
 }
 
+/// A JetStream API answer (`$JS.API.<api>`), or `None` when there is none within 500 ms.
+/// Short on purpose: before a meta leader exists a request gets no answer at all, and waiting
+/// the client's own 10 s timeout would slow every cluster start.
+async fn api_answer(client: &async_nats::Client, api: &str, body: String) -> Option<Value> {
+    let request = client.request(format!("$JS.API.{api}"), body.into());
+    let reply = tokio::time::timeout(Duration::from_millis(500), request)
+        .await
+        .ok()?
+        .ok()?;
+    serde_json::from_slice(&reply.payload).ok()
+}
+
 /// A free loopback port (for cluster routes, which must be known before any node starts).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -166,13 +178,7 @@ impl NatsServer {
                 let client = client.clone();
                 let config = config.to_string();
                 async move {
-                    let request =
-                        client.request("$JS.API.STREAM.CREATE.HARNESS_PROBE", config.into());
-                    let reply = tokio::time::timeout(Duration::from_secs(2), request)
-                        .await
-                        .ok()?
-                        .ok()?;
-                    let answer: Value = serde_json::from_slice(&reply.payload).ok()?;
+                    let answer = api_answer(&client, "STREAM.CREATE.HARNESS_PROBE", config).await?;
                     answer.get("error").is_none().then_some(())
                 }
             },
@@ -184,12 +190,8 @@ impl NatsServer {
             || {
                 let client = client.clone();
                 async move {
-                    let request = client.request("$JS.API.STREAM.DELETE.HARNESS_PROBE", "".into());
-                    let reply = tokio::time::timeout(Duration::from_secs(2), request)
-                        .await
-                        .ok()?
-                        .ok()?;
-                    let answer: Value = serde_json::from_slice(&reply.payload).ok()?;
+                    let answer =
+                        api_answer(&client, "STREAM.DELETE.HARNESS_PROBE", String::new()).await?;
                     answer["success"].as_bool().filter(|ok| *ok).map(|_| ())
                 }
             },
@@ -276,14 +278,7 @@ impl NatsServer {
             eventually("a JetStream meta leader", Duration::from_secs(30), || {
                 let client = client.clone();
                 async move {
-                    // Short: before a meta leader exists the request gets no answer at all,
-                    // and the client's own timeout would be 10 s.
-                    let request = client.request("$JS.API.STREAM.NAMES", "{}".into());
-                    let reply = tokio::time::timeout(Duration::from_millis(250), request)
-                        .await
-                        .ok()?
-                        .ok()?;
-                    let answer: Value = serde_json::from_slice(&reply.payload).ok()?;
+                    let answer = api_answer(&client, "STREAM.NAMES", "{}".to_owned()).await?;
                     answer.get("error").is_none().then_some(())
                 }
             })
