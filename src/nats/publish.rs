@@ -275,10 +275,14 @@ impl Nats {
     /// Publishes every valid message pipelined (all sent before any PubAck is awaited) and
     /// answers one result per input, in order. Invalid inputs keep their error.
     ///
-    /// A message whose `Idempotency-Key` is still being stored by an earlier attempt (JetStream
-    /// 10158, seen when a retry overtakes a slow first attempt) is sent again until that attempt
-    /// is decided, within the publish timeout: the answer is then the original PubAck
-    /// (`duplicate: true`) or the first attempt's error.
+    /// Two answers are transient and are retried, with back-off, within the publish timeout:
+    /// - "no responders" while a stream captures the subject: the stream is electing a leader
+    ///   (nothing received the message, so sending it again cannot store it twice);
+    /// - JetStream 10158: an earlier attempt with the same `Idempotency-Key` is still being
+    ///   stored (a retry that overtook a slow first attempt); the answer is then the original
+    ///   PubAck (`duplicate: true`) or the first attempt's error.
+    ///
+    /// What is still undecided at the timeout is answered 503 with `Retry-After`.
     pub async fn publish_all(
         &self,
         messages: Vec<Result<Outgoing, ApiError>>,
@@ -294,29 +298,24 @@ impl Nats {
                 .collect();
         }
         let retry_until = tokio::time::Instant::now() + self.publish_timeout;
-        // Only a message with a Nats-Msg-Id can meet an earlier attempt still in process.
-        let copies: Vec<Option<Outgoing>> = messages
-            .iter()
-            .map(|m| {
-                m.as_ref()
-                    .ok()
-                    .filter(|m| m.headers.get(header::MSG_ID).is_some())
-                    .cloned()
-            })
-            .collect();
+        let copies: Vec<Option<Outgoing>> =
+            messages.iter().map(|m| m.as_ref().ok().cloned()).collect();
         let mut results = self.send_all(messages).await;
         let mut backoff = Duration::from_millis(20);
         loop {
+            let (refined, leaderless) = self.refine_not_captured(results).await;
+            results = refined;
             let again: Vec<usize> = results
                 .iter()
                 .enumerate()
                 .filter(|(i, r)| {
-                    matches!(r, Err(ApiError::PublishInProgress(_))) && copies[*i].is_some()
+                    let in_progress = matches!(r, Err(ApiError::PublishInProgress(_)));
+                    (in_progress || leaderless.contains(i)) && copies[*i].is_some()
                 })
                 .map(|(i, _)| i)
                 .collect();
             if again.is_empty() || tokio::time::Instant::now() + backoff >= retry_until {
-                break;
+                return results;
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(250));
@@ -332,7 +331,6 @@ impl Nats {
                 results[i] = result;
             }
         }
-        self.refine_not_captured(results).await
     }
 
     /// Sends every valid message, then awaits every PubAck.
@@ -368,10 +366,13 @@ impl Nats {
     /// and cannot take the message right now: JetStream is down, or the stream has no leader
     /// (an election on a cluster, which JetStream's own ping does not reveal). Asking which
     /// streams capture each such subject tells the two apart; only "none" is a 404.
+    ///
+    /// Answers the refined results and the indices of those whose stream exists but has no
+    /// leader (worth sending again).
     async fn refine_not_captured(
         &self,
         mut results: Vec<Result<Stored, ApiError>>,
-    ) -> Vec<Result<Stored, ApiError>> {
+    ) -> (Vec<Result<Stored, ApiError>>, Vec<usize>) {
         let mut subjects: Vec<String> = results
             .iter()
             .filter_map(|r| match r {
@@ -380,11 +381,11 @@ impl Nats {
             })
             .collect();
         if subjects.is_empty() {
-            return results;
+            return (results, Vec::new());
         }
         subjects.sort_unstable();
         subjects.dedup();
-        let verdicts: std::collections::HashMap<String, Option<ApiError>> = futures::stream::iter(
+        let verdicts: std::collections::HashMap<String, Option<(bool, ApiError)>> = futures::stream::iter(
             subjects,
         )
         .map(|subject| async move {
@@ -395,29 +396,33 @@ impl Nats {
         .map(|(subject, verdict)| {
             let err = match verdict {
                 Ok(streams) if streams.is_empty() => None,
-                Ok(streams) => Some(ApiError::Unavailable(format!(
+                Ok(streams) => Some((true, ApiError::Unavailable(format!(
                     "stream '{}' captures subject '{subject}' but cannot store it right now \
                              (no leader: it may be electing one); nothing was stored, retry with \
                              the same Idempotency-Key",
                     streams.join("', '")
-                ))),
-                Err(err) => Some(ApiError::Unavailable(format!(
+                )))),
+                Err(err) => Some((false, ApiError::Unavailable(format!(
                     "JetStream did not store the message and cannot be asked why right \
                              now ({err}); retry with the same Idempotency-Key"
-                ))),
+                )))),
             };
             (subject, err)
         })
         .collect()
         .await;
-        for result in &mut results {
+        let mut leaderless = Vec::new();
+        for (index, result) in results.iter_mut().enumerate() {
             if let Err(ApiError::SubjectNotCaptured(subject)) = result
-                && let Some(Some(err)) = verdicts.get(subject.as_str())
+                && let Some(Some((retry, err))) = verdicts.get(subject.as_str())
             {
+                if *retry {
+                    leaderless.push(index);
+                }
                 *result = Err(clone_unavailable(err));
             }
         }
-        results
+        (results, leaderless)
     }
 
     /// nats-server (2.15.1, and its source as of this writing) checks
@@ -529,7 +534,7 @@ impl Nats {
                     Ok(reply) => reply,
                     Err(err) if err.kind() == async_nats::RequestErrorKind::NoResponders => {
                         let not_captured = ApiError::SubjectNotCaptured(message.subject.clone());
-                        let refined = self.refine_not_captured(vec![Err(not_captured)]).await;
+                        let (refined, _) = self.refine_not_captured(vec![Err(not_captured)]).await;
                         return Err(refined
                             .into_iter()
                             .next()

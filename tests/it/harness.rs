@@ -478,7 +478,25 @@ impl TestApp {
         let start = Instant::now();
         loop {
             match self.js.create_stream(config.clone()).await {
-                Ok(stream) => return stream,
+                Ok(stream) if self.server.replicas() == 1 => return stream,
+                Ok(stream) => {
+                    // On a cluster the stream takes a moment to elect its leader: a publish before
+                    // that finds no responders.
+                    let name = config.name.clone();
+                    eventually(
+                        &format!("stream {name} to have a leader and current replicas"),
+                        Duration::from_secs(30),
+                        || async {
+                            let mut handle = self.js.get_stream(&name).await.ok()?;
+                            let info = handle.info().await.ok()?;
+                            let cluster = info.cluster.as_ref()?;
+                            (cluster.leader.is_some() && cluster.replicas.iter().all(|r| r.current))
+                                .then_some(())
+                        },
+                    )
+                    .await;
+                    return stream;
+                }
                 Err(err) if start.elapsed() < Duration::from_secs(30) => {
                     eprintln!("create stream {}: {err}; retrying", config.name);
                     tokio::time::sleep(Duration::from_millis(100)).await;
