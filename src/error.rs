@@ -76,6 +76,9 @@ pub enum ApiError {
     /// Too many or too large request headers.
     #[error("{0}")]
     HeadersTooLarge(String),
+    /// The request body did not arrive in time (it stalled, or trickled for too long).
+    #[error("{0}")]
+    RequestTimeout(String),
     /// No route matches the path.
     #[error("no route matches {0}")]
     RouteNotFound(String),
@@ -265,6 +268,11 @@ impl ApiError {
                 "headers_too_large",
                 "Request headers too large",
             ),
+            Self::RequestTimeout(_) => p(
+                S::REQUEST_TIMEOUT,
+                "request_timeout",
+                "Request body not received in time",
+            ),
             Self::RouteNotFound(_) => p(S::NOT_FOUND, "route_not_found", "Route not found"),
             Self::MethodNotAllowed(_) => p(
                 S::METHOD_NOT_ALLOWED,
@@ -413,6 +421,11 @@ impl IntoResponse for ApiError {
                 let value = HeaderValue::from_str(&challenge)
                     .unwrap_or_else(|_| HeaderValue::from_static("Bearer realm=\"jetway\""));
                 headers.insert(header::WWW_AUTHENTICATE, value);
+            }
+            // The rest of the body is still on its way, or never comes: the connection is of
+            // no further use.
+            Self::RequestTimeout(_) => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ if status == StatusCode::SERVICE_UNAVAILABLE
                 || status == StatusCode::TOO_MANY_REQUESTS =>

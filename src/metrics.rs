@@ -51,6 +51,9 @@ struct Inner {
     sse_messages_sent: AtomicU64,
     ws_idle_disconnects: AtomicU64,
     ws_slow_disconnects: AtomicU64,
+    http_connections: AtomicI64,
+    http_connections_refused: AtomicU64,
+    http_header_timeouts: AtomicU64,
     /// Route template → (method, status) → series. Keyed so that counting a request allocates
     /// nothing once its series exists.
     http: Mutex<BTreeMap<String, RouteSeries>>,
@@ -108,6 +111,24 @@ impl Metrics {
     /// One open SSE stream, until the guard drops.
     pub fn sse_connection(&self) -> GaugeGuard {
         self.hold(|m| &m.sse_connections, 1)
+    }
+
+    /// One open client TCP connection, until the guard drops (an upgraded one included).
+    pub fn http_connection(&self) -> GaugeGuard {
+        self.hold(|m| &m.http_connections, 1)
+    }
+
+    /// A connection closed at once because `--max-tcp-connections` were open.
+    pub fn http_connection_refused(&self) {
+        self.0
+            .http_connections_refused
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection closed because its request head did not arrive within
+    /// `--header-read-timeout`.
+    pub fn http_header_timeout(&self) {
+        self.0.http_header_timeouts.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn ws_sent(&self, bytes: usize) {
@@ -213,6 +234,24 @@ impl Metrics {
         };
         let g = |a: &AtomicI64| i128::from(a.load(Ordering::Relaxed));
         let c = |a: &AtomicU64| i128::from(a.load(Ordering::Relaxed));
+        metric(
+            "jetway_http_connections",
+            "gauge",
+            "Open client TCP connections (WebSocket and SSE included).",
+            g(&m.http_connections),
+        );
+        metric(
+            "jetway_http_connections_refused_total",
+            "counter",
+            "Connections closed at once because --max-tcp-connections were open.",
+            c(&m.http_connections_refused),
+        );
+        metric(
+            "jetway_http_header_timeouts_total",
+            "counter",
+            "Connections closed because no complete request head arrived within --header-read-timeout (idle kept-alive ones included).",
+            c(&m.http_header_timeouts),
+        );
         metric(
             "jetway_ws_connections",
             "gauge",

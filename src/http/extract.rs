@@ -59,6 +59,11 @@ impl From<JsonRejection> for ApiError {
 
 impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> Self {
+        if let Some(timeout) = crate::server::BodyTimeout::find(&rejection) {
+            return ApiError::RequestTimeout(format!(
+                "{timeout}; send the whole body without long pauses"
+            ));
+        }
         let text = rejection.body_text();
         if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge(format!(

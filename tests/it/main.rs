@@ -13,6 +13,7 @@ mod publish;
 mod cli;
 mod consumers;
 mod faults;
+mod hardening;
 mod messages;
 mod misc;
 mod node;
