@@ -25,6 +25,9 @@ pub enum ApiError {
     /// A valid token that does not grant the action.
     #[error("{0}")]
     Forbidden(String),
+    /// A browser request from a page of another origin to a route that changes state.
+    #[error("{0}")]
+    CrossOrigin(String),
     /// A subject in the path or body is not a valid NATS publish subject.
     #[error("{0}")]
     InvalidSubject(String),
@@ -221,6 +224,7 @@ impl ApiError {
         match self {
             Self::Unauthorized(_) => p(S::UNAUTHORIZED, "unauthorized", "Authentication required"),
             Self::Forbidden(_) => p(S::FORBIDDEN, "forbidden", "Not permitted"),
+            Self::CrossOrigin(_) => p(S::FORBIDDEN, "cross_origin", "Cross-origin request refused"),
             Self::InvalidSubject(_) => p(S::BAD_REQUEST, "invalid_subject", "Invalid subject"),
             Self::InvalidName(_) => p(S::BAD_REQUEST, "invalid_name", "Invalid name"),
             Self::InvalidHeader(_) => p(S::BAD_REQUEST, "invalid_header", "Invalid header"),

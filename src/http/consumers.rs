@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{Body, Json, Path};
+use super::extract::{Json, JsonOrEmpty, Path};
 use super::responses::{FetchErrors, ReadErrors, WriteErrors};
 use crate::auth::Principal;
 use crate::duration;
@@ -194,17 +194,11 @@ pub async fn fetch_messages(
     State(state): State<AppState>,
     principal: Principal,
     Path((stream, consumer)): Path<(String, String)>,
-    Body(body): Body,
+    JsonOrEmpty(request): JsonOrEmpty<FetchRequest>,
 ) -> Result<Json<FetchResponse>, ApiError> {
     check_names(&stream, &consumer)?;
     principal.check_read(&stream)?;
     state.fetch_limiter.check(&principal.id, 1)?;
-    let request: FetchRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        FetchRequest::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|err| ApiError::InvalidBody(format!("invalid fetch request: {err}")))?
-    };
     let limits = state.limits;
     let max_messages = request.max_messages.unwrap_or(1);
     if max_messages == 0 || max_messages > limits.max_fetch_messages {

@@ -117,7 +117,11 @@ fn add_auth_responses(operation: &mut utoipa::openapi::path::Operation) {
             "401",
             "Missing, malformed, expired or wrongly signed token (with WWW-Authenticate)",
         ),
-        ("403", "The token does not grant this action"),
+        (
+            "403",
+            "The token does not grant this action (`forbidden`), or a browser page of another \
+             origin asked to change state (`cross_origin`)",
+        ),
         ("429", "Rate or connection limit reached (with Retry-After)"),
     ] {
         add_problem_response(operation, status, description);

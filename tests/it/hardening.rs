@@ -1,5 +1,6 @@
 //! Hardening at the HTTP level: clients that hold connections without finishing a request head
-//! or a body, and the cap on open connections.
+//! or a body, the cap on open connections, and cross-origin requests that would change state
+//! (with authentication off as well as on).
 //!
 //! Slow clients are raw TCP sockets, so that what the server does to the connection itself
 //! (close it, answer 408, refuse it) is what is checked. Every wait has a deadline; timeouts are
@@ -8,17 +9,20 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::harness::{TestApp, eventually, spawn_app_with};
-use crate::ws::{Ws, send};
+use crate::harness::{TestApp, eventually, json, problem, spawn_app, spawn_app_with};
+use crate::ws::{Ws, publish_direct, send};
 
 const STREAM: &str = "ORDERS";
 /// How long the server may take to answer or close, well above every configured timeout.
 const DEADLINE: Duration = Duration::from_secs(10);
+/// The HMAC secret of the gateways that require tokens.
+const SECRET: &str = "jetway-hardening-tests-hmac-secret-0123456789";
 
 // ---------------------------------------------------------------------------------------------
 // Raw HTTP/1.1 over TCP
@@ -366,4 +370,254 @@ async fn an_upgraded_websocket_holds_its_connection_slot_until_it_closes() {
         },
     )
     .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cross-origin requests that change state
+
+/// ORDERS with three messages, stored directly.
+async fn orders_with_three_messages(app: &TestApp) {
+    app.create_stream(STREAM, &["orders.>"]).await;
+    for n in 0..3 {
+        publish_direct(&app.js, "orders.new", format!("order {n}")).await;
+    }
+}
+
+async fn message_count(app: &TestApp) -> u64 {
+    let mut stream = app.js.get_stream(STREAM).await.expect("stream");
+    stream.info().await.expect("info").state.messages
+}
+
+/// A POST to purge ORDERS with an empty body and these headers.
+async fn purge_with(
+    app: &TestApp,
+    path_query: &str,
+    headers: &[(&str, String)],
+) -> reqwest::Response {
+    let mut request = app
+        .http
+        .post(app.url(&format!("/v1/streams/{STREAM}/purge{path_query}")));
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    request.send().await.expect("purge request")
+}
+
+const FORM_TYPES: [&str; 3] = [
+    "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=x",
+    "text/plain",
+];
+
+#[tokio::test]
+async fn form_post_from_another_origin_cannot_purge_a_stream_with_auth_off() {
+    let app = spawn_app().await;
+    orders_with_three_messages(&app).await;
+
+    for content_type in FORM_TYPES {
+        let response = purge_with(
+            &app,
+            "",
+            &[
+                ("content-type", content_type.to_owned()),
+                ("origin", "https://evil.example".to_owned()),
+                ("sec-fetch-site", "cross-site".to_owned()),
+            ],
+        )
+        .await;
+        let body = problem(response, 403, "cross_origin").await;
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("https://evil.example"),
+            "{body}"
+        );
+    }
+
+    assert_eq!(
+        message_count(&app).await,
+        3,
+        "the stream keeps its messages"
+    );
+}
+
+#[tokio::test]
+async fn form_post_without_origin_is_refused_by_its_content_type_or_fetch_metadata() {
+    let app = spawn_app().await;
+    orders_with_three_messages(&app).await;
+
+    // A browser too old to send Origin still sends a form's content type.
+    for content_type in FORM_TYPES {
+        let response = purge_with(&app, "", &[("content-type", content_type.to_owned())]).await;
+        problem(response, 415, "unsupported_media_type").await;
+    }
+    // One that says the request comes from another site, without saying which.
+    for site in ["cross-site", "same-site"] {
+        let response = purge_with(&app, "", &[("sec-fetch-site", site.to_owned())]).await;
+        problem(response, 403, "cross_origin").await;
+    }
+
+    assert_eq!(
+        message_count(&app).await,
+        3,
+        "the stream keeps its messages"
+    );
+}
+
+#[tokio::test]
+async fn every_state_changing_route_refuses_a_page_of_another_origin() {
+    let app = spawn_app().await;
+    orders_with_three_messages(&app).await;
+    let evil = "https://evil.example";
+    let requests = [
+        app.http
+            .post(app.url("/v1/publish/orders.new"))
+            .header("content-type", "text/plain")
+            .body("forged"),
+        app.http
+            .post(app.url("/v1/publish"))
+            .header("content-type", "text/plain")
+            .body(r#"[{"subject":"orders.new","data":"forged"}]"#),
+        app.http.delete(app.url(&format!("/v1/streams/{STREAM}"))),
+        app.http
+            .put(app.url(&format!("/v1/streams/{STREAM}/consumers/forged")))
+            .json(&json!({})),
+        app.http
+            .post(app.url(&format!("/v1/streams/{STREAM}/consumers/forged/fetch"))),
+        app.http
+            .post(app.url("/v1/acks"))
+            .json(&json!({"acks": [{"ack_id": "x", "action": "ack"}]})),
+    ];
+
+    for request in requests {
+        let response = request
+            .header("origin", evil)
+            .send()
+            .await
+            .expect("request");
+        problem(response, 403, "cross_origin").await;
+    }
+
+    assert_eq!(
+        message_count(&app).await,
+        3,
+        "nothing published, nothing deleted"
+    );
+    let consumers = app
+        .js
+        .get_stream(STREAM)
+        .await
+        .expect("stream")
+        .consumer_names()
+        .count()
+        .await;
+    assert_eq!(consumers, 0, "no consumer was created");
+    // Reading is not refused: CORS governs whether the page may see the answer.
+    let listed = app
+        .http
+        .get(app.url("/v1/streams"))
+        .header("origin", evil)
+        .send()
+        .await
+        .expect("list");
+    json(listed, 200).await;
+}
+
+#[tokio::test]
+async fn same_origin_allowed_origin_and_curl_like_requests_still_change_state() {
+    let app = spawn_app_with(|c| c.cors_origin = vec!["https://app.example".to_owned()]).await;
+    orders_with_three_messages(&app).await;
+    let own_origin = format!("http://{}", app.addr);
+
+    let cases: [(&str, Vec<(&str, String)>); 5] = [
+        (
+            "the console's own origin",
+            vec![
+                ("origin", own_origin.clone()),
+                ("sec-fetch-site", "same-origin".to_owned()),
+            ],
+        ),
+        (
+            "an origin in --cors-origin",
+            vec![
+                ("origin", "https://app.example".to_owned()),
+                ("sec-fetch-site", "cross-site".to_owned()),
+            ],
+        ),
+        ("curl without a body", vec![]),
+        (
+            "an SDK sending JSON",
+            vec![("content-type", "application/json".to_owned())],
+        ),
+        (
+            "a typed-in address",
+            vec![("sec-fetch-site", "none".to_owned())],
+        ),
+    ];
+    for (who, headers) in cases {
+        publish_direct(&app.js, "orders.new", "again").await;
+        let response = purge_with(&app, "", &headers).await;
+        assert_eq!(
+            response.status().as_u16(),
+            200,
+            "{who}: {:?}",
+            response.text().await
+        );
+        assert_eq!(message_count(&app).await, 0, "{who} purged");
+    }
+    // The raw publish keeps taking any content type from non-browser clients.
+    let published = app
+        .publish("orders.new", "plain", &[("content-type", "text/plain")])
+        .await;
+    json(published, 201).await;
+}
+
+/// A token for `alice` with these grants, signed with [`SECRET`].
+fn sign(header: &Header, grants: &Value) -> String {
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = json!({"sub": "alice", "iat": now, "exp": now + 3600, "jetway": grants});
+    jsonwebtoken::encode(
+        header,
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("sign")
+}
+
+#[tokio::test]
+async fn cross_origin_purge_with_a_valid_admin_token_in_the_query_is_refused() {
+    let app = spawn_app_with(|c| {
+        c.no_auth = false;
+        c.jwt_secret = vec![SECRET.to_owned()];
+    })
+    .await;
+    orders_with_three_messages(&app).await;
+    let token = sign(&Header::new(Algorithm::HS256), &json!({"admin": true}));
+
+    let refused = purge_with(
+        &app,
+        &format!("?access_token={token}"),
+        &[
+            (
+                "content-type",
+                "application/x-www-form-urlencoded".to_owned(),
+            ),
+            ("origin", "https://evil.example".to_owned()),
+        ],
+    )
+    .await;
+    problem(refused, 403, "cross_origin").await;
+    assert_eq!(
+        message_count(&app).await,
+        3,
+        "the stream keeps its messages"
+    );
+
+    let purged = purge_with(&app, &format!("?access_token={token}"), &[]).await;
+    assert_eq!(
+        json(purged, 200).await["purged"],
+        3,
+        "the same token works from curl"
+    );
 }
