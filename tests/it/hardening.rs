@@ -1,6 +1,6 @@
 //! Hardening at the HTTP level: clients that hold connections without finishing a request head
-//! or a body, the cap on open connections, and cross-origin requests that would change state
-//! (with authentication off as well as on).
+//! or a body, the cap on open connections, cross-origin requests that would change state (with
+//! authentication off as well as on), and bounds on client ids, consumer durations and times.
 //!
 //! Slow clients are raw TCP sockets, so that what the server does to the connection itself
 //! (close it, answer 408, refuse it) is what is checked. Every wait has a deadline; timeouts are
@@ -620,4 +620,209 @@ async fn cross_origin_purge_with_a_valid_admin_token_in_the_query_is_refused() {
         3,
         "the same token works from curl"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bounds: ids, durations, times
+
+async fn error_frame(ws: &mut Ws) -> Value {
+    loop {
+        let next = tokio::time::timeout(DEADLINE, ws.next())
+            .await
+            .expect("a frame")
+            .expect("open socket")
+            .expect("frame");
+        if let Message::Text(text) = next {
+            let frame: Value = serde_json::from_str(text.as_str()).expect("JSON frame");
+            let shown: String = text.chars().take(300).collect();
+            assert_eq!(frame["type"], "error", "{shown}");
+            return frame;
+        }
+    }
+}
+
+#[tokio::test]
+async fn websocket_ops_with_oversized_or_unprintable_ids_get_an_error_frame_without_the_id() {
+    let app = spawn_app().await;
+    orders_with_three_messages(&app).await;
+    let mut ws = crate::ws::connect(&app, "/v1/ws").await;
+    let huge = "s".repeat(100 * 1024);
+
+    for op in [
+        json!({"op": "subscribe", "id": huge, "stream": STREAM}),
+        json!({"op": "subscribe", "id": "", "stream": STREAM}),
+        json!({"op": "subscribe", "id": "line\nbreak", "stream": STREAM}),
+        json!({"op": "publish", "id": "p".repeat(129), "subject": "orders.new", "data": "x"}),
+        json!({"op": "ping", "id": huge}),
+        json!({"op": "ack", "ack_id": "x", "id": huge}),
+    ] {
+        send(&mut ws, &op).await;
+        let frame = error_frame(&mut ws).await;
+        assert_eq!(frame["problem"]["code"], "invalid_parameter", "{frame}");
+        assert!(frame.get("id").is_none(), "the id is not echoed: {frame}");
+        assert!(frame.get("sub").is_none(), "{frame}");
+        let text = frame.to_string();
+        assert!(text.len() < 1024, "an error frame of {} bytes", text.len());
+    }
+    // A malformed op is answered without its oversized id too.
+    send(&mut ws, &json!({"op": "subscribe", "id": huge})).await;
+    let frame = error_frame(&mut ws).await;
+    assert!(frame.get("id").is_none(), "{frame}");
+
+    // Nothing was published, and a bounded id works on the same socket.
+    assert_eq!(message_count(&app).await, 3);
+    let id = "s".repeat(128);
+    send(
+        &mut ws,
+        &json!({"op": "subscribe", "id": id, "stream": STREAM}),
+    )
+    .await;
+    let frames = crate::ws::until_type(&mut ws, "caught_up").await;
+    assert_eq!(frames[0]["type"], "subscribed", "{frames:?}");
+    assert_eq!(frames[0]["sub"], id.as_str());
+}
+
+async fn put_consumer(app: &TestApp, name: &str, config: &Value) -> reqwest::Response {
+    app.http
+        .put(app.url(&format!("/v1/streams/{STREAM}/consumers/{name}")))
+        .json(config)
+        .send()
+        .await
+        .expect("put consumer")
+}
+
+#[tokio::test]
+async fn consumer_durations_and_start_times_outside_the_bounds_are_refused_and_create_nothing() {
+    let app = spawn_app().await;
+    app.create_stream(STREAM, &["orders.>"]).await;
+
+    for (field, config) in [
+        ("ack_wait", json!({"ack_wait": "1ns"})),
+        ("ack_wait", json!({"ack_wait": "500ms"})),
+        ("ack_wait", json!({"ack_wait": "48h"})),
+        (
+            "backoff[1]",
+            json!({"backoff": ["1s", "1ms"], "max_deliver": 5}),
+        ),
+        ("inactive_threshold", json!({"inactive_threshold": "1ns"})),
+        (
+            "inactive_threshold",
+            json!({"inactive_threshold": "10000h"}),
+        ),
+        (
+            "opt_start_time",
+            json!({"deliver_policy": "by_start_time", "opt_start_time": "2300-01-01T00:00:00Z"}),
+        ),
+        (
+            "opt_start_time",
+            json!({"deliver_policy": "by_start_time", "opt_start_time": "1969-12-31T23:59:59Z"}),
+        ),
+    ] {
+        let response = put_consumer(&app, "workers", &config).await;
+        let body = problem(response, 400, "invalid_config").await;
+        assert!(
+            body["detail"].as_str().unwrap().contains(field),
+            "{config}: {body}"
+        );
+    }
+    let consumers = app
+        .js
+        .get_stream(STREAM)
+        .await
+        .expect("stream")
+        .consumer_names()
+        .count()
+        .await;
+    assert_eq!(consumers, 0, "no consumer was created");
+
+    let edges = json!({
+        "ack_wait": "1s", "backoff": ["1s", "24h"], "max_deliver": 5,
+        "inactive_threshold": "8760h", "deliver_policy": "by_start_time",
+        "opt_start_time": "2262-04-11T23:47:16Z"
+    });
+    json(put_consumer(&app, "workers", &edges).await, 201).await;
+}
+
+#[tokio::test]
+async fn nak_delay_longer_than_a_day_is_refused_and_the_message_stays_pending() {
+    let app = spawn_app().await;
+    orders_with_three_messages(&app).await;
+    json(
+        put_consumer(&app, "workers", &json!({"ack_wait": "30s"})).await,
+        201,
+    )
+    .await;
+    let fetched = app
+        .http
+        .post(app.url(&format!("/v1/streams/{STREAM}/consumers/workers/fetch")))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("fetch");
+    let fetched = json(fetched, 200).await;
+    let ack_id = fetched["messages"][0]["ack_id"].clone();
+
+    let response = app
+        .http
+        .post(app.url("/v1/acks"))
+        .json(&json!({"acks": [{"ack_id": ack_id, "action": "nak", "delay": "25h"}]}))
+        .send()
+        .await
+        .expect("acks");
+    let body = problem(response, 400, "invalid_body").await;
+    assert!(body["detail"].as_str().unwrap().contains("24h"), "{body}");
+
+    let info = app
+        .js
+        .get_stream(STREAM)
+        .await
+        .expect("stream")
+        .consumer_info("workers")
+        .await
+        .expect("consumer");
+    assert_eq!(info.num_ack_pending, 1, "the delivery is still pending");
+}
+
+#[tokio::test]
+async fn start_times_past_2262_or_before_1970_are_refused_instead_of_wrapping_around() {
+    let app = spawn_app().await;
+    orders_with_three_messages(&app).await;
+
+    for time in [
+        "2300-01-01T00:00:00Z",
+        "2262-04-11T23:47:17Z",
+        "1969-12-31T23:59:59Z",
+    ] {
+        for path in [
+            format!("/v1/streams/{STREAM}/messages?start_time={time}"),
+            format!("/v1/streams/{STREAM}/events?start_time={time}"),
+        ] {
+            let response = app.http.get(app.url(&path)).send().await.expect("request");
+            let body = problem(response, 400, "invalid_parameter").await;
+            assert!(
+                body["detail"].as_str().unwrap().contains("2262"),
+                "{path}: {body}"
+            );
+        }
+    }
+    let mut ws = crate::ws::connect(&app, "/v1/ws").await;
+    send(
+        &mut ws,
+        &json!({"op": "subscribe", "id": "late", "stream": STREAM, "start_time": "2300-01-01T00:00:00Z"}),
+    )
+    .await;
+    let frame = error_frame(&mut ws).await;
+    assert_eq!(frame["id"], "late");
+    assert_eq!(frame["problem"]["code"], "invalid_parameter", "{frame}");
+
+    // The last representable time is a valid start: nothing stored after it.
+    let page = app
+        .http
+        .get(app.url(&format!(
+            "/v1/streams/{STREAM}/messages?start_time=2262-04-11T23:47:16Z"
+        )))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(json(page, 200).await["messages"], json!([]));
 }
