@@ -399,6 +399,14 @@ impl Authenticator {
         if !self.inner.algorithms.contains(&header.alg) {
             return Err(unauthorized("the token's algorithm is not accepted"));
         }
+        // RFC 7515 §4.1.11: a recipient must refuse a token whose `crit` header names an
+        // extension it does not understand, and jetway understands none.
+        if header.crit.is_some() {
+            return Err(unauthorized(
+                "the token's header lists critical extensions ('crit') that jetway does not \
+                 understand",
+            ));
+        }
         let family = header.alg.family();
         let mut validation = Validation::new(header.alg);
         validation.leeway = self.inner.leeway;

@@ -1,6 +1,7 @@
 //! Hardening at the HTTP level: clients that hold connections without finishing a request head
 //! or a body, the cap on open connections, cross-origin requests that would change state (with
-//! authentication off as well as on), and bounds on client ids, consumer durations and times.
+//! authentication off as well as on), bounds on client ids, consumer durations and times, and
+//! tokens with a `crit` header.
 //!
 //! Slow clients are raw TCP sockets, so that what the server does to the connection itself
 //! (close it, answer 408, refuse it) is what is checked. Every wait has a deadline; timeouts are
@@ -825,4 +826,49 @@ async fn start_times_past_2262_or_before_1970_are_refused_instead_of_wrapping_ar
         .await
         .expect("page");
     assert_eq!(json(page, 200).await["messages"], json!([]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens
+
+#[tokio::test]
+async fn token_with_a_crit_header_returns_401_naming_crit() {
+    let app = spawn_app_with(|c| {
+        c.no_auth = false;
+        c.jwt_secret = vec![SECRET.to_owned()];
+    })
+    .await;
+    let grants = json!({"read": ["*"]});
+    let mut critical = Header::new(Algorithm::HS256);
+    critical.crit = Some(vec!["exp".to_owned()]);
+    let mut unknown = Header::new(Algorithm::HS256);
+    unknown.crit = Some(vec!["urn:example:must-understand".to_owned()]);
+
+    for header in [critical, unknown] {
+        let response = app
+            .http
+            .get(app.url("/v1/streams"))
+            .bearer_auth(sign(&header, &grants))
+            .send()
+            .await
+            .expect("request");
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = problem(response, 401, "unauthorized").await;
+        assert!(body["detail"].as_str().unwrap().contains("crit"), "{body}");
+        assert!(challenge.contains("invalid_token"), "{challenge}");
+    }
+
+    let plain = app
+        .http
+        .get(app.url("/v1/streams"))
+        .bearer_auth(sign(&Header::new(Algorithm::HS256), &grants))
+        .send()
+        .await
+        .expect("request");
+    json(plain, 200).await;
 }
