@@ -437,6 +437,14 @@ impl Authenticator {
         if !self.inner.algorithms.contains(&header.alg) {
             return Err(unauthorized("the token's algorithm is not accepted"));
         }
+        // RFC 7515 §4.1.11: a recipient must refuse a token whose `crit` header names an
+        // extension it does not understand, and jetway understands none.
+        if header.crit.is_some() {
+            return Err(unauthorized(
+                "the token's header lists critical extensions ('crit') that jetway does not \
+                 understand",
+            ));
+        }
         let family = header.alg.family();
         let mut validation = Validation::new(header.alg);
         validation.leeway = self.inner.leeway;
@@ -660,24 +668,31 @@ pub fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), ApiEr
     else {
         return Ok(());
     };
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let same_origin = origin
-        .split_once("://")
-        .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host));
-    if same_origin
-        || allowed
-            .iter()
-            .any(|a| a.trim().eq_ignore_ascii_case(origin))
-    {
+    if origin_allowed(headers, origin, allowed) {
         Ok(())
     } else {
         Err(ApiError::Forbidden(format!(
             "WebSocket connections from origin '{origin}' are not allowed (see --cors-origin)"
         )))
     }
+}
+
+/// Whether a browser page of `origin` may call jetway: it is the gateway's own origin (its
+/// authority equals `Host`) or in the allowlist (`--cors-origin`). `null` (sandboxed frames,
+/// `file:` pages) is never either.
+pub fn origin_allowed(headers: &HeaderMap, origin: &str, allowed: &[String]) -> bool {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let same_origin = origin
+        .split_once("://")
+        .is_some_and(|(_, authority)| !host.is_empty() && authority.eq_ignore_ascii_case(host));
+    origin != "null"
+        && (same_origin
+            || allowed
+                .iter()
+                .any(|a| a.trim().eq_ignore_ascii_case(origin)))
 }
 
 /// Middleware: authenticates every request it wraps and stores the [`Principal`].

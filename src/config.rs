@@ -258,6 +258,32 @@ pub struct Config {
     )]
     pub max_connections_per_principal: usize,
 
+    /// Most open client TCP connections (plain HTTP, WebSocket and SSE together, and
+    /// connections still sending their request); one more is accepted and closed at once.
+    #[arg(
+        long,
+        env = "JETWAY_MAX_TCP_CONNECTIONS",
+        default_value_t = 25_000,
+        value_name = "N"
+    )]
+    pub max_tcp_connections: usize,
+
+    /// Longest time a client may take to send a complete request head, counted from when the
+    /// connection opens or its previous response was sent (so it also closes idle kept-alive
+    /// connections); past it the connection is closed.
+    #[arg(long, env = "JETWAY_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = crate::duration::parse, value_name = "DURATION")]
+    pub header_read_timeout: Duration,
+
+    /// Longest pause while a request body is being received; past it the request answers 408
+    /// and the connection is closed.
+    #[arg(long, env = "JETWAY_BODY_IDLE_TIMEOUT", default_value = "30s", value_parser = crate::duration::parse, value_name = "DURATION")]
+    pub body_idle_timeout: Duration,
+
+    /// Longest time to receive a whole request body, however steadily it trickles in; past it
+    /// the request answers 408 and the connection is closed.
+    #[arg(long, env = "JETWAY_BODY_TIMEOUT", default_value = "2m", value_parser = crate::duration::parse, value_name = "DURATION")]
+    pub body_timeout: Duration,
+
     /// Most request headers.
     #[arg(
         long,
@@ -625,6 +651,21 @@ impl Config {
             if timeout.is_zero() {
                 return fail(
                     "--publish-timeout, --api-timeout and --ack-timeout must be greater than zero",
+                );
+            }
+        }
+        if self.max_tcp_connections == 0 {
+            return fail("--max-tcp-connections must be greater than zero");
+        }
+        for timeout in [
+            self.header_read_timeout,
+            self.body_idle_timeout,
+            self.body_timeout,
+        ] {
+            if timeout.is_zero() {
+                return fail(
+                    "--header-read-timeout, --body-idle-timeout and --body-timeout must be \
+                     greater than zero",
                 );
             }
         }

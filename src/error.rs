@@ -25,6 +25,9 @@ pub enum ApiError {
     /// A valid token that does not grant the action.
     #[error("{0}")]
     Forbidden(String),
+    /// A browser request from a page of another origin to a route that changes state.
+    #[error("{0}")]
+    CrossOrigin(String),
     /// A subject in the path or body is not a valid NATS publish subject.
     #[error("{0}")]
     InvalidSubject(String),
@@ -76,6 +79,9 @@ pub enum ApiError {
     /// Too many or too large request headers.
     #[error("{0}")]
     HeadersTooLarge(String),
+    /// The request body did not arrive in time (it stalled, or trickled for too long).
+    #[error("{0}")]
+    RequestTimeout(String),
     /// No route matches the path.
     #[error("no route matches {0}")]
     RouteNotFound(String),
@@ -218,6 +224,7 @@ impl ApiError {
         match self {
             Self::Unauthorized(_) => p(S::UNAUTHORIZED, "unauthorized", "Authentication required"),
             Self::Forbidden(_) => p(S::FORBIDDEN, "forbidden", "Not permitted"),
+            Self::CrossOrigin(_) => p(S::FORBIDDEN, "cross_origin", "Cross-origin request refused"),
             Self::InvalidSubject(_) => p(S::BAD_REQUEST, "invalid_subject", "Invalid subject"),
             Self::InvalidName(_) => p(S::BAD_REQUEST, "invalid_name", "Invalid name"),
             Self::InvalidHeader(_) => p(S::BAD_REQUEST, "invalid_header", "Invalid header"),
@@ -264,6 +271,11 @@ impl ApiError {
                 S::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "headers_too_large",
                 "Request headers too large",
+            ),
+            Self::RequestTimeout(_) => p(
+                S::REQUEST_TIMEOUT,
+                "request_timeout",
+                "Request body not received in time",
             ),
             Self::RouteNotFound(_) => p(S::NOT_FOUND, "route_not_found", "Route not found"),
             Self::MethodNotAllowed(_) => p(
@@ -413,6 +425,11 @@ impl IntoResponse for ApiError {
                 let value = HeaderValue::from_str(&challenge)
                     .unwrap_or_else(|_| HeaderValue::from_static("Bearer realm=\"jetway\""));
                 headers.insert(header::WWW_AUTHENTICATE, value);
+            }
+            // The rest of the body is still on its way, or never comes: the connection is of
+            // no further use.
+            Self::RequestTimeout(_) => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ if status == StatusCode::SERVICE_UNAVAILABLE
                 || status == StatusCode::TOO_MANY_REQUESTS =>

@@ -24,6 +24,7 @@ pub mod nats;
 /// The operations core: authorization rules every transport shares.
 pub mod ops;
 pub mod replay;
+pub mod server;
 pub mod state;
 pub mod telemetry;
 /// Validation of subjects, names and headers.
@@ -200,14 +201,17 @@ pub async fn serve(
         tracing::info!("shutting down: no new connections, finishing in-flight requests");
         signal_token.cancel();
     };
-    let server = axum::serve(listener, router.into_make_service()).with_graceful_shutdown(graceful);
-    let mut serving = tokio::spawn(async move { server.await });
+    let limits = server::ServerLimits::new(&state.config);
+    let mut serving = tokio::spawn(server::run(
+        listener,
+        router,
+        limits,
+        state.metrics.clone(),
+        graceful,
+    ));
     // Phase 2: in-flight requests, bounded by the deadline once shutdown has begun.
     let result = tokio::select! {
-        joined = &mut serving => match joined {
-            Ok(served) => served.map_err(StartError::Serve),
-            Err(join) => Err(StartError::Serve(std::io::Error::other(join))),
-        },
+        joined = &mut serving => joined.map_err(|join| StartError::Serve(std::io::Error::other(join))),
         () = async { token.cancelled().await; tokio::time::sleep(deadline).await } => {
             tracing::warn!("in-flight requests did not finish within the shutdown timeout");
             serving.abort();

@@ -93,6 +93,9 @@ struct Inner {
     dead_letters: Counter,
     nats_connected: Gauge,
     nats_connects: Counter<u64, AtomicU64>,
+    http_connections: Gauge,
+    http_connections_refused: Counter,
+    http_header_timeouts: Counter,
     consumer_pending: Family<ConsumerLabels, Gauge>,
     consumer_ack_pending: Family<ConsumerLabels, Gauge>,
     consumer_redelivered: Family<ConsumerLabels, Gauge>,
@@ -209,6 +212,21 @@ impl Default for Metrics {
                 "NATS connections established (the first one and every reconnect).",
                 Counter::default()
             ),
+            http_connections: register!(
+                "jetway_http_connections",
+                "Open client TCP connections (WebSocket and SSE included).",
+                Gauge::default()
+            ),
+            http_connections_refused: register!(
+                "jetway_http_connections_refused",
+                "Connections closed at once because --max-tcp-connections were open.",
+                Counter::default()
+            ),
+            http_header_timeouts: register!(
+                "jetway_http_header_timeouts",
+                "Connections closed because no complete request head arrived within --header-read-timeout (idle kept-alive ones included).",
+                Counter::default()
+            ),
             consumer_pending: register!(
                 "jetway_consumer_num_pending",
                 "Messages not yet delivered (lag) of consumers created through jetway.",
@@ -277,6 +295,22 @@ impl Metrics {
     /// One open SSE stream, until the guard drops.
     pub fn sse_connection(&self) -> GaugeGuard {
         hold(&self.0.sse_connections, 1)
+    }
+
+    /// One open client TCP connection, until the guard drops (an upgraded one included).
+    pub fn http_connection(&self) -> GaugeGuard {
+        hold(&self.0.http_connections, 1)
+    }
+
+    /// A connection closed at once because `--max-tcp-connections` were open.
+    pub fn http_connection_refused(&self) {
+        self.0.http_connections_refused.inc();
+    }
+
+    /// A connection closed because its request head did not arrive within
+    /// `--header-read-timeout`.
+    pub fn http_header_timeout(&self) {
+        self.0.http_header_timeouts.inc();
     }
 
     pub fn ws_sent(&self, bytes: usize) {

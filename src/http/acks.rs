@@ -110,11 +110,8 @@ pub async fn ack_messages(
     }
     let mut targets = Vec::with_capacity(request.acks.len());
     for (index, item) in request.acks.iter().enumerate() {
-        if item.delay.is_some() && item.action != AckAction::Nak {
-            return Err(ApiError::InvalidBody(format!(
-                "acks[{index}]: 'delay' goes with action 'nak' only"
-            )));
-        }
+        check_delay(item.action, item.delay)
+            .map_err(|why| ApiError::InvalidBody(format!("acks[{index}]: {why}")))?;
         let target = state
             .ack_keys
             .verify(&item.ack_id)
@@ -170,6 +167,26 @@ pub async fn ack_messages(
         StatusCode::MULTI_STATUS
     };
     Ok((status, Json(AcksResponse { results })).into_response())
+}
+
+/// Longest `nak` delay. A longer wait is better served by `term` and a re-publish; past about
+/// 292 years the delay would not even fit JetStream's nanoseconds.
+pub const MAX_NAK_DELAY: Duration = Duration::from_secs(24 * 3600);
+
+/// A `delay` goes with `nak` only, and is at most [`MAX_NAK_DELAY`] (the REST and WebSocket
+/// paths share this).
+pub(crate) fn check_delay(action: AckAction, delay: Option<Duration>) -> Result<(), String> {
+    match delay {
+        Some(_) if action != AckAction::Nak => {
+            Err("'delay' goes with action 'nak' only".to_owned())
+        }
+        Some(delay) if delay > MAX_NAK_DELAY => Err(format!(
+            "'delay' of {} is longer than the {} jetway accepts",
+            duration::format(delay),
+            duration::format(MAX_NAK_DELAY)
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Applies one verified ack (the REST and WebSocket paths share it).

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{Body, Json, Path};
+use super::extract::{Json, JsonOrEmpty, Path};
 use super::responses::{FetchErrors, ReadErrors, WriteErrors};
 use crate::auth::Principal;
 use crate::duration;
@@ -18,6 +18,71 @@ use crate::nats::consumers::{
     ConsumerConfig, ConsumerInfo, ConsumerList, FetchSpec, filter_subjects,
 };
 use crate::state::AppState;
+
+/// Shortest `ack_wait` (and backoff step): below a second, redeliveries race the client's own
+/// processing and a typo such as `1ns` turns a consumer into a redelivery storm.
+pub const MIN_ACK_WAIT: Duration = Duration::from_secs(1);
+/// Longest `ack_wait` (and backoff step). A message that takes longer to process should report
+/// `progress`, which restarts the wait.
+pub const MAX_ACK_WAIT: Duration = Duration::from_secs(24 * 3600);
+/// Most `backoff` steps (JetStream wants `max_deliver` above their count anyway).
+pub const MAX_BACKOFF_STEPS: usize = 100;
+/// Shortest `inactive_threshold`.
+pub const MIN_INACTIVE_THRESHOLD: Duration = Duration::from_secs(1);
+/// Longest `inactive_threshold`; leave it out for a consumer that is never removed.
+pub const MAX_INACTIVE_THRESHOLD: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Checks the durations and the start time of a consumer configuration against jetway's
+/// bounds, before JetStream sees them (it accepts `1ns`, and a start time past 2262 wraps
+/// around).
+fn check_bounds(config: &ConsumerConfig) -> Result<(), ApiError> {
+    let invalid = |detail: String| ApiError::InvalidConfig {
+        detail,
+        jetstream_code: None,
+    };
+    let within = |field: &str, value: Duration, min: Duration, max: Duration| {
+        if (min..=max).contains(&value) {
+            Ok(())
+        } else {
+            Err(invalid(format!(
+                "{field} of {} is outside {}..={}",
+                duration::format(value),
+                duration::format(min),
+                duration::format(max)
+            )))
+        }
+    };
+    if let Some(ack_wait) = config.ack_wait {
+        within("ack_wait", ack_wait, MIN_ACK_WAIT, MAX_ACK_WAIT)?;
+    }
+    if config.backoff.len() > MAX_BACKOFF_STEPS {
+        return Err(invalid(format!(
+            "backoff has {} steps; at most {MAX_BACKOFF_STEPS} are accepted",
+            config.backoff.len()
+        )));
+    }
+    for (index, step) in config.backoff.iter().enumerate() {
+        within(
+            &format!("backoff[{index}]"),
+            *step,
+            MIN_ACK_WAIT,
+            MAX_ACK_WAIT,
+        )?;
+    }
+    if let Some(threshold) = config.inactive_threshold {
+        within(
+            "inactive_threshold",
+            threshold,
+            MIN_INACTIVE_THRESHOLD,
+            MAX_INACTIVE_THRESHOLD,
+        )?;
+    }
+    if let Some(text) = &config.opt_start_time {
+        crate::http::messages::parse_time(text)
+            .map_err(|err| invalid(format!("opt_start_time: {err}")))?;
+    }
+    Ok(())
+}
 
 fn check_names(stream: &str, consumer: &str) -> Result<(), ApiError> {
     crate::validate::name("stream", stream)?;
@@ -85,6 +150,7 @@ pub async fn put_consumer(
 ) -> Result<Response, ApiError> {
     check_names(&stream, &consumer)?;
     principal.check_admin()?;
+    check_bounds(&config)?;
     // A tenant names subjects in its namespace, as everywhere else.
     let mut config = config;
     if principal.permissions.prefix.is_some() {
@@ -215,18 +281,12 @@ pub async fn fetch_messages(
     State(state): State<AppState>,
     principal: Principal,
     Path((stream, consumer)): Path<(String, String)>,
-    Body(body): Body,
+    JsonOrEmpty(request): JsonOrEmpty<FetchRequest>,
 ) -> Result<Json<FetchResponse>, ApiError> {
     check_names(&stream, &consumer)?;
     principal.check_read(&stream)?;
     state.fetch_limiter.check(&principal.id, 1)?;
     crate::ops::authz::use_consumer(&state.nats, &principal, &stream, &consumer).await?;
-    let request: FetchRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        FetchRequest::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|err| ApiError::InvalidBody(format!("invalid fetch request: {err}")))?
-    };
     let limits = state.limits;
     let max_messages = request.max_messages.unwrap_or(1);
     if max_messages == 0 || max_messages > limits.max_fetch_messages {
@@ -267,4 +327,41 @@ pub async fn fetch_messages(
     }
     state.metrics.fetched(messages.len());
     Ok(Json(FetchResponse { messages }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(json: serde_json::Value) -> ConsumerConfig {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn durations_inside_the_bounds_pass() {
+        let ok = config(serde_json::json!({
+            "ack_wait": "1s", "backoff": ["1s", "24h"], "inactive_threshold": "8760h",
+            "max_deliver": 5, "deliver_policy": "by_start_time",
+            "opt_start_time": "2262-04-11T23:47:16Z"
+        }));
+        assert!(check_bounds(&ok).is_ok());
+    }
+
+    #[test]
+    fn durations_and_times_outside_the_bounds_are_invalid_config() {
+        for bad in [
+            serde_json::json!({"ack_wait": "1ns"}),
+            serde_json::json!({"ack_wait": "999ms"}),
+            serde_json::json!({"ack_wait": "25h"}),
+            serde_json::json!({"backoff": ["1s", "10ms"], "max_deliver": 5}),
+            serde_json::json!({"backoff": vec!["1s"; MAX_BACKOFF_STEPS + 1]}),
+            serde_json::json!({"inactive_threshold": "500ms"}),
+            serde_json::json!({"inactive_threshold": "8761h"}),
+            serde_json::json!({"deliver_policy": "by_start_time", "opt_start_time": "2300-01-01T00:00:00Z"}),
+            serde_json::json!({"deliver_policy": "by_start_time", "opt_start_time": "1969-12-31T23:59:59Z"}),
+        ] {
+            let err = check_bounds(&config(bad.clone())).unwrap_err();
+            assert_eq!(err.code(), "invalid_config", "{bad}: {err}");
+        }
+    }
 }

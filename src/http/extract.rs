@@ -43,6 +43,54 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     }
 }
 
+/// A JSON body that may be left out (then `T::default()`), for routes whose whole body is
+/// optional (purge, fetch). Its `Content-Type` must be JSON, or absent, even when the body is
+/// empty: these routes change state, and what an HTML form sends
+/// (`application/x-www-form-urlencoded`, `multipart/form-data`, `text/plain`) is exactly what a
+/// page of another site can make a browser send (see [`super::origin`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonOrEmpty<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonOrEmpty<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned + Default,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        if let Some(value) = request.headers().get(axum::http::header::CONTENT_TYPE) {
+            let text = value.to_str().unwrap_or("");
+            if !is_json(text) {
+                return Err(ApiError::UnsupportedMediaType(format!(
+                    "Content-Type '{text}' is not accepted here: send JSON with 'Content-Type: \
+                     application/json', or no body and no Content-Type (HTML forms, and curl -d \
+                     without -H, send application/x-www-form-urlencoded)"
+                )));
+            }
+        }
+        let Body(bytes) = Body::from_request(request, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        serde_json::from_slice(&bytes)
+            .map(Self)
+            .map_err(|err| ApiError::InvalidBody(format!("invalid JSON body: {err}")))
+    }
+}
+
+/// `application/json`, or a `+json` type, with any parameters.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {
@@ -59,6 +107,11 @@ impl From<JsonRejection> for ApiError {
 
 impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> Self {
+        if let Some(timeout) = crate::server::BodyTimeout::find(&rejection) {
+            return ApiError::RequestTimeout(format!(
+                "{timeout}; send the whole body without long pauses"
+            ));
+        }
         let text = rejection.body_text();
         if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge(format!(

@@ -7,6 +7,7 @@ pub mod extract;
 pub mod health;
 pub mod messages;
 pub mod openapi;
+pub mod origin;
 pub mod publish;
 pub mod responses;
 pub mod streams;
@@ -122,11 +123,17 @@ pub fn router(state: AppState) -> Router {
 
     // Layers, outermost first: request id (set, then echoed), tracing with it, panics as
     // problem+json 500s.
-    // Every /v1 route authenticates (a no-op Principal with --no-auth); public routes do not.
-    let v1 = v1.route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        crate::auth::authenticate,
-    ));
+    // Every /v1 route refuses state-changing requests from pages of other origins (auth on or
+    // off), then authenticates (a no-op Principal with --no-auth); public routes do neither.
+    let v1 = v1
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::authenticate,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            origin::refuse_cross_origin,
+        ));
 
     // Layers, outermost first: request id (set, then echoed), tracing with it (route template
     // only: tokens in query strings never reach the logs), panics as problem+json 500s, header

@@ -78,17 +78,17 @@ pub fn document() -> utoipa::openapi::OpenApi {
     // Every /v1 operation needs a token; liveness, readiness and metrics do not.
     for (path, item) in doc.paths.paths.iter_mut() {
         let public = !path.starts_with("/v1/");
-        for operation in [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-            &mut item.head,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for (takes_body, operation) in [
+            (false, &mut item.get),
+            (true, &mut item.put),
+            (true, &mut item.post),
+            (false, &mut item.delete),
+            (true, &mut item.patch),
+            (false, &mut item.head),
+        ] {
+            let Some(operation) = operation else {
+                continue;
+            };
             operation.security = Some(if public {
                 Vec::new()
             } else {
@@ -97,39 +97,60 @@ pub fn document() -> utoipa::openapi::OpenApi {
             if !public {
                 add_auth_responses(operation);
             }
+            if takes_body {
+                add_problem_response(
+                    operation,
+                    "408",
+                    "The request body stalled or took too long to arrive (--body-idle-timeout, \
+                     --body-timeout); the connection is closed",
+                );
+            }
         }
     }
     doc
 }
 
-/// 401 and 403 on every authenticated operation.
+/// 401, 403 and 429 on every authenticated operation.
 fn add_auth_responses(operation: &mut utoipa::openapi::path::Operation) {
-    use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
     for (status, description) in [
         (
             "401",
             "Missing, malformed, expired or wrongly signed token (with WWW-Authenticate)",
         ),
-        ("403", "The token does not grant this action"),
+        (
+            "403",
+            "The token does not grant this action (`forbidden`), or a browser page of another \
+             origin asked to change state (`cross_origin`)",
+        ),
         ("429", "Rate or connection limit reached (with Retry-After)"),
     ] {
-        let response = ResponseBuilder::new()
-            .description(description)
-            .content(
-                "application/problem+json",
-                ContentBuilder::new()
-                    .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
-                        "Problem",
-                    ))))
-                    .build(),
-            )
-            .build();
-        operation
-            .responses
-            .responses
-            .entry(status.to_owned())
-            .or_insert(RefOr::T(response));
+        add_problem_response(operation, status, description);
     }
+}
+
+/// A problem+json response, unless the operation documents that status itself.
+fn add_problem_response(
+    operation: &mut utoipa::openapi::path::Operation,
+    status: &str,
+    description: &str,
+) {
+    use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
+    let response = ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                    "Problem",
+                ))))
+                .build(),
+        )
+        .build();
+    operation
+        .responses
+        .responses
+        .entry(status.to_owned())
+        .or_insert(RefOr::T(response));
 }
 
 /// The document as pretty JSON (what `jetway openapi` prints and the repository commits).

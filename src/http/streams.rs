@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::extract::{Json, Path};
+use super::extract::{Json, JsonOrEmpty, Path};
 use super::responses::{ReadErrors, WriteErrors};
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -135,16 +135,10 @@ pub async fn purge_stream(
     State(state): State<AppState>,
     principal: Principal,
     Path(stream): Path<String>,
-    body: super::extract::Body,
+    JsonOrEmpty(request): JsonOrEmpty<PurgeRequest>,
 ) -> Result<Json<PurgeResult>, ApiError> {
     crate::validate::name("stream", &stream)?;
     principal.check_admin()?;
-    let request: PurgeRequest = if body.0.iter().all(u8::is_ascii_whitespace) {
-        PurgeRequest::default()
-    } else {
-        serde_json::from_slice(&body.0)
-            .map_err(|err| ApiError::InvalidBody(format!("invalid purge request: {err}")))?
-    };
     let purged = state.nats.purge_stream(&stream, &request).await?;
     Ok(Json(PurgeResult { purged }))
 }

@@ -576,9 +576,11 @@ impl Session {
         let op: ClientOp = match serde_json::from_str(text) {
             Ok(op) => op,
             Err(err) => {
+                // The id is echoed only when it is one a valid op could carry.
                 let id = serde_json::from_str::<serde_json::Value>(text)
                     .ok()
-                    .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_owned));
+                    .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_owned))
+                    .filter(|id| protocol::check_id(id).is_ok());
                 self.error(
                     id.as_deref(),
                     None,
@@ -588,6 +590,12 @@ impl Session {
                 return false;
             }
         };
+        if let Some(Err(why)) = op.id().map(protocol::check_id) {
+            let detail = format!("invalid 'id': {why}; the op was not carried out");
+            self.error(None, None, &ApiError::InvalidParameter(detail))
+                .await;
+            return false;
+        }
         if let Some((ack_id, action, delay, id)) = op.ack() {
             self.ack(ack_id.to_owned(), action, delay, id.map(str::to_owned))
                 .await;
@@ -802,13 +810,9 @@ impl Session {
         {
             return self.error(id.as_deref(), None, &err).await;
         }
-        if delay.is_some() && action != crate::nats::consumers::AckAction::Nak {
+        if let Err(why) = crate::http::acks::check_delay(action, delay) {
             return self
-                .error(
-                    id.as_deref(),
-                    None,
-                    &ApiError::InvalidBody("'delay' goes with 'nak' only".to_owned()),
-                )
+                .error(id.as_deref(), None, &ApiError::InvalidBody(why))
                 .await;
         }
         let Ok(permit) = self.inflight.clone().acquire_owned().await else {

@@ -40,6 +40,25 @@ pub const CLIENT_OPS: [&str; 10] = [
     "close",
 ];
 
+/// Longest client-chosen id (a subscription's or an op's), in bytes.
+pub const MAX_ID_LEN: usize = 128;
+
+/// Checks a client-chosen id: 1 to [`MAX_ID_LEN`] printable ASCII characters (space to `~`).
+/// Ids are echoed in frames (a subscription's in every message), so an unbounded one would
+/// multiply what the gateway sends.
+pub fn check_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > MAX_ID_LEN {
+        return Err(format!(
+            "an id must be 1 to {MAX_ID_LEN} characters long; this one has {} bytes",
+            id.len()
+        ));
+    }
+    if !id.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+        return Err("an id may only hold printable ASCII characters (space to '~')".to_owned());
+    }
+    Ok(())
+}
+
 /// A frame the server sends.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -128,7 +147,9 @@ pub enum ReplayFrom {
 pub enum ClientOp {
     /// Start a subscription (multiplexed endpoint).
     Subscribe {
-        /// Client-chosen subscription id, echoed as `sub` in every frame of the subscription.
+        /// Client-chosen subscription id, echoed as `sub` in every frame of the subscription:
+        /// 1 to 128 printable ASCII characters, like every client-chosen id.
+        #[schema(min_length = 1, max_length = 128)]
         id: String,
         stream: String,
         /// `all` (default), `last`, `new` or `last_per_subject`.
@@ -217,6 +238,22 @@ pub enum ClientOp {
 }
 
 impl ClientOp {
+    /// The client-chosen id of the op, if it has one.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Self::Subscribe { id, .. } | Self::Unsubscribe { id } | Self::Publish { id, .. } => {
+                Some(id)
+            }
+            Self::Ack { id, .. }
+            | Self::Nak { id, .. }
+            | Self::Term { id, .. }
+            | Self::Progress { id, .. }
+            | Self::Credit { id, .. }
+            | Self::Ping { id } => id.as_deref(),
+            Self::Close => None,
+        }
+    }
+
     /// The ack action of an ack-like op.
     pub fn ack(&self) -> Option<(&str, AckAction, Option<Duration>, Option<&str>)> {
         match self {
@@ -275,6 +312,16 @@ mod tests {
         };
         assert_eq!(start_seq, Some(5));
         assert_eq!(credit, Some(10));
+    }
+
+    #[test]
+    fn ids_are_bounded_printable_ascii() {
+        assert!(check_id("orders-1 eu:7~").is_ok());
+        assert!(check_id(&"a".repeat(MAX_ID_LEN)).is_ok());
+        assert!(check_id("").is_err());
+        assert!(check_id(&"a".repeat(MAX_ID_LEN + 1)).is_err());
+        assert!(check_id("line\nbreak").is_err());
+        assert!(check_id("caf\u{e9}").is_err());
     }
 
     #[test]

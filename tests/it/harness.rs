@@ -326,13 +326,26 @@ impl NatsServer {
     }
 
     /// Starts a killed node again on the same ports with the same store.
+    ///
+    /// Another process may have taken one of its ports meanwhile (other tests run in parallel):
+    /// after two tries the node comes back on fresh ports, as a replaced machine would.
     pub async fn restart_node(&mut self, index: usize) {
         self.kill_node(index);
-        self.spawn(index);
-        assert!(
-            self.wait_listening(index).await,
-            "node n{index} did not restart"
-        );
+        for attempt in 0..3 {
+            if attempt == 2 {
+                let node = &mut self.nodes[index];
+                node.port = 0;
+                if node.cluster_port.is_some() {
+                    node.cluster_port = Some(free_port());
+                }
+            }
+            self.spawn(index);
+            if self.wait_listening(index).await {
+                return;
+            }
+            self.kill_node(index);
+        }
+        panic!("node n{index} did not restart");
     }
 
     /// Kills every node (their stores stay, for a restart).
@@ -437,7 +450,10 @@ pub async fn spawn_app_on_with(topology: Topology, adjust: impl FnOnce(&mut Conf
         .connect(server.urls().as_slice())
         .await
         .expect("direct NATS client");
-    let js = jetstream::new(nats.clone());
+    // Generous: a 3-node cluster on a busy 2-core machine can take seconds to answer.
+    let js = jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(20))
+        .build(nats.clone());
     TestApp {
         addr,
         http: reqwest::Client::new(),
@@ -495,6 +511,7 @@ impl TestApp {
                         },
                     )
                     .await;
+                    self.wait_for_publishable(&config).await;
                     return stream;
                 }
                 Err(err) if start.elapsed() < Duration::from_secs(30) => {
@@ -509,6 +526,44 @@ impl TestApp {
     /// Replicas of streams and consumers on this topology: 1 or 3.
     pub fn replicas(&self) -> usize {
         self.server.replicas()
+    }
+
+    /// Waits until a publish to the new stream reaches its leader through this client's node
+    /// (the leader's interest in the subjects has spread over the routes). The probe carries a
+    /// precondition that cannot hold, so the leader answers with an error and stores nothing.
+    async fn wait_for_publishable(&self, config: &jetstream::stream::Config) {
+        let Some(subject) = config.subjects.first() else {
+            return;
+        };
+        let probe: String = subject
+            .split('.')
+            .map(|t| if t == "*" || t == ">" { "probe" } else { t })
+            .collect::<Vec<_>>()
+            .join(".");
+        eventually(
+            &format!(
+                "a publish to {probe} to reach the leader of {}",
+                config.name
+            ),
+            Duration::from_secs(30),
+            || async {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Nats-Expected-Last-Sequence", "9999999999");
+                let request = self
+                    .nats
+                    .request_with_headers(probe.clone(), headers, "".into());
+                let reply = tokio::time::timeout(Duration::from_secs(2), request)
+                    .await
+                    .ok()?
+                    .ok()?;
+                let answer: Value = serde_json::from_slice(&reply.payload).ok()?;
+                answer["error"]["err_code"]
+                    .as_u64()
+                    .filter(|c| *c == 10071)
+                    .map(|_| ())
+            },
+        )
+        .await;
     }
 
     /// POST /v1/publish/{subject} with a body and headers.

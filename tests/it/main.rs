@@ -14,6 +14,7 @@ mod publish;
 mod cli;
 mod consumers;
 mod faults;
+mod hardening;
 mod messages;
 mod misc;
 mod node;
