@@ -13,6 +13,7 @@ mod publish;
 
 mod cli;
 mod consumers;
+mod container;
 mod faults;
 mod messages;
 mod misc;
