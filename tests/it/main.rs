@@ -14,6 +14,7 @@ mod publish;
 mod cli;
 mod consumers;
 mod container;
+mod deploy;
 mod faults;
 mod messages;
 mod misc;
