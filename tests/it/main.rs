@@ -20,6 +20,7 @@ mod messages;
 mod misc;
 mod node;
 mod observability;
+mod scaleout;
 mod security;
 mod sse;
 mod startup;
