@@ -147,6 +147,32 @@ impl Cluster {
         assert!(killed.success(), "kill -9 {name} ({pid})");
     }
 
+    /// SIGTERM, as a rolling upgrade does, and wait until the process has exited.
+    async fn terminate(&self, name: &str) {
+        let pid = self
+            .pid(name)
+            .unwrap_or_else(|| panic!("no pid for {name}"));
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {name} ({pid})");
+        eventually(
+            &format!("{name} to exit after SIGTERM"),
+            Duration::from_secs(45),
+            || async {
+                let status =
+                    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                let exited = status.is_empty()
+                    || status
+                        .lines()
+                        .any(|l| l.starts_with("State:") && l.contains('Z'));
+                exited.then_some(())
+            },
+        )
+        .await;
+    }
+
     fn secret(&self, name: &str) -> String {
         let env = std::fs::read_to_string(self.file("secrets.env")).expect("secrets.env");
         env.lines()
@@ -617,6 +643,15 @@ async fn mixed_load_through_haproxy_survives_a_killed_replica_and_a_killed_nats_
     cluster.run("start").await;
     let restarted_in = restarting.elapsed();
     after(count() + STEP).await;
+    // A rolling upgrade: one replica at a time gets SIGTERM, drains, and is started again.
+    let rolling = Instant::now();
+    let retried_before_rolling = seen.lock().await.retried.clone();
+    for n in 1..=3 {
+        cluster.terminate(&format!("jetway-{n}")).await;
+        cluster.run("start").await;
+        after(count() + STEP / 3).await;
+    }
+    let rolled = Instant::now();
     stop.store(true, Ordering::SeqCst);
     for task in publishers {
         task.await.expect("publisher");
@@ -660,6 +695,7 @@ async fn mixed_load_through_haproxy_survives_a_killed_replica_and_a_killed_nats_
     let status = cluster.run("status").await;
 
     let seen = seen.lock().await;
+    let rolling_took = rolled - rolling;
     let began = seen
         .publish_times
         .iter()
@@ -674,6 +710,12 @@ async fn mixed_load_through_haproxy_survives_a_killed_replica_and_a_killed_nats_
         .max()
         .unwrap_or_default();
     let reconnects: Vec<usize> = tails_seen.iter().map(|t| t.reconnects).collect();
+    let retried_while_rolling: BTreeMap<_, usize> = seen
+        .retried
+        .iter()
+        .map(|(k, n)| (*k, n - retried_before_rolling.get(k).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
     println!(
         "through HAProxy: jetway-{replica} SIGKILLed, then NATS n{leader} (the ORDERS leader) \
          SIGKILLed, both restarted by `scripts/cluster.sh start` in {restarted_in:.1?}\n\
@@ -682,10 +724,12 @@ async fn mixed_load_through_haproxy_survives_a_killed_replica_and_a_killed_nats_
          tails: {TAILS} × {} messages, gap frames {:?}, reconnects {reconnects:?}, longest from \
          a lost socket to the next message {tail_outage:.2?}\n\
          longest without an acknowledged publish: {:.2?} before the faults, {:.2?} after the \
-         replica kill, {:.2?} after the node kill\n\
+         replica kill, {:.2?} after the node kill, {:.2?} during the rolling restart \
+         ({rolling_took:.1?})\n\
          longest without a fetch answer: {:.2?} before the faults, {:.2?} after the replica \
-         kill, {:.2?} after the node kill\n\
-         answers retried by clients (status 0 = dropped connection): {:?}\n\
+         kill, {:.2?} after the node kill, {:.2?} during the rolling restart\n\
+         answers retried by clients (status 0 = dropped connection): {:?}, of them during the \
+         rolling restart {retried_while_rolling:?}\n\
          scripts/cluster.sh stop took {stop_took:.1?}",
         stored.values().map(Vec::len).sum::<usize>(),
         stored.values().filter(|s| s.len() > 1).count(),
@@ -695,10 +739,12 @@ async fn mixed_load_through_haproxy_survives_a_killed_replica_and_a_killed_nats_
         tails_seen.iter().map(|t| t.gaps.len()).collect::<Vec<_>>(),
         publish_gap(began, Some(replica_killed)),
         publish_gap(replica_killed, Some(node_killed)),
-        publish_gap(node_killed, None),
+        publish_gap(node_killed, Some(rolling)),
+        publish_gap(rolling, Some(rolled)),
         fetch_gap(began, Some(replica_killed)),
         fetch_gap(replica_killed, Some(node_killed)),
-        fetch_gap(node_killed, None),
+        fetch_gap(node_killed, Some(rolling)),
+        fetch_gap(rolling, Some(rolled)),
         seen.retried,
     );
 
