@@ -342,3 +342,69 @@ async fn healthcheck_gives_up_after_its_timeout_on_a_server_that_never_answers()
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(stderr.contains("no answer"), "{stderr}");
 }
+
+/// The `docker run` commands of a Markdown file, continuation lines joined.
+fn docker_runs(markdown: &str) -> Vec<String> {
+    let mut runs = Vec::new();
+    let mut current: Option<String> = None;
+    for line in markdown.lines() {
+        let line = line.trim();
+        let mut command = match current.take() {
+            Some(command) => format!("{command} {line}"),
+            None => match line.find("docker run ") {
+                Some(at) => line[at..].to_owned(),
+                None => continue,
+            },
+        };
+        if let Some(head) = command.strip_suffix('\\') {
+            command = head.trim_end().to_owned();
+            current = Some(command);
+        } else {
+            runs.push(command.trim_end_matches('`').trim().to_owned());
+        }
+    }
+    runs
+}
+
+#[tokio::test]
+async fn documented_docker_run_commands_use_flags_and_variables_the_binary_has() {
+    let binary = BinarySurface::read().await;
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let dev = std::fs::read_to_string(repo_root().join("scripts/dev.sh")).unwrap();
+    let mut checked = 0;
+    for file in ["README.md", "docs/deploy.md"] {
+        let text = std::fs::read_to_string(repo_root().join(file)).unwrap();
+        for run in docker_runs(&text) {
+            checked += 1;
+            let words: Vec<&str> = run.split_whitespace().collect();
+            let image = words
+                .iter()
+                .position(|w| w.starts_with("jetway") && !w.starts_with("jetway-"))
+                .unwrap_or_else(|| panic!("{file}: no jetway image in `{run}`"));
+            for (i, word) in words[..image].iter().enumerate() {
+                if *word == "-e"
+                    && let Some(name) = words[i + 1].split('=').next()
+                {
+                    assert!(binary.env.contains(name), "{file}: `{run}`: no {name}");
+                }
+            }
+            for word in &words[image + 1..] {
+                if let Some(flag) = word.strip_prefix("--") {
+                    let flag = format!("--{}", flag.split('=').next().unwrap());
+                    assert!(binary.flags.contains(&flag), "{file}: `{run}`: no {flag}");
+                }
+            }
+            if run.contains("host.docker.internal") {
+                assert!(
+                    run.contains("--add-host=host.docker.internal:host-gateway"),
+                    "{file}: `{run}` uses host.docker.internal without --add-host"
+                );
+            }
+        }
+    }
+    assert!(checked >= 2, "no docker run examples found");
+    // The README's example reaches `make dev`'s nats-server only when it listens beyond
+    // loopback: the README says how, and dev.sh does it.
+    assert!(readme.contains("DEV_NATS_BIND=0.0.0.0 make dev"));
+    assert!(dev.contains("DEV_NATS_BIND") && dev.contains("-a \"$NATS_BIND\""));
+}
