@@ -1,10 +1,15 @@
 # Developer entry points. Each target is a thin wrapper; the scripts in scripts/ hold the logic.
 
-.PHONY: dev test lint openapi bench clean
+.PHONY: dev cluster test lint openapi bench clean
 
 ## dev: start nats-server and jetway locally (auth off), Ctrl-C stops both
 dev:
 	scripts/dev.sh
+
+## cluster: 3 NATS nodes (R3), 3 jetway replicas and HAProxy on loopback; Ctrl-C stops all
+##          (scripts/cluster.sh start|stop|status to run it in the background)
+cluster:
+	scripts/cluster.sh run
 
 ## test: formatting, clippy, and the full test suite against a real nats-server
 test:
@@ -25,6 +30,6 @@ openapi:
 bench:
 	scripts/bench.sh $(ARGS)
 
-## clean: remove local nats-server data (.data)
+## clean: remove local nats-server data (.data, make cluster's state included)
 clean:
 	rm -rf .data

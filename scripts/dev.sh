@@ -2,7 +2,9 @@
 # `make dev`: a local nats-server with JetStream plus the gateway, with auth OFF.
 #
 #   1. installs the pinned tools (scripts/install-tools.sh)
-#   2. starts nats-server -js on 127.0.0.1:4222 (monitoring on :8222), data in .data/nats
+#   2. starts nats-server -js on 127.0.0.1:4222 (monitoring on :8222), data in .data/nats;
+#      DEV_NATS_BIND=0.0.0.0 binds it to every interface instead, so that a jetway container
+#      on this host reaches it (README, Container; it is then open to the network, without auth)
 #   3. builds and starts jetway with scripts/dev.toml on 127.0.0.1:8080
 #   4. prints where everything is, then waits
 #   5. on Ctrl-C or SIGTERM stops jetway, then nats-server, and exits 0
@@ -14,6 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 HOST="127.0.0.1"
+NATS_BIND="${DEV_NATS_BIND:-$HOST}"
 NATS_PORT=4222
 NATS_MONITOR_PORT=8222
 HTTP_PORT=8080
@@ -96,8 +99,8 @@ scripts/install-tools.sh
 
 # nats-server ---------------------------------------------------------------
 mkdir -p "$DATA_DIR/nats"
-say "starting nats-server on $HOST:$NATS_PORT (log: $NATS_LOG)"
-setsid "$NATS_BIN" -js -sd "$DATA_DIR/nats" -a "$HOST" -p "$NATS_PORT" -m "$NATS_MONITOR_PORT" \
+say "starting nats-server on $NATS_BIND:$NATS_PORT (log: $NATS_LOG)"
+setsid "$NATS_BIN" -js -sd "$DATA_DIR/nats" -a "$NATS_BIND" -p "$NATS_PORT" -m "$NATS_MONITOR_PORT" \
     </dev/null >"$NATS_LOG" 2>&1 &
 nats_pid=$!
 
@@ -136,7 +139,7 @@ ${BOLD}${GREEN}jetway is running${RESET}
   Console      $BASE_URL/
   API docs     $BASE_URL/docs
   OpenAPI      $BASE_URL/openapi.json
-  NATS         nats://$HOST:$NATS_PORT
+  NATS         nats://$HOST:$NATS_PORT (listening on $NATS_BIND)
   Monitoring   http://$HOST:$NATS_MONITOR_PORT
   Stream       ORDERS (subjects orders.>), see scripts/dev.toml
 

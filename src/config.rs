@@ -40,6 +40,21 @@ pub enum Command {
     Openapi,
     /// Mint an HS256 token for testing (prints it): `jetway token --secret S --read ORDERS`.
     Token(Box<TokenArgs>),
+    /// Ask a running jetway for its health route and exit 0 on a 2xx, 1 otherwise: the
+    /// container health check, for images without curl.
+    Healthcheck(HealthcheckArgs),
+}
+
+/// What `jetway healthcheck` asks.
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckArgs {
+    /// URL to GET. Default: `/healthz` on this configuration's --listen port, on loopback when
+    /// --listen is a wildcard address (`0.0.0.0:8080` → `http://127.0.0.1:8080/healthz`).
+    #[arg(long, env = "JETWAY_HEALTHCHECK_URL", value_name = "URL")]
+    pub url: Option<String>,
+    /// How long to wait for the answer.
+    #[arg(long, env = "JETWAY_HEALTHCHECK_TIMEOUT", default_value = "2s", value_parser = crate::duration::parse, value_name = "DURATION")]
+    pub timeout: Duration,
 }
 
 /// Claims of a token minted by `jetway token`.

@@ -15,6 +15,8 @@ pub mod declared;
 /// API durations (`500ms`, `30s`, `5m`, `72h`).
 pub mod duration;
 pub mod error;
+/// `jetway healthcheck`: the container health check.
+pub mod healthcheck;
 /// HTTP routes, handlers and the OpenAPI document.
 pub mod http;
 /// The JSON representation of messages.

@@ -31,6 +31,18 @@ async fn main() -> ExitCode {
                 }
             };
         }
+        Some(Command::Healthcheck(args)) => {
+            return match jetway::healthcheck::run(&args, cli.config.listen).await {
+                Ok(answer) => {
+                    println!("{answer}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("jetway healthcheck: {err}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         None => {}
     }
     jetway::telemetry::init(cli.config.log_format, &cli.config.log);

@@ -253,7 +253,7 @@ pub async fn fetch_ack(ctx: &Ctx, name: &str) -> Result<Scenario> {
         [] => None,
         nodes => Some(format!(
             "jetway connected to {}",
-            gateway_node(ctx.probe.gateway, nodes)
+            gateway_node(ctx.probe.gateway.first(), nodes)
         )),
     };
     Ok(with_notes(

@@ -195,22 +195,25 @@ pub struct CpuSplit {
     pub other_pct: f64,
 }
 
-/// The nats-server processes of a run: one server, or the nodes of a cluster (their CPU is
-/// summed).
+/// Processes whose CPU is summed into one column: the nats-server of a run, or the nodes of a
+/// cluster; the gateway, or the replicas and the load balancer in front of them.
 #[derive(Debug, Clone, Copy)]
-pub struct NatsPids {
-    pids: [u32; procs::CLUSTER_NODES],
+pub struct Pids {
+    pids: [u32; Pids::MAX],
     len: usize,
 }
 
-impl NatsPids {
+impl Pids {
+    /// The most processes one column sums: three replicas and HAProxy.
+    pub const MAX: usize = 4;
+
     pub fn one(pid: u32) -> Self {
         Self::of(&[pid])
     }
 
-    /// At most [`procs::CLUSTER_NODES`] of `pids` (the rest is ignored).
+    /// At most [`Pids::MAX`] of `pids` (the rest is ignored).
     pub fn of(pids: &[u32]) -> Self {
-        let mut all = [0; procs::CLUSTER_NODES];
+        let mut all = [0; Pids::MAX];
         let len = pids.len().min(all.len());
         all[..len].copy_from_slice(&pids[..len]);
         Self { pids: all, len }
@@ -229,18 +232,19 @@ impl NatsPids {
     }
 }
 
-/// Samples the CPU time of the gateway, nats-server (every node of a cluster) and this process.
+/// Samples the CPU time of the gateway (every replica and the load balancer in front of them),
+/// nats-server (every node of a cluster) and this process.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuProbe {
-    pub gateway: u32,
-    pub nats_server: NatsPids,
+    pub gateway: Pids,
+    pub nats_server: Pids,
     pub clock_ticks: f64,
 }
 
 impl CpuProbe {
     fn sample(&self) -> Result<[u64; 4]> {
         Ok([
-            procs::cpu_ticks(self.gateway)?,
+            self.gateway.cpu_ticks()?,
             self.nats_server.cpu_ticks()?,
             procs::cpu_ticks(std::process::id())?,
             procs::machine_busy_ticks()?,

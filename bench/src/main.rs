@@ -22,8 +22,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 
-use crate::load::{CpuProbe, NatsPids, Timing};
-use crate::procs::{Gateway, GatewaySpec, NatsCluster, NatsServer};
+use crate::load::{CpuProbe, Pids, Timing};
+use crate::procs::{Gateway, GatewaySpec, HaProxy, NatsCluster, NatsServer};
 use crate::report::{Check, Failure, GatewayMemory, Machine, Report, Scenario, SocketMemory};
 use crate::scenarios::Ctx;
 
@@ -204,8 +204,8 @@ async fn run(opts: Opts) -> Result<bool> {
         js: async_nats::jetstream::new(client),
         timing,
         probe: CpuProbe {
-            gateway: gateway_pid,
-            nats_server: NatsPids::one(nats.proc.pid()),
+            gateway: Pids::one(gateway_pid),
+            nats_server: Pids::one(nats.proc.pid()),
             clock_ticks: procs::clock_ticks(),
         },
         payload: scenarios::payload(PAYLOAD_BYTES),
@@ -332,7 +332,12 @@ async fn run(opts: Opts) -> Result<bool> {
     drop(gateway);
     drop(nats);
     let mut cluster = None;
-    let r3 = [consume::FETCH_ACK_R3, consume::DIRECT_FETCH_ACK_R3];
+    let r3 = [
+        consume::FETCH_ACK_R3,
+        consume::DIRECT_FETCH_ACK_R3,
+        scenarios::R3_ONE_REPLICA,
+        scenarios::R3_HAPROXY,
+    ];
     if r3.iter().any(|name| runner.selected(name)) {
         eprintln!(
             "jetway-bench: starting a {}-node nats-server cluster for the r3 rows",
@@ -358,6 +363,34 @@ async fn run(opts: Opts) -> Result<bool> {
                         consume::direct_fetch_ack(&setup.ctx, consume::DIRECT_FETCH_ACK_R3),
                     )
                     .await;
+                runner
+                    .run(
+                        scenarios::R3_ONE_REPLICA,
+                        scenarios::publish_one_as(
+                            &setup.ctx,
+                            scenarios::R3_ONE_REPLICA,
+                            HIGH_CONCURRENCY,
+                        ),
+                    )
+                    .await;
+                if runner.selected(scenarios::R3_HAPROXY) {
+                    match scale_out(&setup).await {
+                        Ok(scaled) => {
+                            runner
+                                .run(scenarios::R3_HAPROXY, async {
+                                    Ok(scenarios::publish_one_as(
+                                        &scaled.ctx,
+                                        scenarios::R3_HAPROXY,
+                                        HIGH_CONCURRENCY,
+                                    )
+                                    .await?
+                                    .note("CPU gateway = the 3 jetway replicas + HAProxy"))
+                                })
+                                .await;
+                        }
+                        Err(err) => runner.fail(scenarios::R3_HAPROXY, &err),
+                    }
+                }
                 // Dropping `setup` kills jetway, then the three nodes.
             }
             Err(err) => {
@@ -406,9 +439,41 @@ async fn run(opts: Opts) -> Result<bool> {
 /// them. Fields drop in order: the context (its client), jetway, then the nodes.
 struct ClusterSetup {
     ctx: Ctx,
-    _gateway: Gateway,
+    gateway: Gateway,
     _cluster: NatsCluster,
     description: String,
+    /// How the gateway was started, for more replicas.
+    spec: GatewaySpec,
+}
+
+/// Two more replicas on the cluster and HAProxy in front of all three, as `make cluster` runs
+/// them; the context sends its requests to HAProxy and counts the CPU of the three replicas and
+/// HAProxy as the gateway's. Fields drop in order: HAProxy, then the two extra replicas.
+struct ScaledOut {
+    ctx: Ctx,
+    _haproxy: HaProxy,
+    _replicas: Vec<Gateway>,
+}
+
+async fn scale_out(setup: &ClusterSetup) -> Result<ScaledOut> {
+    let mut replicas = Vec::new();
+    for n in 2..=3 {
+        replicas.push(Gateway::start(&setup.spec, &format!("jetway-{n}.log")).await?);
+    }
+    let backends: Vec<_> = std::iter::once(setup.gateway.addr)
+        .chain(replicas.iter().map(|r| r.addr))
+        .collect();
+    let haproxy = HaProxy::start(&backends, &setup.spec.log_dir).await?;
+    let pids: Vec<u32> = std::iter::once(setup.gateway.proc.pid())
+        .chain(replicas.iter().map(|r| r.proc.pid()))
+        .chain(std::iter::once(haproxy.proc.pid()))
+        .collect();
+    let ctx = setup.ctx.with_gateways(haproxy.addr, Pids::of(&pids));
+    Ok(ScaledOut {
+        ctx,
+        _haproxy: haproxy,
+        _replicas: replicas,
+    })
 }
 
 /// Starts the cluster and a gateway on it (`--nats-url` with the three node URLs), and connects
@@ -454,8 +519,8 @@ async fn start_cluster(nats_bin: &Path, spec: GatewaySpec, timing: Timing) -> Re
         js: async_nats::jetstream::new(client),
         timing,
         probe: CpuProbe {
-            gateway: gateway.proc.pid(),
-            nats_server: NatsPids::of(&cluster.pids()),
+            gateway: Pids::one(gateway.proc.pid()),
+            nats_server: Pids::of(&cluster.pids()),
             clock_ticks: procs::clock_ticks(),
         },
         payload: scenarios::payload(PAYLOAD_BYTES),
@@ -469,9 +534,10 @@ async fn start_cluster(nats_bin: &Path, spec: GatewaySpec, timing: Timing) -> Re
     };
     Ok(ClusterSetup {
         ctx,
-        _gateway: gateway,
+        gateway,
         _cluster: cluster,
         description,
+        spec,
     })
 }
 
@@ -642,6 +708,26 @@ impl Runner {
                 0.5,
             )
             .noisy_if([fetch_r3, direct_fetch_r3].into_iter()),
+            Check::report_only(
+                &format!(
+                    "{} ÷ {} (req/s)",
+                    scenarios::R3_HAPROXY,
+                    scenarios::R3_ONE_REPLICA
+                ),
+                scenarios::R3_HAPROXY,
+                ratio(
+                    self.row(scenarios::R3_HAPROXY),
+                    self.row(scenarios::R3_ONE_REPLICA),
+                    |s| s.req_per_s,
+                ),
+            )
+            .noisy_if(
+                [
+                    self.row(scenarios::R3_HAPROXY),
+                    self.row(scenarios::R3_ONE_REPLICA),
+                ]
+                .into_iter(),
+            ),
             Check::at_least(
                 &format!("{} ÷ {} (msgs/s)", replay::WS_REPLAY, replay::DIRECT_REPLAY),
                 replay::WS_REPLAY,

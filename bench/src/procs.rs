@@ -459,3 +459,75 @@ pub fn load_average() -> Option<f64> {
         .parse()
         .ok()
 }
+
+/// HAProxy in front of several gateways, configured as `make cluster` configures it (round
+/// robin, health checks on `/readyz`, a request whose replica refused the connection or died
+/// without answering sent to another), on a free port.
+pub struct HaProxy {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+}
+
+impl HaProxy {
+    pub async fn start(backends: &[SocketAddr], log_dir: &Path) -> Result<Self> {
+        let bin = haproxy_binary()?;
+        let port = free_port()?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let servers: String = backends
+            .iter()
+            .enumerate()
+            .map(|(i, backend)| format!("    server jetway-{} {backend} check\n", i + 1))
+            .collect();
+        let config = log_dir.join("haproxy.cfg");
+        std::fs::write(
+            &config,
+            format!(
+                "global\n    maxconn 4096\n\n\
+                 defaults\n    mode http\n    timeout connect 2s\n    timeout client 65s\n    \
+                 timeout server 65s\n    timeout http-keep-alive 10s\n    retries 3\n    \
+                 option redispatch 1\n    retry-on conn-failure empty-response\n\n\
+                 frontend jetway\n    bind {addr}\n    default_backend jetway\n\n\
+                 backend jetway\n    balance roundrobin\n    option httpchk GET /readyz\n    \
+                 http-check expect status 200\n    default-server inter 1s fall 2 rise 2\n\
+                 {servers}"
+            ),
+        )
+        .with_context(|| format!("cannot write {}", config.display()))?;
+        let mut command = Command::new(&bin);
+        command.arg("-db").arg("-f").arg(&config);
+        let mut proc = Proc::spawn("haproxy", command, log_dir.join("haproxy.log"))?;
+        wait_listening(&mut proc, addr).await?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            proc.ensure_running()?;
+            if let Ok((status, _)) = http::request(addr, "GET", "/readyz", None).await
+                && status.is_success()
+            {
+                return Ok(Self { proc, addr });
+            }
+            if Instant::now() > deadline {
+                bail!("jetway was not ready through HAProxy on {addr} within {START_TIMEOUT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// `HAPROXY_BIN`, else `haproxy` on the PATH, else Debian's `/usr/sbin/haproxy`.
+fn haproxy_binary() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("HAPROXY_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("haproxy"))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_default();
+    match on_path {
+        Some(bin) => Ok(bin),
+        None if Path::new("/usr/sbin/haproxy").is_file() => Ok("/usr/sbin/haproxy".into()),
+        None => bail!("haproxy not found: run scripts/install-tools.sh cluster or set HAPROXY_BIN"),
+    }
+}

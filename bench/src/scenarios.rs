@@ -27,7 +27,7 @@ use futures::stream::FuturesUnordered;
 use hyper::{Method, StatusCode};
 
 use crate::http::{self, HttpOp, RequestSpec};
-use crate::load::{self, CpuProbe, Op, Recorder, Timing};
+use crate::load::{self, CpuProbe, Op, Pids, Recorder, Timing};
 use crate::report::Scenario;
 
 /// The stream every scenario publishes into, and its subjects.
@@ -42,6 +42,10 @@ pub const HTTP_CEILING: &str = "http ceiling";
 pub const HTTP_C1: &str = "http healthz c=1";
 pub const BATCH: &str = "batch publish";
 pub const PIPELINED: &str = "direct pipelined publish";
+
+/// On the 3-node cluster (R3 stream), c=64: one gateway directly, then three behind HAProxy.
+pub const R3_ONE_REPLICA: &str = "publish one c=64 r3, 1 replica";
+pub const R3_HAPROXY: &str = "publish one c=64 r3, haproxy + 3 replicas";
 
 pub fn publish_one_name(concurrency: usize) -> String {
     format!("publish one c={concurrency}")
@@ -83,12 +87,18 @@ pub struct Ctx {
 impl Ctx {
     /// The same context for another gateway process.
     pub fn with_gateway(&self, gateway: SocketAddr, pid: u32) -> Self {
+        self.with_gateways(gateway, Pids::one(pid))
+    }
+
+    /// The same context for requests to `gateway` served by the processes `pids` (replicas and
+    /// the load balancer in front of them), whose CPU is the gateway column.
+    pub fn with_gateways(&self, gateway: SocketAddr, pids: Pids) -> Self {
         Self {
             gateway,
             js: self.js.clone(),
             timing: self.timing,
             probe: CpuProbe {
-                gateway: pid,
+                gateway: pids,
                 ..self.probe
             },
             payload: self.payload.clone(),
@@ -300,6 +310,11 @@ pub async fn http_healthz(ctx: &Ctx, name: &str, concurrency: usize) -> Result<S
 /// `POST /v1/publish/{subject}` with the payload as the raw body, one request per worker at a
 /// time.
 pub async fn publish_one(ctx: &Ctx, concurrency: usize) -> Result<Scenario> {
+    publish_one_as(ctx, &publish_one_name(concurrency), concurrency).await
+}
+
+/// [`publish_one`] under another row name (the same request through another topology).
+pub async fn publish_one_as(ctx: &Ctx, name: &str, concurrency: usize) -> Result<Scenario> {
     ctx.fresh_stream().await?;
     let path = format!("/v1/publish/{SUBJECT}");
     let spec = RequestSpec::new(Method::POST, &path, ctx.payload.clone(), 1)?;
@@ -307,14 +322,7 @@ pub async fn publish_one(ctx: &Ctx, concurrency: usize) -> Result<Scenario> {
     let m = load::closed_loop(workers, ctx.timing, &ctx.probe).await?;
     ctx.verify_stored(m.messages).await?;
     let what = format!("POST {path}, {} B body", ctx.payload.len());
-    Ok(Scenario::new(
-        &publish_one_name(concurrency),
-        "jetway",
-        what,
-        concurrency,
-        &m,
-    )
-    .payload(ctx.payload.len()))
+    Ok(Scenario::new(name, "jetway", what, concurrency, &m).payload(ctx.payload.len()))
 }
 
 /// A JetStream publish awaiting its PubAck, with async-nats on one shared connection (as jetway

@@ -52,7 +52,7 @@ pub async fn idle_sockets(
     if live {
         ctx.ensure_stream().await?;
     }
-    let (gateway, nats) = (ctx.probe.gateway, ctx.probe.nats_server.first());
+    let (gateway, nats) = (ctx.probe.gateway.first(), ctx.probe.nats_server.first());
     if !wait_connections(ctx, 0, Duration::from_secs(30)).await? {
         bail!("sockets of an earlier scenario are still open");
     }

@@ -732,3 +732,137 @@ impl TestApp {
         .await
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The repository's own files and tools, and the real binary (deployment and scale-out tests).
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A tool that `scripts/install-tools.sh <what>` installs under `.tools/`, asserting it is there.
+pub fn installed_tool(relative: &str, what: &str) -> PathBuf {
+    let path = repo_root().join(".tools").join(relative);
+    assert!(
+        path.exists(),
+        "{} not found: run scripts/install-tools.sh {what} (make test does)",
+        path.display()
+    );
+    path
+}
+
+/// A free loopback TCP port (free now; whoever binds it next takes it).
+pub fn free_tcp_port() -> u16 {
+    free_port()
+}
+
+/// The real `jetway` binary, with no `JETWAY_*` variable inherited from the caller's
+/// environment, output piped, killed when dropped.
+pub fn jetway_command() -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_jetway"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("JETWAY_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs the binary to completion (20 s at most) and answers (exit code, stdout, stderr).
+pub async fn run_jetway(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let mut command = jetway_command();
+    command.args(args);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let child = command.spawn().expect("spawn jetway");
+    let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("jetway {args:?} did not exit within 20s"))
+        .expect("wait for jetway");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// What the binary says it accepts: long flags and `JETWAY_*` variables (from `--help` of the
+/// server and of every subcommand), subcommands, and the HTTP paths of its OpenAPI document.
+pub struct BinarySurface {
+    pub flags: std::collections::BTreeSet<String>,
+    pub env: std::collections::BTreeSet<String>,
+    pub subcommands: std::collections::BTreeSet<String>,
+    pub paths: std::collections::BTreeSet<String>,
+}
+
+impl BinarySurface {
+    pub async fn read() -> Self {
+        let (code, help, stderr) = run_jetway(&["--help"], &[]).await;
+        assert_eq!(code, Some(0), "{stderr}");
+        let mut surface = Self {
+            flags: Default::default(),
+            env: Default::default(),
+            subcommands: Default::default(),
+            paths: Default::default(),
+        };
+        surface.add_help(&help);
+        // Subcommands are the indented words under "Commands:" (clap's layout).
+        let commands = help
+            .split("Commands:")
+            .nth(1)
+            .and_then(|rest| rest.split("\n\n").next())
+            .unwrap_or_default();
+        for line in commands.lines() {
+            if let Some(word) = line.split_whitespace().next()
+                && line.starts_with("  ")
+                && !line.starts_with("   ")
+                && word != "help"
+            {
+                surface.subcommands.insert(word.to_owned());
+            }
+        }
+        for sub in surface.subcommands.clone() {
+            let (code, help, stderr) = run_jetway(&[&sub, "--help"], &[]).await;
+            assert_eq!(code, Some(0), "{sub} --help: {stderr}");
+            surface.add_help(&help);
+        }
+        let (code, openapi, stderr) = run_jetway(&["openapi"], &[]).await;
+        assert_eq!(code, Some(0), "{stderr}");
+        let openapi: Value = serde_json::from_str(&openapi).expect("OpenAPI JSON");
+        surface.paths = openapi["paths"]
+            .as_object()
+            .expect("paths")
+            .keys()
+            .cloned()
+            .collect();
+        surface
+    }
+
+    fn add_help(&mut self, help: &str) {
+        let words: Vec<&str> = help
+            .split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == ']')
+            .filter(|w| !w.is_empty())
+            .collect();
+        for (i, word) in words.iter().enumerate() {
+            if let Some(flag) = word.strip_prefix("--")
+                && !flag.is_empty()
+                && flag.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+            {
+                self.flags.insert((*word).to_owned());
+            }
+            // `[env: JETWAY_LISTEN=]`, or `[env: JETWAY_ACK_SECRET]` for hidden values.
+            if *word == "env:"
+                && let Some(name) = words.get(i + 1)
+            {
+                self.env.insert(name.trim_end_matches('=').to_owned());
+            }
+        }
+    }
+}

@@ -13,12 +13,15 @@ mod publish;
 
 mod cli;
 mod consumers;
+mod container;
+mod deploy;
 mod faults;
 mod hardening;
 mod messages;
 mod misc;
 mod node;
 mod observability;
+mod scaleout;
 mod security;
 mod sse;
 mod startup;
