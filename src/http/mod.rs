@@ -116,6 +116,7 @@ pub fn router(state: AppState) -> Router {
 
     let public = Router::new()
         .route("/", get(console::console))
+        .route(console::ASSETS_ROUTE, get(console::asset))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -12,6 +12,7 @@ mod isolation;
 mod publish;
 
 mod cli;
+mod console;
 mod consumers;
 mod container;
 mod deploy;
