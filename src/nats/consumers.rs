@@ -13,6 +13,7 @@ use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use tokio::time::Instant;
 use utoipa::ToSchema;
 
 use super::pull::{PullEnd, PullEvent, PullRequest};
@@ -22,6 +23,10 @@ use crate::duration;
 use crate::error::ApiError;
 use crate::message::{EncodingChoice, Message};
 use crate::nats::streams::format_time;
+
+/// First pause before asking a leaderless consumer again; doubled up to [`RETRY_BACKOFF_MAX`].
+const RETRY_BACKOFF_FIRST: Duration = Duration::from_millis(50);
+const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Consumer metadata key under which jetway keeps the dead-letter subject.
 pub const DEAD_LETTER_METADATA_KEY: &str = "jetway.dead_letter_subject";
@@ -468,10 +473,41 @@ impl Nats {
 
     /// Long-poll fetch: returns as soon as at least one message is there, or empty after `wait`.
     ///
+    /// A consumer that exists but cannot serve (it is electing a leader, or the NATS connection
+    /// is being re-established) is asked again with backoff for the longer of `wait` and the API
+    /// timeout, so a fetch rides through a consumer leader change; only then is it a 503.
+    pub async fn fetch(
+        &self,
+        stream: &str,
+        consumer: &str,
+        spec: FetchSpec,
+        keys: &AckKeys,
+    ) -> Result<Vec<Message>, ApiError> {
+        let started = Instant::now();
+        let retry_until = started + spec.wait.max(self.api_timeout);
+        let mut backoff = RETRY_BACKOFF_FIRST;
+        loop {
+            let wait = spec.wait.saturating_sub(started.elapsed());
+            match self
+                .fetch_once(stream, consumer, FetchSpec { wait, ..spec }, keys)
+                .await
+            {
+                Err(ApiError::Unavailable(why)) if Instant::now() + backoff < retry_until => {
+                    tracing::debug!(%stream, %consumer, reason = %why, "fetch retried");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
+                }
+                answer => return answer,
+            }
+        }
+    }
+
+    /// One attempt of [`Nats::fetch`].
+    ///
     /// A no-wait pull takes what is available now; only when that is nothing does a waiting pull
     /// for one message follow, and once it arrives another no-wait pull fills the rest of the
     /// batch. Every message JetStream hands to these pulls is returned (see [`super::pull`]).
-    pub async fn fetch(
+    async fn fetch_once(
         &self,
         stream: &str,
         consumer: &str,
@@ -613,7 +649,35 @@ impl Nats {
     }
 
     /// Sends an ack and waits for the server's confirmation.
+    ///
+    /// Nobody listening on the ack subject means the consumer is gone, or it exists and is
+    /// electing a leader (a transient state on a cluster); the ack is sent again with backoff
+    /// within `timeout` while the consumer exists. An ack nobody received was not applied, so
+    /// sending it again applies it once.
     pub async fn ack(
+        &self,
+        target: &AckTarget,
+        action: AckAction,
+        delay: Option<Duration>,
+        timeout: Duration,
+    ) -> Result<(), ApiError> {
+        let retry_until = Instant::now() + timeout;
+        let mut backoff = RETRY_BACKOFF_FIRST;
+        loop {
+            let left = retry_until.saturating_duration_since(Instant::now());
+            match self.ack_once(target, action, delay, left).await {
+                Err(ApiError::Unavailable(why)) if Instant::now() + backoff < retry_until => {
+                    tracing::debug!(stream = %target.stream, consumer = %target.consumer, reason = %why, "ack retried");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
+                }
+                answer => return answer,
+            }
+        }
+    }
+
+    /// One attempt of [`Nats::ack`].
+    async fn ack_once(
         &self,
         target: &AckTarget,
         action: AckAction,
@@ -627,8 +691,6 @@ impl Nats {
         match tokio::time::timeout(timeout, request).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(err)) if err.kind() == async_nats::RequestErrorKind::NoResponders => {
-                // Nobody listens on the ack subject: the consumer is gone, or it exists and is
-                // electing a leader (a transient state on a cluster).
                 match self.consumer_info(&target.stream, &target.consumer).await {
                     Err(
                         err @ (ApiError::ConsumerNotFound { .. } | ApiError::StreamNotFound(_)),

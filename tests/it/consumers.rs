@@ -217,14 +217,18 @@ async fn publish_atomic_batch(app: &TestApp, subject: &str, count: usize) {
 }
 
 /// The consumer as JetStream reports it.
+/// A consumer's state as JetStream reports it. On a cluster a consumer can be between leaders
+/// for a moment (a busy machine misses heartbeats); its state is what the next leader answers.
 async fn server_consumer(app: &TestApp, consumer: &str) -> consumer::Info {
-    app.js
-        .get_stream(STREAM)
-        .await
-        .expect("stream")
-        .consumer_info(consumer)
-        .await
-        .expect("consumer info")
+    eventually(
+        "consumer info from its leader",
+        Duration::from_secs(15),
+        || async {
+            let stream = app.js.get_stream(STREAM).await.ok()?;
+            stream.consumer_info(consumer).await.ok()
+        },
+    )
+    .await
 }
 
 /// Messages a stream stores, as JetStream reports it.
