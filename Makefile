@@ -15,10 +15,11 @@ cluster:
 test:
 	scripts/test.sh
 
-## lint: formatting and clippy only
+## lint: formatting, clippy and the module layering (scripts/check-layers.py)
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	python3 scripts/check-layers.py src
 
 ## openapi: regenerate the committed OpenAPI document
 openapi:

@@ -28,6 +28,9 @@ fi
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "module layering"
+python3 scripts/check-layers.py src
+
 step "cargo clippy"
 cargo clippy --workspace --all-targets "${locked[@]}" -- -D warnings
 

@@ -17,17 +17,13 @@ use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
 use axum::http::HeaderMap;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Longest token accepted, in bytes.
 const MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -693,34 +689,6 @@ pub fn origin_allowed(headers: &HeaderMap, origin: &str, allowed: &[String]) -> 
             || allowed
                 .iter()
                 .any(|a| a.trim().eq_ignore_ascii_case(origin)))
-}
-
-/// Middleware: authenticates every request it wraps and stores the [`Principal`].
-pub async fn authenticate(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let principal = match &state.auth {
-        None => Principal::unrestricted(),
-        Some(auth) => {
-            let token = request_token(request.headers(), request.uri().query());
-            let Some(token) = token else {
-                return ApiError::Unauthorized(
-                    "authentication required: send 'Authorization: Bearer <token>' (browsers: the \
-                     access_token query parameter on WebSocket and SSE)"
-                        .to_owned(),
-                )
-                .into_response();
-            };
-            match auth.verify(&token).await {
-                Ok(principal) => principal,
-                Err(err) => return err.into_response(),
-            }
-        }
-    };
-    request.extensions_mut().insert(principal);
-    next.run(request).await
 }
 
 /// Per-principal token buckets (per replica).

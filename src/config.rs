@@ -620,6 +620,20 @@ fn scalar(value: &toml::Value) -> Result<String, String> {
 }
 
 impl Config {
+    /// How to reach NATS.
+    pub fn nats_connection(&self) -> crate::nats::Connection {
+        crate::nats::Connection {
+            servers: self.nats_url.clone(),
+            creds: self.nats_creds.clone(),
+            user: self.nats_user.clone(),
+            password: self.nats_password.clone(),
+            token: self.nats_token.clone(),
+            tls_ca: self.nats_tls_ca.clone(),
+            api_timeout: self.api_timeout,
+            publish_timeout: self.publish_timeout,
+        }
+    }
+
     /// Checks what clap cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |m: &str| Err(ConfigError::Check(m.to_owned()));

@@ -14,6 +14,7 @@ pub mod deadletter;
 pub mod declared;
 /// API durations (`500ms`, `30s`, `5m`, `72h`).
 pub mod duration;
+pub mod edge;
 pub mod error;
 /// `jetway healthcheck`: the container health check.
 pub mod healthcheck;
@@ -24,11 +25,14 @@ pub mod message;
 pub mod metrics;
 pub mod nats;
 /// The operations core: authorization rules every transport shares.
+pub mod openapi;
 pub mod ops;
-pub mod replay;
+pub mod router;
 pub mod server;
+pub mod sse;
 pub mod state;
 pub mod telemetry;
+pub mod timestamp;
 /// Validation of subjects, names and headers.
 pub mod validate;
 pub mod ws;
@@ -85,7 +89,7 @@ pub async fn build(config: Config) -> Result<App, StartError> {
     // Authentication is checked first: a gateway that would refuse every client should not
     // start at all, and say why.
     let auth = authenticator(&config).await?;
-    let nats = Nats::connect(&config).await?;
+    let nats = Nats::connect(&config.nats_connection()).await?;
     build_with_auth(config, nats, auth).await
 }
 
@@ -165,14 +169,14 @@ async fn build_with_auth(
             state.shutdown.clone(),
         );
     }
-    metrics::spawn_consumer_gauges(
+    ops::gauges::spawn_consumer_gauges(
         state.nats.clone(),
         state.config.consumer_metrics_interval,
         state.config.consumer_metrics_max,
         &state.tasks,
         state.shutdown.clone(),
     );
-    let router = http::router(state.clone());
+    let router = router::router(state.clone());
     Ok(App { router, state })
 }
 

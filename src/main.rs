@@ -16,7 +16,7 @@ async fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::Openapi) => {
-            println!("{}", jetway::http::openapi::document_json());
+            println!("{}", jetway::openapi::document_json());
             return ExitCode::SUCCESS;
         }
         Some(Command::Token(args)) => {

@@ -97,7 +97,7 @@ impl Message {
             stream: stream.to_owned(),
             subject: subject.to_owned(),
             seq,
-            time: crate::nats::streams::format_time(time),
+            time: crate::timestamp::format_time(time),
             headers,
             data,
             encoding,

@@ -8,86 +8,17 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{Json, JsonOrEmpty, Path};
 use super::responses::{FetchErrors, ReadErrors, WriteErrors};
 use crate::auth::Principal;
 use crate::duration;
+use crate::edge::extract::{Json, JsonOrEmpty, Path};
 use crate::error::ApiError;
 use crate::message::{EncodingChoice, Message};
-use crate::nats::consumers::{
-    ConsumerConfig, ConsumerInfo, ConsumerList, FetchSpec, filter_subjects,
-};
+use crate::nats::consumers::{ConsumerConfig, ConsumerInfo, ConsumerList};
+use crate::ops;
+use crate::ops::consumers::Fetch;
+use crate::ops::names::{ConsumerName, StreamName};
 use crate::state::AppState;
-
-/// Shortest `ack_wait` (and backoff step): below a second, redeliveries race the client's own
-/// processing and a typo such as `1ns` turns a consumer into a redelivery storm.
-pub const MIN_ACK_WAIT: Duration = Duration::from_secs(1);
-/// Longest `ack_wait` (and backoff step). A message that takes longer to process should report
-/// `progress`, which restarts the wait.
-pub const MAX_ACK_WAIT: Duration = Duration::from_secs(24 * 3600);
-/// Most `backoff` steps (JetStream wants `max_deliver` above their count anyway).
-pub const MAX_BACKOFF_STEPS: usize = 100;
-/// Shortest `inactive_threshold`.
-pub const MIN_INACTIVE_THRESHOLD: Duration = Duration::from_secs(1);
-/// Longest `inactive_threshold`; leave it out for a consumer that is never removed.
-pub const MAX_INACTIVE_THRESHOLD: Duration = Duration::from_secs(365 * 24 * 3600);
-
-/// Checks the durations and the start time of a consumer configuration against jetway's
-/// bounds, before JetStream sees them (it accepts `1ns`, and a start time past 2262 wraps
-/// around).
-fn check_bounds(config: &ConsumerConfig) -> Result<(), ApiError> {
-    let invalid = |detail: String| ApiError::InvalidConfig {
-        detail,
-        jetstream_code: None,
-    };
-    let within = |field: &str, value: Duration, min: Duration, max: Duration| {
-        if (min..=max).contains(&value) {
-            Ok(())
-        } else {
-            Err(invalid(format!(
-                "{field} of {} is outside {}..={}",
-                duration::format(value),
-                duration::format(min),
-                duration::format(max)
-            )))
-        }
-    };
-    if let Some(ack_wait) = config.ack_wait {
-        within("ack_wait", ack_wait, MIN_ACK_WAIT, MAX_ACK_WAIT)?;
-    }
-    if config.backoff.len() > MAX_BACKOFF_STEPS {
-        return Err(invalid(format!(
-            "backoff has {} steps; at most {MAX_BACKOFF_STEPS} are accepted",
-            config.backoff.len()
-        )));
-    }
-    for (index, step) in config.backoff.iter().enumerate() {
-        within(
-            &format!("backoff[{index}]"),
-            *step,
-            MIN_ACK_WAIT,
-            MAX_ACK_WAIT,
-        )?;
-    }
-    if let Some(threshold) = config.inactive_threshold {
-        within(
-            "inactive_threshold",
-            threshold,
-            MIN_INACTIVE_THRESHOLD,
-            MAX_INACTIVE_THRESHOLD,
-        )?;
-    }
-    if let Some(text) = &config.opt_start_time {
-        crate::http::messages::parse_time(text)
-            .map_err(|err| invalid(format!("opt_start_time: {err}")))?;
-    }
-    Ok(())
-}
-
-fn check_names(stream: &str, consumer: &str) -> Result<(), ApiError> {
-    crate::validate::name("stream", stream)?;
-    crate::validate::name("consumer", consumer)
-}
 
 /// List a stream's consumers.
 #[utoipa::path(
@@ -103,20 +34,10 @@ pub async fn list_consumers(
     principal: Principal,
     Path(stream): Path<String>,
 ) -> Result<Json<ConsumerList>, ApiError> {
-    crate::validate::name("stream", &stream)?;
-    principal.check_read(&stream)?;
-    let consumers = state.nats.list_consumers(&stream).await?;
-    // A tenant sees only the consumers it may use.
+    let stream = StreamName::parse(stream)?;
+    let consumers = ops::consumers::list(&state, &principal, &stream).await?;
     Ok(Json(ConsumerList {
-        consumers: consumers
-            .iter()
-            .filter(|c| {
-                principal
-                    .check_consumer(&stream, &c.name, &filter_subjects(&c.config))
-                    .is_ok()
-            })
-            .map(ConsumerInfo::from_nats)
-            .collect(),
+        consumers: consumers.iter().map(ConsumerInfo::from_nats).collect(),
     }))
 }
 
@@ -148,20 +69,9 @@ pub async fn put_consumer(
     Path((stream, consumer)): Path<(String, String)>,
     Json(config): Json<ConsumerConfig>,
 ) -> Result<Response, ApiError> {
-    check_names(&stream, &consumer)?;
-    principal.check_admin()?;
-    check_bounds(&config)?;
-    // A tenant names subjects in its namespace, as everywhere else.
-    let mut config = config;
-    if principal.permissions.prefix.is_some() {
-        config.filter_subjects = principal.filters_in(&config.filter_subjects);
-        config.dead_letter_subject = config
-            .dead_letter_subject
-            .as_deref()
-            .map(|s| principal.subject_in(s));
-    }
-    let (info, created) = state.nats.put_consumer(&stream, &consumer, &config).await?;
-    state.dead_letters.forget(&stream, &consumer);
+    let (stream, consumer) = names(stream, consumer)?;
+    let (info, created) =
+        ops::consumers::put(&state, &principal, &stream, &consumer, config).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -190,10 +100,8 @@ pub async fn get_consumer(
     principal: Principal,
     Path((stream, consumer)): Path<(String, String)>,
 ) -> Result<Json<ConsumerInfo>, ApiError> {
-    check_names(&stream, &consumer)?;
-    principal.check_read(&stream)?;
-    let info = state.nats.consumer_info(&stream, &consumer).await?;
-    principal.check_consumer(&stream, &consumer, &filter_subjects(&info.config))?;
+    let (stream, consumer) = names(stream, consumer)?;
+    let info = ops::consumers::get(&state, &principal, &stream, &consumer).await?;
     Ok(Json(ConsumerInfo::from_nats(&info)))
 }
 
@@ -216,10 +124,8 @@ pub async fn delete_consumer(
     principal: Principal,
     Path((stream, consumer)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    check_names(&stream, &consumer)?;
-    principal.check_admin()?;
-    state.nats.delete_consumer(&stream, &consumer).await?;
-    state.dead_letters.forget(&stream, &consumer);
+    let (stream, consumer) = names(stream, consumer)?;
+    ops::consumers::delete(&state, &principal, &stream, &consumer).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -283,85 +189,17 @@ pub async fn fetch_messages(
     Path((stream, consumer)): Path<(String, String)>,
     JsonOrEmpty(request): JsonOrEmpty<FetchRequest>,
 ) -> Result<Json<FetchResponse>, ApiError> {
-    check_names(&stream, &consumer)?;
-    principal.check_read(&stream)?;
-    state.fetch_limiter.check(&principal.id, 1)?;
-    crate::ops::authz::use_consumer(&state.nats, &principal, &stream, &consumer).await?;
-    let limits = state.limits;
-    let max_messages = request.max_messages.unwrap_or(1);
-    if max_messages == 0 || max_messages > limits.max_fetch_messages {
-        return Err(ApiError::InvalidParameter(format!(
-            "max_messages must be between 1 and {}",
-            limits.max_fetch_messages
-        )));
-    }
-    let max_bytes = request.max_bytes.unwrap_or(limits.max_fetch_bytes);
-    if max_bytes == 0 || max_bytes > limits.max_fetch_bytes {
-        return Err(ApiError::InvalidParameter(format!(
-            "max_bytes must be between 1 and {}",
-            limits.max_fetch_bytes
-        )));
-    }
-    let wait = request.wait.unwrap_or_default();
-    if wait > limits.max_fetch_wait {
-        return Err(ApiError::InvalidParameter(format!(
-            "wait must be at most {}",
-            duration::format(limits.max_fetch_wait)
-        )));
-    }
-    let spec = FetchSpec {
-        max_messages,
-        max_bytes: Some(max_bytes),
-        wait,
+    let (stream, consumer) = names(stream, consumer)?;
+    let fetch = Fetch {
+        max_messages: request.max_messages,
+        max_bytes: request.max_bytes,
+        wait: request.wait,
         encoding: request.encoding,
     };
-    // On shutdown a waiting fetch answers empty at once instead of holding the server up; a
-    // message JetStream hands over meanwhile is redelivered after its ack wait.
-    let messages = tokio::select! {
-        fetched = state.nats.fetch(&stream, &consumer, spec, &state.ack_keys) => fetched?,
-        () = state.shutdown.cancelled() => Vec::new(),
-    };
-    let mut messages = messages;
-    for message in &mut messages {
-        principal.present(message);
-    }
-    state.metrics.fetched(messages.len());
+    let messages = ops::consumers::fetch(&state, &principal, &stream, &consumer, fetch).await?;
     Ok(Json(FetchResponse { messages }))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config(json: serde_json::Value) -> ConsumerConfig {
-        serde_json::from_value(json).unwrap()
-    }
-
-    #[test]
-    fn durations_inside_the_bounds_pass() {
-        let ok = config(serde_json::json!({
-            "ack_wait": "1s", "backoff": ["1s", "24h"], "inactive_threshold": "8760h",
-            "max_deliver": 5, "deliver_policy": "by_start_time",
-            "opt_start_time": "2262-04-11T23:47:16Z"
-        }));
-        assert!(check_bounds(&ok).is_ok());
-    }
-
-    #[test]
-    fn durations_and_times_outside_the_bounds_are_invalid_config() {
-        for bad in [
-            serde_json::json!({"ack_wait": "1ns"}),
-            serde_json::json!({"ack_wait": "999ms"}),
-            serde_json::json!({"ack_wait": "25h"}),
-            serde_json::json!({"backoff": ["1s", "10ms"], "max_deliver": 5}),
-            serde_json::json!({"backoff": vec!["1s"; MAX_BACKOFF_STEPS + 1]}),
-            serde_json::json!({"inactive_threshold": "500ms"}),
-            serde_json::json!({"inactive_threshold": "8761h"}),
-            serde_json::json!({"deliver_policy": "by_start_time", "opt_start_time": "2300-01-01T00:00:00Z"}),
-            serde_json::json!({"deliver_policy": "by_start_time", "opt_start_time": "1969-12-31T23:59:59Z"}),
-        ] {
-            let err = check_bounds(&config(bad.clone())).unwrap_err();
-            assert_eq!(err.code(), "invalid_config", "{bad}: {err}");
-        }
-    }
+fn names(stream: String, consumer: String) -> Result<(StreamName, ConsumerName), ApiError> {
+    Ok((StreamName::parse(stream)?, ConsumerName::parse(consumer)?))
 }

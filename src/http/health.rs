@@ -4,7 +4,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::Json;
+use crate::edge::extract::Json;
 use crate::error::ApiError;
 use crate::state::AppState;
 

@@ -5,21 +5,19 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{Json, Path, Query};
 use super::publish::MSG_HEADER_PREFIX;
 use super::responses::ReadErrors;
 use crate::auth::Principal;
+use crate::edge::extract::{Json, Path, Query};
 use crate::error::ApiError;
 use crate::message::{EncodingChoice, Message};
-use crate::nats::messages::Start;
-use crate::nats::streams::format_time;
+use crate::ops;
+use crate::ops::messages::PageQuery;
+use crate::ops::names::StreamName;
 use crate::state::AppState;
-
-/// Default page size of `GET /v1/streams/{stream}/messages`.
-const DEFAULT_PAGE: usize = 100;
+use crate::timestamp::format_time;
 
 /// How to encode `data`.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
@@ -62,37 +60,6 @@ pub struct MessagePage {
     pub messages: Vec<Message>,
     /// Pass as `start_seq` for the next page; `null` when this page reached the end of the stream.
     pub next_seq: Option<u64>,
-}
-
-fn to_message(
-    stream: &str,
-    message: &StreamMessage,
-    encoding: EncodingChoice,
-    principal: &Principal,
-) -> Message {
-    let mut message = Message::new(
-        stream,
-        message.subject.as_str(),
-        message.sequence,
-        message.time,
-        Some(&message.headers),
-        &message.payload,
-        encoding,
-    );
-    principal.present(&mut message);
-    message
-}
-
-/// A message outside a tenant's namespace does not exist for that tenant.
-fn visible(message: StreamMessage, principal: &Principal) -> Result<StreamMessage, ApiError> {
-    if principal.sees(message.subject.as_str()) {
-        Ok(message)
-    } else {
-        Err(ApiError::MessageNotFound(format!(
-            "no message at sequence {} in your namespace",
-            message.sequence
-        )))
-    }
 }
 
 /// Does the client ask for the raw payload?
@@ -161,13 +128,15 @@ pub async fn get_message(
     Query(params): Query<EncodingParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    crate::validate::name("stream", &stream)?;
-    principal.check_read(&stream)?;
-    let message = visible(state.nats.get_message(&stream, seq).await?, &principal)?;
-    if wants_raw(&headers) {
-        return Ok(raw_response(&stream, &message, &principal));
-    }
-    Ok(Json(to_message(&stream, &message, params.encoding, &principal)).into_response())
+    let stream = StreamName::parse(stream)?;
+    let message = ops::messages::get(&state, &principal, &stream, seq).await?;
+    Ok(message_response(
+        &stream,
+        &message,
+        params.encoding,
+        &principal,
+        &headers,
+    ))
 }
 
 /// Get the last message on a subject.
@@ -195,15 +164,29 @@ pub async fn get_last_message(
     Query(params): Query<LastParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    crate::validate::name("stream", &stream)?;
-    principal.check_read(&stream)?;
-    crate::validate::subject_filter(&params.subject)?;
-    let subject = principal.subject_in(&params.subject);
-    let message = state.nats.last_message(&stream, &subject).await?;
-    if wants_raw(&headers) {
-        return Ok(raw_response(&stream, &message, &principal));
+    let stream = StreamName::parse(stream)?;
+    let message = ops::messages::last(&state, &principal, &stream, &params.subject).await?;
+    Ok(message_response(
+        &stream,
+        &message,
+        params.encoding,
+        &principal,
+        &headers,
+    ))
+}
+
+/// The message as JSON, or its raw payload when the client accepts `application/octet-stream`.
+fn message_response(
+    stream: &str,
+    message: &StreamMessage,
+    encoding: EncodingChoice,
+    principal: &Principal,
+    headers: &HeaderMap,
+) -> Response {
+    if wants_raw(headers) {
+        return raw_response(stream, message, principal);
     }
-    Ok(Json(to_message(&stream, &message, params.encoding, &principal)).into_response())
+    Json(ops::messages::present(principal, stream, message, encoding)).into_response()
 }
 
 /// List stored messages.
@@ -224,66 +207,20 @@ pub async fn list_messages(
     Path(stream): Path<String>,
     Query(params): Query<PageParams>,
 ) -> Result<Json<MessagePage>, ApiError> {
-    crate::validate::name("stream", &stream)?;
-    principal.check_read(&stream)?;
-    if let Some(subject) = &params.subject {
-        crate::validate::subject_filter(subject)?;
-    }
-    let max = state.limits.max_page_messages;
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE.min(max));
-    if limit == 0 || limit > max {
-        return Err(ApiError::InvalidParameter(format!(
-            "limit must be between 1 and {max}"
-        )));
-    }
-    let start = match (params.start_seq, params.start_time.as_deref()) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::InvalidParameter(
-                "give start_seq or start_time, not both".to_owned(),
-            ));
-        }
-        (Some(seq), None) => Start::Sequence(seq),
-        (None, Some(text)) => Start::Time(parse_time(text)?),
-        (None, None) => Start::Sequence(1),
+    let stream = StreamName::parse(stream)?;
+    let query = PageQuery {
+        start_seq: params.start_seq,
+        start_time: params.start_time,
+        subject: params.subject,
+        limit: params.limit,
     };
-    // A tenant pages through its namespace only.
-    let filter = match &params.subject {
-        Some(subject) => Some(principal.subject_in(subject)),
-        None => principal.filters_in(&[]).pop(),
-    };
-    let page = state
-        .nats
-        .page(&stream, start, filter.as_deref(), limit)
-        .await?;
+    let page = ops::messages::page(&state, &principal, &stream, &query).await?;
     Ok(Json(MessagePage {
         messages: page
             .messages
             .iter()
-            .map(|m| to_message(&stream, m, params.encoding, &principal))
+            .map(|m| ops::messages::present(&principal, &stream, m, params.encoding))
             .collect(),
         next_seq: page.next_seq,
     }))
-}
-
-/// The earliest time a client may name: JetStream counts time in nanoseconds since 1970.
-const EARLIEST_TIME: OffsetDateTime = OffsetDateTime::UNIX_EPOCH;
-/// The latest time a client may name: the last nanosecond a signed 64-bit count from 1970
-/// reaches. JetStream wraps later times around (a start time in 2300 started at sequence 1).
-const LATEST_TIME: OffsetDateTime = time::macros::datetime!(2262-04-11 23:47:16.854_775_807 UTC);
-
-/// Parses an RFC 3339 time from a client, within what JetStream can represent (1970 to 2262).
-pub fn parse_time(text: &str) -> Result<OffsetDateTime, ApiError> {
-    let time = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map_err(|err| {
-            ApiError::InvalidParameter(format!(
-                "'{text}' is not an RFC 3339 time such as 2026-11-26T09:00:00Z: {err}"
-            ))
-        })?;
-    if !(EARLIEST_TIME..=LATEST_TIME).contains(&time) {
-        return Err(ApiError::InvalidParameter(format!(
-            "'{text}' is outside the times JetStream can represent: give one from \
-             1970-01-01T00:00:00Z to 2262-04-11T23:47:16Z"
-        )));
-    }
-    Ok(time)
 }

@@ -3,17 +3,17 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{Body, Path, Query};
 use super::responses::{BatchErrors, PublishErrors};
 use crate::auth::Principal;
+use crate::edge::extract::{Body, Path, Query};
 use crate::error::{ApiError, Problem};
 use crate::nats::publish::{Outgoing, Stored};
+use crate::ops;
+use crate::ops::names::Subject;
+use crate::ops::publish::BatchItem;
 use crate::state::AppState;
 
 /// Request-header prefix whose headers are stored with the message (prefix removed).
@@ -84,31 +84,12 @@ pub async fn publish_message(
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    crate::validate::publish_subject(&subject)?;
-    principal.check_publish(&subject)?;
-    let limit = state.limits.body_limit(state.nats.max_payload());
-    if body.len() > limit {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "request body of {} bytes is larger than this route accepts ({limit} bytes: \
-             --max-body-bytes, never more than the NATS server's max_payload)",
-            body.len()
-        )));
-    }
-    let mut message = Outgoing::new(&principal.subject_in(&subject), body)?;
-    state.publish_limiter.check(&principal.id, 1)?;
-    apply_request_headers(&mut message, &headers)?;
-    let stored = state.nats.publish(message).await;
-    state.metrics.publish(publish_outcome(&stored));
-    Ok(stored_response(stored?))
-}
-
-/// The metrics label of a publish result.
-pub(crate) fn publish_outcome(result: &Result<Stored, ApiError>) -> &'static str {
-    match result {
-        Ok(stored) if stored.duplicate => "duplicate",
-        Ok(_) => "stored",
-        Err(err) => err.code(),
-    }
+    let subject = Subject::parse(subject)?;
+    let stored = ops::publish::one(&state, &principal, &subject, body, |message| {
+        apply_request_headers(message, &headers)
+    })
+    .await?;
+    Ok(stored_response(stored))
 }
 
 /// 201 with `Location` for a new message, 200 for a duplicate.
@@ -184,89 +165,6 @@ pub struct BatchParams {
     pub atomic: bool,
 }
 
-/// One message of a batch. Give `data` (any JSON; a string is stored as its UTF-8 text, any
-/// other value as compact JSON with `Content-Type: application/json`) or `data_base64`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"subject": "orders.new", "data": {"id": 1}, "idempotency_key": "order-1"}))]
-pub struct BatchItem {
-    pub subject: String,
-    /// Any JSON value: a string is stored as its UTF-8 text, anything else as compact JSON.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data_base64: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content_type: Option<String>,
-    /// Headers stored with the message (not `Nats-*`).
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub headers: std::collections::BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub idempotency_key: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expected_stream: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expected_last_sequence: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expected_last_subject_sequence: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expected_last_msg_id: Option<String>,
-    /// Per-message TTL such as `30s`, or `never`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ttl: Option<String>,
-}
-
-impl BatchItem {
-    /// The message this item describes, validated.
-    pub(crate) fn into_outgoing(self) -> Result<Outgoing, ApiError> {
-        let mut content_type = self.content_type;
-        let payload = match (self.data, self.data_base64) {
-            (Some(_), Some(_)) => {
-                return Err(ApiError::InvalidBody(
-                    "give 'data' or 'data_base64', not both".to_owned(),
-                ));
-            }
-            (None, None) => Bytes::new(),
-            (None, Some(encoded)) => Bytes::from(BASE64.decode(encoded.trim()).map_err(|err| {
-                ApiError::InvalidBody(format!("'data_base64' is not valid base64: {err}"))
-            })?),
-            (Some(serde_json::Value::String(text)), None) => Bytes::from(text),
-            (Some(value), None) => {
-                content_type.get_or_insert_with(|| "application/json".to_owned());
-                Bytes::from(
-                    serde_json::to_vec(&value).map_err(|e| ApiError::internal("encode data", e))?,
-                )
-            }
-        };
-        let mut message = Outgoing::new(&self.subject, payload)?;
-        if let Some(content_type) = content_type {
-            message.content_type(&content_type)?;
-        }
-        for (name, value) in &self.headers {
-            message.user_header(name, value)?;
-        }
-        if let Some(key) = &self.idempotency_key {
-            message.idempotency_key(key)?;
-        }
-        if let Some(stream) = &self.expected_stream {
-            message.expected_stream(stream)?;
-        }
-        if let Some(seq) = self.expected_last_sequence {
-            message.expected_last_sequence(seq)?;
-        }
-        if let Some(seq) = self.expected_last_subject_sequence {
-            message.expected_last_subject_sequence(seq)?;
-        }
-        if let Some(id) = &self.expected_last_msg_id {
-            message.expected_last_msg_id(id)?;
-        }
-        if let Some(ttl) = &self.ttl {
-            message.ttl(ttl)?;
-        }
-        Ok(message)
-    }
-}
-
 /// The outcome of one batch item.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ItemResult {
@@ -340,42 +238,8 @@ pub async fn publish_batch(
 ) -> Result<Response, ApiError> {
     let items = parse_batch(&headers, &body, state.limits.max_batch_messages)?;
     let count = items.len();
-    state
-        .publish_limiter
-        .check(&principal.id, u32::try_from(count).unwrap_or(u32::MAX))?;
-    // Each item's subject is checked like a single publish's: a refused item is a 403 result
-    // (or, atomic, refuses the batch).
-    let items: Vec<Result<BatchItem, ApiError>> = items
-        .into_iter()
-        .map(|item| {
-            item.and_then(|mut i| {
-                crate::validate::publish_subject(&i.subject)?;
-                principal.check_publish(&i.subject)?;
-                i.subject = principal.subject_in(&i.subject);
-                Ok(i)
-            })
-        })
-        .collect();
     if params.atomic {
-        let messages = items
-            .into_iter()
-            .enumerate()
-            .map(|(index, item)| {
-                item.and_then(BatchItem::into_outgoing)
-                    .map_err(|err| match err {
-                        ApiError::Forbidden(why) => {
-                            ApiError::Forbidden(format!("item {index}: {why}"))
-                        }
-                        other => ApiError::InvalidBody(format!("item {index}: {other}")),
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let stored = state.nats.publish_atomic(messages).await;
-        match &stored {
-            Ok(all) => all.iter().for_each(|_| state.metrics.publish("stored")),
-            Err(err) => state.metrics.publish(err.code()),
-        }
-        let stored = stored?;
+        let stored = ops::publish::atomic(&state, &principal, items).await?;
         let results: Vec<ItemResult> = stored
             .into_iter()
             .enumerate()
@@ -388,16 +252,9 @@ pub async fn publish_batch(
         })
         .into_response());
     }
-    let outgoing = items
+    let results: Vec<ItemResult> = ops::publish::batch(&state, &principal, items)
+        .await?
         .into_iter()
-        .map(|item| item.and_then(BatchItem::into_outgoing))
-        .collect();
-    let results: Vec<ItemResult> = state
-        .nats
-        .publish_all(outgoing)
-        .await
-        .into_iter()
-        .inspect(|result| state.metrics.publish(publish_outcome(result)))
         .enumerate()
         .map(|(index, result)| match result {
             Ok(stored) => ok_item(index, stored),

@@ -4,13 +4,15 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::extract::{Json, JsonOrEmpty, Path};
 use super::responses::{ReadErrors, WriteErrors};
 use crate::auth::Principal;
+use crate::edge::extract::{Json, JsonOrEmpty, Path};
 use crate::error::ApiError;
 use crate::nats::streams::{
     PurgeRequest, PurgeResult, PutOutcome, StreamConfig, StreamInfo, StreamList,
 };
+use crate::ops;
+use crate::ops::names::StreamName;
 use crate::state::AppState;
 
 /// List streams.
@@ -27,14 +29,9 @@ pub async fn list_streams(
     State(state): State<AppState>,
     principal: Principal,
 ) -> Result<Json<StreamList>, ApiError> {
-    let streams = state.nats.list_streams().await?;
+    let streams = ops::streams::list(&state, &principal).await?;
     Ok(Json(StreamList {
-        // Only the streams the caller may read.
-        streams: streams
-            .iter()
-            .filter(|s| principal.can_read(&s.config.name))
-            .map(StreamInfo::from_nats)
-            .collect(),
+        streams: streams.iter().map(StreamInfo::from_nats).collect(),
     }))
 }
 
@@ -63,9 +60,8 @@ pub async fn put_stream(
     Path(stream): Path<String>,
     Json(config): Json<StreamConfig>,
 ) -> Result<Response, ApiError> {
-    crate::validate::name("stream", &stream)?;
-    principal.check_admin()?;
-    let (info, outcome) = state.nats.put_stream(&stream, &config).await?;
+    let stream = StreamName::parse(stream)?;
+    let (info, outcome) = ops::streams::put(&state, &principal, &stream, &config).await?;
     let status = match outcome {
         PutOutcome::Created => StatusCode::CREATED,
         PutOutcome::Updated | PutOutcome::Unchanged => StatusCode::OK,
@@ -90,9 +86,8 @@ pub async fn get_stream(
     principal: Principal,
     Path(stream): Path<String>,
 ) -> Result<Json<StreamInfo>, ApiError> {
-    crate::validate::name("stream", &stream)?;
-    principal.check_read(&stream)?;
-    let info = state.nats.stream_info(&stream).await?;
+    let stream = StreamName::parse(stream)?;
+    let info = ops::streams::get(&state, &principal, &stream).await?;
     Ok(Json(StreamInfo::from_nats(&info)))
 }
 
@@ -112,9 +107,8 @@ pub async fn delete_stream(
     principal: Principal,
     Path(stream): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    crate::validate::name("stream", &stream)?;
-    principal.check_admin()?;
-    state.nats.delete_stream(&stream).await?;
+    let stream = StreamName::parse(stream)?;
+    ops::streams::delete(&state, &principal, &stream).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -137,8 +131,7 @@ pub async fn purge_stream(
     Path(stream): Path<String>,
     JsonOrEmpty(request): JsonOrEmpty<PurgeRequest>,
 ) -> Result<Json<PurgeResult>, ApiError> {
-    crate::validate::name("stream", &stream)?;
-    principal.check_admin()?;
-    let purged = state.nats.purge_stream(&stream, &request).await?;
+    let stream = StreamName::parse(stream)?;
+    let purged = ops::streams::purge(&state, &principal, &stream, &request).await?;
     Ok(Json(PurgeResult { purged }))
 }

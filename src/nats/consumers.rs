@@ -22,7 +22,7 @@ use crate::ackid::{AckKeys, AckTarget};
 use crate::duration;
 use crate::error::ApiError;
 use crate::message::{EncodingChoice, Message};
-use crate::nats::streams::format_time;
+use crate::timestamp::format_time;
 
 /// First pause before asking a leaderless consumer again; doubled up to [`RETRY_BACKOFF_MAX`].
 const RETRY_BACKOFF_FIRST: Duration = Duration::from_millis(50);

@@ -22,7 +22,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 pub use errors::Op;
@@ -50,6 +49,24 @@ pub struct Nats {
     statistics: Arc<Statistics>,
 }
 
+/// How to reach NATS: what [`Nats::connect`] needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// Server URLs.
+    pub servers: Vec<String>,
+    /// A `.creds` file (JWT and NKey seed).
+    pub creds: Option<std::path::PathBuf>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    /// CA certificate that the servers' TLS certificates must chain to (TLS is then required).
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Connect timeout, and the timeout of JetStream API requests.
+    pub api_timeout: Duration,
+    /// How long a publish waits for its PubAck.
+    pub publish_timeout: Duration,
+}
+
 /// Configuration that can never give a NATS connection. An unreachable server is not one of
 /// them: jetway serves and keeps connecting.
 #[derive(Debug, thiserror::Error)]
@@ -75,8 +92,8 @@ impl Nats {
     /// connected when this returns. An unreachable one is not an error: the client keeps
     /// trying with backoff, requests answer 503 meanwhile, and [`Nats::connection_problem`]
     /// says why. Only configuration that can never work fails here.
-    pub async fn connect(config: &Config) -> Result<Self, ConnectError> {
-        let servers = config.nats_url.join(",");
+    pub async fn connect(config: &Connection) -> Result<Self, ConnectError> {
+        let servers = config.servers.join(",");
         let metrics = Metrics::default();
         let events = metrics.clone();
         let (failure_tx, last_failure) = watch::channel(None::<String>);
@@ -118,7 +135,7 @@ impl Nats {
                     }
                 }
             });
-        if let Some(path) = &config.nats_creds {
+        if let Some(path) = &config.creds {
             options = options.credentials_file(path).await.map_err(|source| {
                 ConnectError::Credentials {
                     path: path.display().to_string(),
@@ -126,20 +143,20 @@ impl Nats {
                 }
             })?;
         }
-        if let (Some(user), Some(password)) = (&config.nats_user, &config.nats_password) {
+        if let (Some(user), Some(password)) = (&config.user, &config.password) {
             options = options.user_and_password(user.clone(), password.clone());
         }
-        if let Some(token) = &config.nats_token {
+        if let Some(token) = &config.token {
             options = options.token(token.clone());
         }
-        if let Some(ca) = &config.nats_tls_ca {
+        if let Some(ca) = &config.tls_ca {
             check_tls_ca(ca)?;
             options = options.add_root_certificates(ca.clone()).require_tls(true);
         }
         // With `retry_on_initial_connect`, only unparsable server URLs fail here; connecting
         // happens in the client's own task.
         let client = options
-            .connect(config.nats_url.as_slice())
+            .connect(config.servers.as_slice())
             .await
             .map_err(|source| ConnectError::Urls {
                 urls: servers.clone(),

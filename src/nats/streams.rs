@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 use super::{Nats, Op};
 use crate::duration;
 use crate::error::ApiError;
+use crate::timestamp::format_time;
 
 /// JetStream's duplicate window when a stream does not set one.
 const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
@@ -240,12 +241,6 @@ impl EnsureError {
             Self::Rejected(message)
         }
     }
-}
-
-/// Formats a JetStream timestamp as RFC 3339 with nanoseconds.
-pub fn format_time(time: OffsetDateTime) -> String {
-    time.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| time.unix_timestamp_nanos().to_string())
 }
 
 /// JetStream reports "no time" as the zero time.

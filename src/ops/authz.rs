@@ -7,7 +7,10 @@
 //! So every path that uses a durable consumer — fetch, acks, WebSocket and SSE `consumer=`,
 //! multiplexed `subscribe` with a consumer, consumer info — asks here first.
 
+use std::collections::HashMap;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -32,3 +35,40 @@ pub async fn use_consumer(
 
 /// How long a WebSocket session trusts a consumer check before asking again.
 pub const CONSUMER_CHECK_TTL: Duration = Duration::from_secs(10);
+
+/// The consumer checks of one long-lived session (a WebSocket): a tenant's answer is
+/// remembered for [`CONSUMER_CHECK_TTL`], so acks do not each cost a JetStream request.
+#[derive(Debug, Default)]
+pub struct ConsumerGrants {
+    checked: HashMap<(String, String), Instant>,
+}
+
+impl ConsumerGrants {
+    /// [`use_consumer`], answered from the session's memory while fresh.
+    pub async fn check(
+        &mut self,
+        nats: &Nats,
+        principal: &Principal,
+        stream: &str,
+        consumer: &str,
+    ) -> Result<(), ApiError> {
+        if principal.permissions.prefix.is_none() {
+            return Ok(());
+        }
+        let key = (stream.to_owned(), consumer.to_owned());
+        let fresh = self
+            .checked
+            .get(&key)
+            .is_some_and(|at| at.elapsed() < CONSUMER_CHECK_TTL);
+        if fresh {
+            return Ok(());
+        }
+        use_consumer(nats, principal, stream, consumer).await?;
+        // Bounded: at most as many entries as consumers the tenant may use.
+        if self.checked.len() >= 1024 {
+            self.checked.clear();
+        }
+        self.checked.insert(key, Instant::now());
+        Ok(())
+    }
+}

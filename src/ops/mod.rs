@@ -1,7 +1,15 @@
-//! The operations core: rules about who may do what, written once and called by every transport
-//! (HTTP, WebSocket, SSE).
-//!
-//! Today it holds the tenant checks on durable consumers; publish, fetch, ack, subscribe and
-//! administration move here as the transports become thin adapters.
+//! The operations core: every operation a client can ask for, written once over a
+//! [`Principal`](crate::auth::Principal) and validated requests ([`names`]), and called by every
+//! transport (HTTP, WebSocket, SSE). This layer alone applies authorization, the tenant
+//! namespace, rate limits and the metrics of an operation; transports parse, call and encode.
 
+pub mod acks;
 pub mod authz;
+pub mod consumers;
+pub mod gauges;
+pub mod messages;
+pub mod names;
+pub mod publish;
+pub mod replay;
+pub mod streams;
+pub mod subscribe;

@@ -1,5 +1,6 @@
 //! The WebSocket bridge: `GET /v1/streams/{stream}/ws` (one subscription per socket) and
-//! `GET /v1/ws` (multiplexed protocol), plus Server-Sent Events in `sse.rs`.
+//! `GET /v1/ws` (multiplexed protocol). Each client op is a call into the operations core
+//! ([`crate::ops`]); this module owns the socket: framing, credit, the byte budget, timeouts.
 //!
 //! One session per socket: a writer task owns the socket's sending half and drains a queue of
 //! frames; the session loop reads client frames; each subscription runs as a task that pulls
@@ -9,7 +10,6 @@
 //! stops its subscriptions and never grows the gateway's memory.
 
 pub mod protocol;
-pub mod sse;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,138 +26,37 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{ConnectionSlot, Principal};
+use crate::edge::extract::Path;
 use crate::error::ApiError;
-use crate::http::extract::Path;
-use crate::message::EncodingChoice;
 use crate::metrics::GaugeGuard;
-use crate::replay::{Event, Replay, ReplaySpec, Start};
+use crate::ops;
+use crate::ops::authz::ConsumerGrants;
+use crate::ops::names::StreamName;
+use crate::ops::publish::BatchItem;
+use crate::ops::replay::{Event, Replay};
+use crate::ops::subscribe::Subscription;
 use crate::state::AppState;
-use protocol::{ClientOp, ReplayFrom, ServerFrame};
+use protocol::{ClientOp, ServerFrame};
 
 /// Bytes of frames a socket gathers before writing them out (flushed as soon as its queue is
 /// empty, so a lone frame is never held back).
 const WRITE_BUFFER: usize = 64 * 1024;
+
+/// The WebSocket routes: one stream, and the multiplexed socket.
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route(
+            "/v1/streams/{stream}/ws",
+            axum::routing::get(stream_websocket),
+        )
+        .route("/v1/ws", axum::routing::get(multiplexed_websocket))
+}
 
 /// Initial read buffer of a WebSocket.
 const READ_BUFFER: usize = 4 * 1024;
 
 /// Most publishes and acks of one socket in flight at once; further ops wait.
 const MAX_INFLIGHT_OPS: usize = 256;
-
-/// Query options shared by the single-stream WebSocket and SSE endpoints.
-#[derive(Debug, Clone, Default)]
-pub struct StreamParams {
-    pub deliver: Option<ReplayFrom>,
-    pub start_seq: Option<u64>,
-    pub start_time: Option<String>,
-    pub filters: Vec<String>,
-    pub consumer: Option<String>,
-    pub encoding: EncodingChoice,
-    pub credit: Option<u64>,
-}
-
-impl StreamParams {
-    /// Parses the query string; `filter` may repeat or hold several comma-separated subjects.
-    pub fn parse(query: Option<&str>) -> Result<Self, ApiError> {
-        let mut params = Self::default();
-        let bad = |name: &str, value: &str| {
-            ApiError::InvalidParameter(format!("invalid {name} '{value}'"))
-        };
-        for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-            match name.as_ref() {
-                "deliver" => {
-                    let deliver =
-                        serde_json::from_value(serde_json::Value::String(value.to_string()))
-                            .map_err(|_| {
-                                bad("deliver (all, last, new, last_per_subject)", &value)
-                            })?;
-                    params.deliver = Some(deliver);
-                }
-                "start_seq" => {
-                    params.start_seq = Some(value.parse().map_err(|_| bad("start_seq", &value))?)
-                }
-                "start_time" => params.start_time = Some(value.to_string()),
-                "filter" => params.filters.extend(
-                    value
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(String::from),
-                ),
-                "consumer" => params.consumer = Some(value.to_string()),
-                "encoding" => {
-                    params.encoding = match value.as_ref() {
-                        "auto" => EncodingChoice::Auto,
-                        "base64" => EncodingChoice::Base64,
-                        other => return Err(bad("encoding (auto, base64)", other)),
-                    }
-                }
-                "credit" => params.credit = Some(value.parse().map_err(|_| bad("credit", &value))?),
-                // Reserved for browser authentication (`access_token`).
-                "access_token" => {}
-                other => {
-                    return Err(ApiError::InvalidParameter(format!(
-                        "unknown query parameter '{other}'"
-                    )));
-                }
-            }
-        }
-        Ok(params)
-    }
-
-    /// The replay these options describe.
-    pub fn spec(
-        &self,
-        state: &AppState,
-        stream: &str,
-        principal: &Principal,
-    ) -> Result<ReplaySpec, ApiError> {
-        let start = Start::parse(self.deliver, self.start_seq, self.start_time.as_deref())?;
-        let positioned =
-            self.deliver.is_some() || self.start_seq.is_some() || self.start_time.is_some();
-        if self.consumer.is_some() && (positioned || !self.filters.is_empty()) {
-            return Err(ApiError::InvalidParameter(
-                "with 'consumer', the durable consumer's own position and filters apply: \
-                 drop deliver, start_seq, start_time and filter"
-                    .to_owned(),
-            ));
-        }
-        Ok(replay_spec(
-            state,
-            stream,
-            start,
-            // A tenant replays only its namespace.
-            if self.consumer.is_some() {
-                self.filters.clone()
-            } else {
-                principal.filters_in(&self.filters)
-            },
-            self.consumer.clone(),
-            self.encoding,
-        ))
-    }
-}
-
-fn replay_spec(
-    state: &AppState,
-    stream: &str,
-    start: Start,
-    filters: Vec<String>,
-    consumer: Option<String>,
-    encoding: EncodingChoice,
-) -> ReplaySpec {
-    let config = &state.config;
-    ReplaySpec {
-        stream: stream.to_owned(),
-        start,
-        filters,
-        consumer,
-        encoding,
-        batch_messages: config.replay_batch,
-        batch_bytes: usize::try_from(config.ws_max_buffered_bytes).unwrap_or(usize::MAX),
-        heartbeat: config.replay_heartbeat,
-    }
-}
 
 fn configure(ws: WebSocketUpgrade, state: &AppState) -> WebSocketUpgrade {
     let max_in = usize::try_from(state.config.ws_max_message_bytes).unwrap_or(usize::MAX);
@@ -211,21 +110,21 @@ pub async fn stream_websocket(
     headers: axum::http::HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let params = StreamParams::parse(query.as_deref())?;
-    let spec = params.spec(&state, &stream, &principal)?;
+    let stream = StreamName::parse(stream)?;
+    let subscription = Subscription::parse(query.as_deref())?;
     let ws = ws.map_err(upgrade_required)?;
     crate::auth::check_origin(&headers, &state.config.cors_origin)?;
     principal.check_read(&stream)?;
     let slot = state.connections.acquire(&principal.id)?;
-    if let Some(consumer) = &spec.consumer {
-        crate::ops::authz::use_consumer(&state.nats, &principal, &stream, consumer).await?;
-    }
-    let replay = Replay::start(state.nats.clone(), state.ack_keys.clone(), spec).await?;
-    let credit = params.credit;
+    let mut grants = ConsumerGrants::default();
+    let replay =
+        ops::subscribe::subscribe(&state, &principal, &stream, &subscription, &mut grants).await?;
+    let credit = subscription.credit;
     let tasks = state.tasks.clone();
     Ok(configure(ws, &state).on_upgrade(move |socket| {
         tasks.track_future(async move {
             let mut session = Session::new(state, socket, true, principal, slot);
+            session.grants = grants;
             session.add_subscription(None, replay, credit);
             session.run().await;
         })
@@ -344,7 +243,8 @@ struct Session {
     /// Who is connected: every subscribe, publish and ack is checked against it.
     principal: Principal,
     /// Durable consumers this (tenant) session was allowed to use, and when that was checked.
-    consumers_checked: HashMap<(String, String), tokio::time::Instant>,
+    /// The tenant consumer checks this session made.
+    grants: ConsumerGrants,
     _connection: (GaugeGuard, ConnectionSlot),
 }
 
@@ -375,42 +275,10 @@ impl Session {
             inflight: Arc::new(Semaphore::new(MAX_INFLIGHT_OPS)),
             done: state.shutdown.child_token(),
             principal,
-            consumers_checked: HashMap::new(),
+            grants: ConsumerGrants::default(),
             _connection: (connection, slot),
             state,
         }
-    }
-
-    /// May this session use the durable consumer (if any)? A tenant's answer is remembered for
-    /// [`crate::ops::authz::CONSUMER_CHECK_TTL`], so acks do not each cost a JetStream request.
-    async fn check_consumer(
-        &mut self,
-        stream: &str,
-        consumer: Option<&str>,
-    ) -> Result<(), ApiError> {
-        let Some(consumer) = consumer else {
-            return Ok(());
-        };
-        if self.principal.permissions.prefix.is_none() {
-            return Ok(());
-        }
-        let key = (stream.to_owned(), consumer.to_owned());
-        let fresh = self
-            .consumers_checked
-            .get(&key)
-            .is_some_and(|at| at.elapsed() < crate::ops::authz::CONSUMER_CHECK_TTL);
-        if fresh {
-            return Ok(());
-        }
-        crate::ops::authz::use_consumer(&self.state.nats, &self.principal, stream, consumer)
-            .await?;
-        // Bounded: at most as many entries as consumers the tenant may use.
-        if self.consumers_checked.len() >= 1024 {
-            self.consumers_checked.clear();
-        }
-        self.consumers_checked
-            .insert(key, tokio::time::Instant::now());
-        Ok(())
     }
 
     /// Queues a frame, waiting for room in the socket's byte budget: replies to a client that
@@ -660,8 +528,6 @@ impl Session {
                         &ApiError::InvalidParameter(format!("subscription '{id}' exists")),
                     )
                     .await;
-                } else if let Err(err) = self.principal.check_read(&stream) {
-                    self.error(Some(&id), None, &err).await;
                 } else if self.subs.len() >= self.state.config.ws_max_subscriptions {
                     self.error(
                         Some(&id),
@@ -673,7 +539,7 @@ impl Session {
                     )
                     .await;
                 } else {
-                    let params = StreamParams {
+                    let subscription = Subscription {
                         deliver,
                         start_seq,
                         start_time,
@@ -682,19 +548,16 @@ impl Session {
                         encoding,
                         credit,
                     };
-                    let started = match params.spec(&self.state, &stream, &self.principal) {
-                        Ok(spec) => {
-                            match self.check_consumer(&stream, spec.consumer.as_deref()).await {
-                                Ok(()) => {
-                                    Replay::start(
-                                        self.state.nats.clone(),
-                                        self.state.ack_keys.clone(),
-                                        spec,
-                                    )
-                                    .await
-                                }
-                                Err(err) => Err(err),
-                            }
+                    let started = match StreamName::parse(stream) {
+                        Ok(stream) => {
+                            ops::subscribe::subscribe(
+                                &self.state,
+                                &self.principal,
+                                &stream,
+                                &subscription,
+                                &mut self.grants,
+                            )
+                            .await
                         }
                         Err(err) => Err(err),
                     };
@@ -735,17 +598,8 @@ impl Session {
                 headers,
                 idempotency_key,
             } => {
-                // The subject is checked first, as on HTTP: a reserved subject is invalid (400)
-                // whatever the token grants.
-                let allowed = crate::validate::publish_subject(&subject)
-                    .and_then(|()| self.principal.check_publish(&subject))
-                    .and_then(|()| self.state.publish_limiter.check(&self.principal.id, 1));
-                if let Err(err) = allowed {
-                    self.error(Some(&id), None, &err).await;
-                    return false;
-                }
-                let item = crate::http::publish::BatchItem {
-                    subject: self.principal.subject_in(&subject),
+                let item = BatchItem {
+                    subject,
                     data,
                     data_base64,
                     content_type,
@@ -753,19 +607,21 @@ impl Session {
                     idempotency_key,
                     ..Default::default()
                 };
+                let message = match ops::publish::prepare_item(&self.state, &self.principal, item) {
+                    Ok(message) => message,
+                    Err(err) => {
+                        self.error(Some(&id), None, &err).await;
+                        return false;
+                    }
+                };
                 let Ok(permit) = self.inflight.clone().acquire_owned().await else {
                     return false;
                 };
-                let nats = self.state.nats.clone();
+                let state = self.state.clone();
                 let queue = self.queue.clone();
                 self.state.tasks.spawn(async move {
                     let _permit = permit;
-                    let result = match item.into_outgoing() {
-                        Ok(message) => nats.publish(message).await,
-                        Err(err) => Err(err),
-                    };
-                    nats.metrics()
-                        .publish(crate::http::publish::publish_outcome(&result));
+                    let result = ops::publish::send(&state, message).await;
                     let frame = match result {
                         Ok(stored) => ServerFrame::PublishAck {
                             id,
@@ -797,24 +653,22 @@ impl Session {
         delay: Option<Duration>,
         id: Option<String>,
     ) {
-        let target = match self.state.ack_keys.verify(&ack_id) {
+        let asked = ops::acks::Ack {
+            ack_id: &ack_id,
+            action,
+            delay,
+        };
+        let target = match ops::acks::verify_one(
+            &self.state,
+            &self.principal,
+            &mut self.grants,
+            asked,
+        )
+        .await
+        {
             Ok(target) => target,
             Err(err) => return self.error(id.as_deref(), None, &err).await,
         };
-        if let Err(err) = self.principal.check_read(&target.stream) {
-            return self.error(id.as_deref(), None, &err).await;
-        }
-        if let Err(err) = self
-            .check_consumer(&target.stream, Some(&target.consumer))
-            .await
-        {
-            return self.error(id.as_deref(), None, &err).await;
-        }
-        if let Err(why) = crate::http::acks::check_delay(action, delay) {
-            return self
-                .error(id.as_deref(), None, &ApiError::InvalidBody(why))
-                .await;
-        }
         let Ok(permit) = self.inflight.clone().acquire_owned().await else {
             return;
         };
@@ -822,9 +676,7 @@ impl Session {
         let queue = self.queue.clone();
         self.state.tasks.spawn(async move {
             let _permit = permit;
-            let outcome =
-                crate::http::acks::apply(&state, &target, action, delay, state.config.ack_timeout)
-                    .await;
+            let outcome = ops::acks::apply(&state, &target, action, delay).await;
             let frame = ServerFrame::AckResult {
                 id,
                 ack_id,

@@ -131,15 +131,7 @@ pub enum ServerFrame {
     },
 }
 
-/// Named start positions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ReplayFrom {
-    All,
-    Last,
-    New,
-    LastPerSubject,
-}
+pub use crate::ops::replay::ReplayFrom;
 
 /// An op a client sends.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -12,7 +12,7 @@ use std::time::Duration;
 use jetway::error::ApiError;
 use jetway::message::{Encoding, EncodingChoice, Message};
 use jetway::nats::consumers::AckAction;
-use jetway::ws::StreamParams;
+use jetway::ops::subscribe::Subscription;
 use jetway::ws::protocol::{CLIENT_OPS, ClientOp, ReplayFrom, SERVER_FRAME_TYPES, ServerFrame};
 use serde_json::{Value, json};
 
@@ -384,12 +384,12 @@ fn every_documented_query_parameter_is_accepted_by_the_single_stream_socket() {
         };
         let query = format!("{name}={value}");
         assert!(
-            StreamParams::parse(Some(&query)).is_ok(),
+            Subscription::parse(Some(&query)).is_ok(),
             "documented query parameter refused by the server: {query}"
         );
     }
     assert!(
-        StreamParams::parse(Some("undocumented=1")).is_err(),
+        Subscription::parse(Some("undocumented=1")).is_err(),
         "the server must refuse parameters it does not know"
     );
 }

@@ -9,6 +9,7 @@ mod browser;
 #[allow(dead_code, reason = "not every helper is used by every test file")]
 mod harness;
 mod isolation;
+mod layers;
 mod publish;
 
 mod cli;

@@ -13,13 +13,23 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::stream::{self, Stream};
 
-use super::StreamParams;
-use crate::auth::ConnectionSlot;
-use crate::auth::Principal;
+use crate::auth::{ConnectionSlot, Principal};
+use crate::edge::extract::Path;
 use crate::error::ApiError;
-use crate::http::extract::Path;
-use crate::replay::{Event, Replay};
+use crate::ops;
+use crate::ops::authz::ConsumerGrants;
+use crate::ops::names::StreamName;
+use crate::ops::replay::{Event, Replay};
+use crate::ops::subscribe::Subscription;
 use crate::state::AppState;
+
+/// The SSE route.
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new().route(
+        "/v1/streams/{stream}/events",
+        axum::routing::get(stream_events),
+    )
+}
 
 /// Replay and live-tail a stream as Server-Sent Events.
 ///
@@ -57,7 +67,8 @@ pub async fn stream_events(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let mut params = StreamParams::parse(query.as_deref())?;
+    let stream = StreamName::parse(stream)?;
+    let mut params = Subscription::parse(query.as_deref())?;
     // With a durable consumer the consumer keeps its own position: a resume just reconnects.
     let last_event_id = headers
         .get("last-event-id")
@@ -84,11 +95,9 @@ pub async fn stream_events(
     }
     principal.check_read(&stream)?;
     let slot = state.connections.acquire(&principal.id)?;
-    let spec = params.spec(&state, &stream, &principal)?;
-    if let Some(consumer) = &spec.consumer {
-        crate::ops::authz::use_consumer(&state.nats, &principal, &stream, consumer).await?;
-    }
-    let replay = Replay::start(state.nats.clone(), state.ack_keys.clone(), spec).await?;
+    let mut grants = ConsumerGrants::default();
+    let replay =
+        ops::subscribe::subscribe(&state, &principal, &stream, &params, &mut grants).await?;
     let events = events(state.clone(), replay, slot, principal);
     Ok(Sse::new(events)
         .keep_alive(

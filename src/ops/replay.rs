@@ -16,14 +16,25 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy, ReplayPolicy};
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
 use crate::ackid::{AckKeys, AckTarget};
 use crate::error::ApiError;
 use crate::message::{EncodingChoice, Message};
 use crate::nats::pull::{Pull, PullEnd, PullEvent, PullRequest};
 use crate::nats::{Nats, Op};
-use crate::ws::protocol::ReplayFrom;
+
+/// Named start positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayFrom {
+    All,
+    Last,
+    New,
+    LastPerSubject,
+}
 
 /// How long an ordered consumer outlives a gateway that stopped pulling from it.
 const ORDERED_INACTIVE_THRESHOLD: Duration = Duration::from_secs(60);
@@ -61,7 +72,7 @@ impl Start {
                 "start_seq starts at 1".to_owned(),
             )),
             (None, Some(seq), None) => Ok(Self::Sequence(seq)),
-            (None, None, Some(text)) => Ok(Self::Time(crate::http::messages::parse_time(text)?)),
+            (None, None, Some(text)) => Ok(Self::Time(crate::timestamp::parse_time(text)?)),
             _ => Err(ApiError::InvalidParameter(
                 "give at most one of deliver, start_seq and start_time".to_owned(),
             )),

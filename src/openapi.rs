@@ -4,7 +4,7 @@
 
 use utoipa::OpenApi;
 
-use super::{acks, consumers, health, messages, publish, streams};
+use crate::http::{acks, consumers, health, messages, publish, streams};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -34,7 +34,7 @@ use super::{acks, consumers, health, messages, publish, streams};
         acks::ack_messages,
         crate::ws::stream_websocket,
         crate::ws::multiplexed_websocket,
-        crate::ws::sse::stream_events,
+        crate::sse::stream_events,
         health::healthz,
         health::readyz,
         health::metrics,

@@ -1,0 +1,213 @@
+//! Publishing: one message, a pipelined batch with a result per item, or an atomic batch.
+//! Every message passes the same rules here: a publishable subject, the caller's publish grant,
+//! the tenant namespace, the per-principal publish rate, and a metric per outcome.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::names::Subject;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::nats::publish::{Outgoing, Stored};
+use crate::state::AppState;
+
+/// One message of a batch. Give `data` (any JSON; a string is stored as its UTF-8 text, any
+/// other value as compact JSON with `Content-Type: application/json`) or `data_base64`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"subject": "orders.new", "data": {"id": 1}, "idempotency_key": "order-1"}))]
+pub struct BatchItem {
+    pub subject: String,
+    /// Any JSON value: a string is stored as its UTF-8 text, anything else as compact JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_base64: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// Headers stored with the message (not `Nats-*`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub headers: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_stream: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_last_sequence: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_last_subject_sequence: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_last_msg_id: Option<String>,
+    /// Per-message TTL such as `30s`, or `never`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+}
+
+impl BatchItem {
+    /// The message this item describes, validated.
+    pub fn into_outgoing(self) -> Result<Outgoing, ApiError> {
+        let mut content_type = self.content_type;
+        let payload = match (self.data, self.data_base64) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::InvalidBody(
+                    "give 'data' or 'data_base64', not both".to_owned(),
+                ));
+            }
+            (None, None) => Bytes::new(),
+            (None, Some(encoded)) => Bytes::from(BASE64.decode(encoded.trim()).map_err(|err| {
+                ApiError::InvalidBody(format!("'data_base64' is not valid base64: {err}"))
+            })?),
+            (Some(serde_json::Value::String(text)), None) => Bytes::from(text),
+            (Some(value), None) => {
+                content_type.get_or_insert_with(|| "application/json".to_owned());
+                Bytes::from(
+                    serde_json::to_vec(&value).map_err(|e| ApiError::internal("encode data", e))?,
+                )
+            }
+        };
+        let mut message = Outgoing::new(&self.subject, payload)?;
+        if let Some(content_type) = content_type {
+            message.content_type(&content_type)?;
+        }
+        for (name, value) in &self.headers {
+            message.user_header(name, value)?;
+        }
+        if let Some(key) = &self.idempotency_key {
+            message.idempotency_key(key)?;
+        }
+        if let Some(stream) = &self.expected_stream {
+            message.expected_stream(stream)?;
+        }
+        if let Some(seq) = self.expected_last_sequence {
+            message.expected_last_sequence(seq)?;
+        }
+        if let Some(seq) = self.expected_last_subject_sequence {
+            message.expected_last_subject_sequence(seq)?;
+        }
+        if let Some(id) = &self.expected_last_msg_id {
+            message.expected_last_msg_id(id)?;
+        }
+        if let Some(ttl) = &self.ttl {
+            message.ttl(ttl)?;
+        }
+        Ok(message)
+    }
+}
+
+/// Publishes one message to `subject` with `payload`; `decorate` adds what the transport carries
+/// besides the payload (headers, idempotency key, preconditions).
+pub async fn one(
+    state: &AppState,
+    who: &Principal,
+    subject: &Subject,
+    payload: Bytes,
+    decorate: impl FnOnce(&mut Outgoing) -> Result<(), ApiError>,
+) -> Result<Stored, ApiError> {
+    who.check_publish(subject)?;
+    let limit = state.limits.body_limit(state.nats.max_payload());
+    if payload.len() > limit {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "request body of {} bytes is larger than this route accepts ({limit} bytes: \
+             --max-body-bytes, never more than the NATS server's max_payload)",
+            payload.len()
+        )));
+    }
+    let mut message = Outgoing::new(&who.subject_in(subject), payload)?;
+    state.publish_limiter.check(&who.id, 1)?;
+    decorate(&mut message)?;
+    send(state, message).await
+}
+
+/// Checks one batch item as a single publish is checked, and builds its message in the
+/// caller's namespace.
+pub fn authorize_item(who: &Principal, mut item: BatchItem) -> Result<Outgoing, ApiError> {
+    let subject = Subject::parse(std::mem::take(&mut item.subject))?;
+    who.check_publish(&subject)?;
+    item.subject = who.subject_in(&subject);
+    item.into_outgoing()
+}
+
+/// Checks one item of a long-lived session (WebSocket `publish`), counted against the caller's
+/// publish rate, and builds its message; [`send`] publishes it.
+pub fn prepare_item(
+    state: &AppState,
+    who: &Principal,
+    mut item: BatchItem,
+) -> Result<Outgoing, ApiError> {
+    // The subject is checked first, as on HTTP: a reserved subject is invalid (400) whatever
+    // the token grants.
+    let subject = Subject::parse(std::mem::take(&mut item.subject))?;
+    who.check_publish(&subject)?;
+    state.publish_limiter.check(&who.id, 1)?;
+    item.subject = who.subject_in(&subject);
+    item.into_outgoing()
+}
+
+/// Publishes a prepared message and records its outcome.
+pub async fn send(state: &AppState, message: Outgoing) -> Result<Stored, ApiError> {
+    let stored = state.nats.publish(message).await;
+    state.metrics.publish(outcome(&stored));
+    stored
+}
+
+/// Publishes a batch pipelined: one result per item, in order. An item that did not parse
+/// keeps its error and the others are still published.
+pub async fn batch(
+    state: &AppState,
+    who: &Principal,
+    items: Vec<Result<BatchItem, ApiError>>,
+) -> Result<Vec<Result<Stored, ApiError>>, ApiError> {
+    state
+        .publish_limiter
+        .check(&who.id, u32::try_from(items.len()).unwrap_or(u32::MAX))?;
+    let outgoing = items
+        .into_iter()
+        .map(|item| item.and_then(|item| authorize_item(who, item)))
+        .collect();
+    let results = state.nats.publish_all(outgoing).await;
+    for result in &results {
+        state.metrics.publish(outcome(result));
+    }
+    Ok(results)
+}
+
+/// Publishes a batch all-or-nothing (JetStream atomic batch publish): any invalid or refused
+/// item refuses the batch, naming it.
+pub async fn atomic(
+    state: &AppState,
+    who: &Principal,
+    items: Vec<Result<BatchItem, ApiError>>,
+) -> Result<Vec<Stored>, ApiError> {
+    state
+        .publish_limiter
+        .check(&who.id, u32::try_from(items.len()).unwrap_or(u32::MAX))?;
+    let messages = items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| {
+            item.and_then(|item| authorize_item(who, item))
+                .map_err(|err| match err {
+                    ApiError::Forbidden(why) => ApiError::Forbidden(format!("item {index}: {why}")),
+                    other => ApiError::InvalidBody(format!("item {index}: {other}")),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let stored = state.nats.publish_atomic(messages).await;
+    match &stored {
+        Ok(all) => all.iter().for_each(|_| state.metrics.publish("stored")),
+        Err(err) => state.metrics.publish(err.code()),
+    }
+    stored
+}
+
+/// The metrics label of a publish result.
+fn outcome(result: &Result<Stored, ApiError>) -> &'static str {
+    match result {
+        Ok(stored) if stored.duplicate => "duplicate",
+        Ok(_) => "stored",
+        Err(err) => err.code(),
+    }
+}

@@ -1,0 +1,146 @@
+//! Subscribing to a stream: replay from a position and live tail, or a durable consumer's
+//! deliveries with ack ids. Reading permission, the tenant namespace and the tenant's consumer
+//! check apply here for every streaming transport.
+
+use super::authz::ConsumerGrants;
+use super::names::StreamName;
+use super::replay::{Replay, ReplayFrom, ReplaySpec, Start};
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::message::EncodingChoice;
+use crate::state::AppState;
+
+/// What a subscription asks for: where to start, which subjects, or a durable consumer (ack
+/// mode). Shared by the WebSocket and SSE endpoints (as query parameters) and the multiplexed
+/// WebSocket `subscribe` op.
+#[derive(Debug, Clone, Default)]
+pub struct Subscription {
+    pub deliver: Option<ReplayFrom>,
+    pub start_seq: Option<u64>,
+    pub start_time: Option<String>,
+    pub filters: Vec<String>,
+    pub consumer: Option<String>,
+    pub encoding: EncodingChoice,
+    pub credit: Option<u64>,
+}
+
+impl Subscription {
+    /// Parses the query string; `filter` may repeat or hold several comma-separated subjects.
+    pub fn parse(query: Option<&str>) -> Result<Self, ApiError> {
+        let mut params = Self::default();
+        let bad = |name: &str, value: &str| {
+            ApiError::InvalidParameter(format!("invalid {name} '{value}'"))
+        };
+        for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            match name.as_ref() {
+                "deliver" => {
+                    let deliver =
+                        serde_json::from_value(serde_json::Value::String(value.to_string()))
+                            .map_err(|_| {
+                                bad("deliver (all, last, new, last_per_subject)", &value)
+                            })?;
+                    params.deliver = Some(deliver);
+                }
+                "start_seq" => {
+                    params.start_seq = Some(value.parse().map_err(|_| bad("start_seq", &value))?)
+                }
+                "start_time" => params.start_time = Some(value.to_string()),
+                "filter" => params.filters.extend(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from),
+                ),
+                "consumer" => params.consumer = Some(value.to_string()),
+                "encoding" => {
+                    params.encoding = match value.as_ref() {
+                        "auto" => EncodingChoice::Auto,
+                        "base64" => EncodingChoice::Base64,
+                        other => return Err(bad("encoding (auto, base64)", other)),
+                    }
+                }
+                "credit" => params.credit = Some(value.parse().map_err(|_| bad("credit", &value))?),
+                // Reserved for browser authentication (`access_token`).
+                "access_token" => {}
+                other => {
+                    return Err(ApiError::InvalidParameter(format!(
+                        "unknown query parameter '{other}'"
+                    )));
+                }
+            }
+        }
+        Ok(params)
+    }
+
+    /// The replay these options describe, in `who`'s namespace.
+    fn spec(
+        &self,
+        state: &AppState,
+        stream: &str,
+        principal: &Principal,
+    ) -> Result<ReplaySpec, ApiError> {
+        let start = Start::parse(self.deliver, self.start_seq, self.start_time.as_deref())?;
+        let positioned =
+            self.deliver.is_some() || self.start_seq.is_some() || self.start_time.is_some();
+        if self.consumer.is_some() && (positioned || !self.filters.is_empty()) {
+            return Err(ApiError::InvalidParameter(
+                "with 'consumer', the durable consumer's own position and filters apply: \
+                 drop deliver, start_seq, start_time and filter"
+                    .to_owned(),
+            ));
+        }
+        Ok(replay_spec(
+            state,
+            stream,
+            start,
+            // A tenant replays only its namespace.
+            if self.consumer.is_some() {
+                self.filters.clone()
+            } else {
+                principal.filters_in(&self.filters)
+            },
+            self.consumer.clone(),
+            self.encoding,
+        ))
+    }
+}
+
+fn replay_spec(
+    state: &AppState,
+    stream: &str,
+    start: Start,
+    filters: Vec<String>,
+    consumer: Option<String>,
+    encoding: EncodingChoice,
+) -> ReplaySpec {
+    let config = &state.config;
+    ReplaySpec {
+        stream: stream.to_owned(),
+        start,
+        filters,
+        consumer,
+        encoding,
+        batch_messages: config.replay_batch,
+        batch_bytes: usize::try_from(config.ws_max_buffered_bytes).unwrap_or(usize::MAX),
+        heartbeat: config.replay_heartbeat,
+    }
+}
+
+/// Starts the replay `subscription` asks for on `stream`, after checking that `who` may read
+/// the stream and, for a tenant, may use the durable consumer (remembered in `grants`).
+pub async fn subscribe(
+    state: &AppState,
+    who: &Principal,
+    stream: &StreamName,
+    subscription: &Subscription,
+    grants: &mut ConsumerGrants,
+) -> Result<Replay, ApiError> {
+    who.check_read(stream)?;
+    let spec = subscription.spec(state, stream, who)?;
+    if let Some(consumer) = &spec.consumer {
+        crate::validate::name("consumer", consumer)?;
+        grants.check(&state.nats, who, stream, consumer).await?;
+    }
+    Replay::start(state.nats.clone(), state.ack_keys.clone(), spec).await
+}
