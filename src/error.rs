@@ -191,23 +191,161 @@ pub struct Problem {
     pub status: u16,
     /// What went wrong in this request, and what to do about it.
     pub detail: String,
-    /// Stable machine-readable error code (the last part of `type`).
+    /// Stable machine-readable error code (the last part of `type`). Codes are never renamed;
+    /// a new jetway version may add codes, so a client should treat an unknown one by its
+    /// `status`.
+    #[schema(value_type = ProblemCode)]
     pub code: String,
     /// JetStream's own error code (`err_code`), when JetStream produced the error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jetstream_code: Option<u64>,
 }
 
+/// The stable error codes: the `code` member of every problem document, and the last part of
+/// its `type` (`urn:jetway:problem:<code>`). docs/errors.md says what a client should do about
+/// each. Never renamed; new ones may be added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemCode {
+    Unauthorized,
+    Forbidden,
+    CrossOrigin,
+    InvalidSubject,
+    InvalidName,
+    InvalidHeader,
+    ForbiddenHeader,
+    InvalidBody,
+    InvalidParameter,
+    InvalidConfig,
+    InvalidTtl,
+    TtlNotEnabled,
+    InvalidAckId,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    UpgradeRequired,
+    HeadersTooLarge,
+    RequestTimeout,
+    RouteNotFound,
+    MethodNotAllowed,
+    StreamNotFound,
+    ConsumerNotFound,
+    AckNotConfirmed,
+    MessageNotFound,
+    SubjectNotCaptured,
+    StreamConflict,
+    ConsumerConflict,
+    PreconditionFailed,
+    AtomicNotEnabled,
+    AtomicBatchFailed,
+    NotSupportedByServer,
+    StoreFailed,
+    RateLimited,
+    JetstreamUnavailable,
+    PublishInProgress,
+    JetstreamTimeout,
+    JetstreamError,
+    Internal,
+}
+
+impl ProblemCode {
+    /// Every code, in the order of [`ApiError`]'s variants.
+    pub const ALL: [Self; 38] = [
+        Self::Unauthorized,
+        Self::Forbidden,
+        Self::CrossOrigin,
+        Self::InvalidSubject,
+        Self::InvalidName,
+        Self::InvalidHeader,
+        Self::ForbiddenHeader,
+        Self::InvalidBody,
+        Self::InvalidParameter,
+        Self::InvalidConfig,
+        Self::InvalidTtl,
+        Self::TtlNotEnabled,
+        Self::InvalidAckId,
+        Self::PayloadTooLarge,
+        Self::UnsupportedMediaType,
+        Self::UpgradeRequired,
+        Self::HeadersTooLarge,
+        Self::RequestTimeout,
+        Self::RouteNotFound,
+        Self::MethodNotAllowed,
+        Self::StreamNotFound,
+        Self::ConsumerNotFound,
+        Self::AckNotConfirmed,
+        Self::MessageNotFound,
+        Self::SubjectNotCaptured,
+        Self::StreamConflict,
+        Self::ConsumerConflict,
+        Self::PreconditionFailed,
+        Self::AtomicNotEnabled,
+        Self::AtomicBatchFailed,
+        Self::NotSupportedByServer,
+        Self::StoreFailed,
+        Self::RateLimited,
+        Self::JetstreamUnavailable,
+        Self::PublishInProgress,
+        Self::JetstreamTimeout,
+        Self::JetstreamError,
+        Self::Internal,
+    ];
+
+    /// The code as it appears in problem documents.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::CrossOrigin => "cross_origin",
+            Self::InvalidSubject => "invalid_subject",
+            Self::InvalidName => "invalid_name",
+            Self::InvalidHeader => "invalid_header",
+            Self::ForbiddenHeader => "forbidden_header",
+            Self::InvalidBody => "invalid_body",
+            Self::InvalidParameter => "invalid_parameter",
+            Self::InvalidConfig => "invalid_config",
+            Self::InvalidTtl => "invalid_ttl",
+            Self::TtlNotEnabled => "ttl_not_enabled",
+            Self::InvalidAckId => "invalid_ack_id",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::UpgradeRequired => "upgrade_required",
+            Self::HeadersTooLarge => "headers_too_large",
+            Self::RequestTimeout => "request_timeout",
+            Self::RouteNotFound => "route_not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::StreamNotFound => "stream_not_found",
+            Self::ConsumerNotFound => "consumer_not_found",
+            Self::AckNotConfirmed => "ack_not_confirmed",
+            Self::MessageNotFound => "message_not_found",
+            Self::SubjectNotCaptured => "subject_not_captured",
+            Self::StreamConflict => "stream_conflict",
+            Self::ConsumerConflict => "consumer_conflict",
+            Self::PreconditionFailed => "precondition_failed",
+            Self::AtomicNotEnabled => "atomic_not_enabled",
+            Self::AtomicBatchFailed => "atomic_batch_failed",
+            Self::NotSupportedByServer => "not_supported_by_server",
+            Self::StoreFailed => "store_failed",
+            Self::RateLimited => "rate_limited",
+            Self::JetstreamUnavailable => "jetstream_unavailable",
+            Self::PublishInProgress => "publish_in_progress",
+            Self::JetstreamTimeout => "jetstream_timeout",
+            Self::JetstreamError => "jetstream_error",
+            Self::Internal => "internal",
+        }
+    }
+}
+
 /// Status, code and title of an error kind.
 struct Parts {
     status: StatusCode,
-    code: &'static str,
+    code: ProblemCode,
     title: &'static str,
     jetstream_code: Option<u64>,
 }
 
 impl ApiError {
     fn parts(&self) -> Parts {
+        use ProblemCode as C;
         use StatusCode as S;
         let p = |status, code, title| Parts {
             status,
@@ -222,145 +360,145 @@ impl ApiError {
             jetstream_code: *jetstream_code,
         };
         match self {
-            Self::Unauthorized(_) => p(S::UNAUTHORIZED, "unauthorized", "Authentication required"),
-            Self::Forbidden(_) => p(S::FORBIDDEN, "forbidden", "Not permitted"),
-            Self::CrossOrigin(_) => p(S::FORBIDDEN, "cross_origin", "Cross-origin request refused"),
-            Self::InvalidSubject(_) => p(S::BAD_REQUEST, "invalid_subject", "Invalid subject"),
-            Self::InvalidName(_) => p(S::BAD_REQUEST, "invalid_name", "Invalid name"),
-            Self::InvalidHeader(_) => p(S::BAD_REQUEST, "invalid_header", "Invalid header"),
-            Self::ForbiddenHeader(_) => p(S::BAD_REQUEST, "forbidden_header", "Header not allowed"),
-            Self::InvalidBody(_) => p(S::BAD_REQUEST, "invalid_body", "Invalid request body"),
+            Self::Unauthorized(_) => p(S::UNAUTHORIZED, C::Unauthorized, "Authentication required"),
+            Self::Forbidden(_) => p(S::FORBIDDEN, C::Forbidden, "Not permitted"),
+            Self::CrossOrigin(_) => p(S::FORBIDDEN, C::CrossOrigin, "Cross-origin request refused"),
+            Self::InvalidSubject(_) => p(S::BAD_REQUEST, C::InvalidSubject, "Invalid subject"),
+            Self::InvalidName(_) => p(S::BAD_REQUEST, C::InvalidName, "Invalid name"),
+            Self::InvalidHeader(_) => p(S::BAD_REQUEST, C::InvalidHeader, "Invalid header"),
+            Self::ForbiddenHeader(_) => p(S::BAD_REQUEST, C::ForbiddenHeader, "Header not allowed"),
+            Self::InvalidBody(_) => p(S::BAD_REQUEST, C::InvalidBody, "Invalid request body"),
             Self::InvalidParameter(_) => {
-                p(S::BAD_REQUEST, "invalid_parameter", "Invalid parameter")
+                p(S::BAD_REQUEST, C::InvalidParameter, "Invalid parameter")
             }
             Self::InvalidConfig { jetstream_code, .. } => js(
                 S::BAD_REQUEST,
-                "invalid_config",
+                C::InvalidConfig,
                 "Invalid configuration",
                 jetstream_code,
             ),
             Self::InvalidTtl { jetstream_code, .. } => js(
                 S::BAD_REQUEST,
-                "invalid_ttl",
+                C::InvalidTtl,
                 "Invalid message TTL",
                 jetstream_code,
             ),
             Self::TtlNotEnabled { jetstream_code, .. } => js(
                 S::BAD_REQUEST,
-                "ttl_not_enabled",
+                C::TtlNotEnabled,
                 "Per-message TTL not enabled on the stream",
                 jetstream_code,
             ),
-            Self::InvalidAckId(_) => p(S::BAD_REQUEST, "invalid_ack_id", "Invalid ack id"),
+            Self::InvalidAckId(_) => p(S::BAD_REQUEST, C::InvalidAckId, "Invalid ack id"),
             Self::PayloadTooLarge(_) => p(
                 S::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                C::PayloadTooLarge,
                 "Payload too large",
             ),
             Self::UnsupportedMediaType(_) => p(
                 S::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                C::UnsupportedMediaType,
                 "Unsupported media type",
             ),
             Self::UpgradeRequired(_) => p(
                 S::UPGRADE_REQUIRED,
-                "upgrade_required",
+                C::UpgradeRequired,
                 "WebSocket upgrade required",
             ),
             Self::HeadersTooLarge(_) => p(
                 S::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "headers_too_large",
+                C::HeadersTooLarge,
                 "Request headers too large",
             ),
             Self::RequestTimeout(_) => p(
                 S::REQUEST_TIMEOUT,
-                "request_timeout",
+                C::RequestTimeout,
                 "Request body not received in time",
             ),
-            Self::RouteNotFound(_) => p(S::NOT_FOUND, "route_not_found", "Route not found"),
+            Self::RouteNotFound(_) => p(S::NOT_FOUND, C::RouteNotFound, "Route not found"),
             Self::MethodNotAllowed(_) => p(
                 S::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                C::MethodNotAllowed,
                 "Method not allowed",
             ),
-            Self::StreamNotFound(_) => p(S::NOT_FOUND, "stream_not_found", "Stream not found"),
+            Self::StreamNotFound(_) => p(S::NOT_FOUND, C::StreamNotFound, "Stream not found"),
             Self::ConsumerNotFound { .. } => {
-                p(S::NOT_FOUND, "consumer_not_found", "Consumer not found")
+                p(S::NOT_FOUND, C::ConsumerNotFound, "Consumer not found")
             }
-            Self::AckNotConfirmed(_) => p(S::GONE, "ack_not_confirmed", "Ack not confirmed"),
-            Self::MessageNotFound(_) => p(S::NOT_FOUND, "message_not_found", "Message not found"),
+            Self::AckNotConfirmed(_) => p(S::GONE, C::AckNotConfirmed, "Ack not confirmed"),
+            Self::MessageNotFound(_) => p(S::NOT_FOUND, C::MessageNotFound, "Message not found"),
             Self::SubjectNotCaptured(_) => p(
                 S::NOT_FOUND,
-                "subject_not_captured",
+                C::SubjectNotCaptured,
                 "Subject not captured by any stream",
             ),
             Self::StreamConflict { jetstream_code, .. } => js(
                 S::CONFLICT,
-                "stream_conflict",
+                C::StreamConflict,
                 "Conflicting stream configuration",
                 jetstream_code,
             ),
             Self::ConsumerConflict { jetstream_code, .. } => js(
                 S::CONFLICT,
-                "consumer_conflict",
+                C::ConsumerConflict,
                 "Conflicting consumer configuration",
                 jetstream_code,
             ),
             Self::PreconditionFailed { jetstream_code, .. } => js(
                 S::PRECONDITION_FAILED,
-                "precondition_failed",
+                C::PreconditionFailed,
                 "Precondition failed",
                 jetstream_code,
             ),
             Self::AtomicNotEnabled { jetstream_code, .. } => js(
                 S::BAD_REQUEST,
-                "atomic_not_enabled",
+                C::AtomicNotEnabled,
                 "Atomic batch publish not enabled on the stream",
                 jetstream_code,
             ),
             Self::AtomicBatchFailed { jetstream_code, .. } => js(
                 S::BAD_REQUEST,
-                "atomic_batch_failed",
+                C::AtomicBatchFailed,
                 "Atomic batch rejected",
                 jetstream_code,
             ),
             Self::NotSupportedByServer { jetstream_code, .. } => js(
                 S::NOT_IMPLEMENTED,
-                "not_supported_by_server",
+                C::NotSupportedByServer,
                 "Not supported by the NATS server",
                 jetstream_code,
             ),
             Self::StoreFailed { jetstream_code, .. } => js(
                 S::INSUFFICIENT_STORAGE,
-                "store_failed",
+                C::StoreFailed,
                 "JetStream could not store the message",
                 jetstream_code,
             ),
             Self::RateLimited(_) | Self::RateLimitedFor { .. } => {
-                p(S::TOO_MANY_REQUESTS, "rate_limited", "Too many requests")
+                p(S::TOO_MANY_REQUESTS, C::RateLimited, "Too many requests")
             }
             Self::Unavailable(_) => p(
                 S::SERVICE_UNAVAILABLE,
-                "jetstream_unavailable",
+                C::JetstreamUnavailable,
                 "JetStream unavailable",
             ),
             Self::PublishInProgress(_) => p(
                 S::SERVICE_UNAVAILABLE,
-                "publish_in_progress",
+                C::PublishInProgress,
                 "Publish with this Idempotency-Key in progress",
             ),
             Self::Timeout(_) => p(
                 S::GATEWAY_TIMEOUT,
-                "jetstream_timeout",
+                C::JetstreamTimeout,
                 "Timed out waiting for JetStream",
             ),
             Self::JetStream { jetstream_code, .. } => js(
                 S::BAD_GATEWAY,
-                "jetstream_error",
+                C::JetstreamError,
                 "JetStream error",
                 jetstream_code,
             ),
-            Self::Internal(_) => p(S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+            Self::Internal(_) => p(S::INTERNAL_SERVER_ERROR, C::Internal, "Internal error"),
         }
     }
 
@@ -371,7 +509,7 @@ impl ApiError {
 
     /// The stable error code.
     pub fn code(&self) -> &'static str {
-        self.parts().code
+        self.parts().code.as_str()
     }
 
     /// The problem document for this error.
@@ -383,11 +521,11 @@ impl ApiError {
             other => other.to_string(),
         };
         Problem {
-            kind: format!("urn:jetway:problem:{}", parts.code),
+            kind: format!("urn:jetway:problem:{}", parts.code.as_str()),
             title: parts.title.to_owned(),
             status: parts.status.as_u16(),
             detail,
-            code: parts.code.to_owned(),
+            code: parts.code.as_str().to_owned(),
             jetstream_code: parts.jetstream_code,
         }
     }
@@ -456,6 +594,16 @@ mod tests {
         assert_eq!(problem.code, "subject_not_captured");
         assert_eq!(problem.status, 404);
         assert!(problem.detail.contains("a.b"));
+    }
+
+    #[test]
+    fn problem_codes_serialize_as_their_str() {
+        for code in ProblemCode::ALL {
+            assert_eq!(
+                serde_json::to_value(code).unwrap(),
+                serde_json::Value::String(code.as_str().to_owned())
+            );
+        }
     }
 
     #[test]

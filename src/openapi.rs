@@ -2,7 +2,13 @@
 //! `/openapi.json`, shown at `/docs`, and committed as `openapi/openapi.json` (a test keeps the
 //! committed file equal to what the server serves).
 
+use utoipa::Number;
 use utoipa::OpenApi;
+use utoipa::openapi::header::Header;
+use utoipa::openapi::path::{Operation, Parameter, ParameterIn};
+use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::security::SecurityRequirement;
+use utoipa::openapi::{Content, ContentBuilder, Ref, RefOr, ResponseBuilder};
 
 use crate::http::{acks, consumers, health, messages, publish, streams};
 
@@ -39,11 +45,12 @@ use crate::http::{acks, consumers, health, messages, publish, streams};
         health::readyz,
         health::metrics,
     ),
+    // The WebSocket and SSE frames are described in openapi/asyncapi.yaml, not here: no HTTP
+    // answer carries them.
     components(schemas(
         crate::error::Problem,
+        crate::error::ProblemCode,
         crate::message::Encoding,
-        crate::ws::protocol::ServerFrame,
-        crate::ws::protocol::ClientOp,
     )),
     tags(
         (name = "publish", description = "Publish messages with JetStream acknowledgement"),
@@ -57,12 +64,24 @@ use crate::http::{acks, consumers, health, messages, publish, streams};
 pub struct ApiDoc;
 
 /// The document, with the version of this build.
+///
+/// What the annotations cannot say is added here, once for every operation it applies to: the
+/// bearer scheme and the statuses any route can answer (401, 403, 429, 431, 502, and for routes
+/// with a body 408, 413 and 415), `Retry-After` on every 429 and 503, the payload as bytes, and
+/// the constraints the handlers enforce on path, query and header parameters.
 pub fn document() -> utoipa::openapi::OpenApi {
-    use utoipa::openapi::security::{
-        HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
-    };
+    use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+    use utoipa::openapi::server::ServerBuilder;
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc.servers = Some(vec![
+        ServerBuilder::new()
+            .url("/")
+            .description(Some(
+                "The jetway that serves this document (make dev: http://127.0.0.1:8080)",
+            ))
+            .build(),
+    ]);
     let scheme = HttpBuilder::new()
         .scheme(HttpAuthScheme::Bearer)
         .bearer_format("JWT")
@@ -78,71 +97,209 @@ pub fn document() -> utoipa::openapi::OpenApi {
     // Every /v1 operation needs a token; liveness, readiness and metrics do not.
     for (path, item) in doc.paths.paths.iter_mut() {
         let public = !path.starts_with("/v1/");
-        for (takes_body, operation) in [
-            (false, &mut item.get),
-            (true, &mut item.put),
-            (true, &mut item.post),
-            (false, &mut item.delete),
-            (true, &mut item.patch),
-            (false, &mut item.head),
-        ] {
-            let Some(operation) = operation else {
-                continue;
-            };
-            operation.security = Some(if public {
-                Vec::new()
-            } else {
-                vec![SecurityRequirement::new("bearer", Vec::<String>::new())]
-            });
-            if !public {
-                add_auth_responses(operation);
-            }
-            if takes_body {
-                add_problem_response(
-                    operation,
-                    "408",
-                    "The request body stalled or took too long to arrive (--body-idle-timeout, \
-                     --body-timeout); the connection is closed",
-                );
-            }
+        for operation in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            refine_operation(operation, public);
         }
     }
     doc
 }
 
-/// 401, 403 and 429 on every authenticated operation.
-fn add_auth_responses(operation: &mut utoipa::openapi::path::Operation) {
-    for (status, description) in [
-        (
-            "401",
-            "Missing, malformed, expired or wrongly signed token (with WWW-Authenticate)",
-        ),
-        (
-            "403",
-            "The token does not grant this action (`forbidden`), or a browser page of another \
-             origin asked to change state (`cross_origin`)",
-        ),
-        ("429", "Rate or connection limit reached (with Retry-After)"),
-    ] {
-        add_problem_response(operation, status, description);
+fn refine_operation(operation: &mut Operation, public: bool) {
+    operation.security = Some(if public {
+        Vec::new()
+    } else {
+        vec![SecurityRequirement::new("bearer", Vec::<String>::new())]
+    });
+    if operation.operation_id.as_deref() == Some("publish_message")
+        && let Some(RefOr::T(body)) = operation.request_body.as_mut()
+    {
+        body.content = [
+            ("application/octet-stream", bytes_schema()),
+            (
+                "application/json",
+                // Described as an object, the usual case: an SDK generator turns "any JSON"
+                // into a type it cannot dispatch on. Arrays and scalars are stored alike.
+                Schema::Object(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Object)
+                        .additional_properties(Some(
+                            utoipa::openapi::schema::AdditionalProperties::FreeForm(true),
+                        ))
+                        .description(Some(
+                            "A JSON document, stored as sent (arrays and scalars are stored alike)",
+                        ))
+                        .build(),
+                ),
+            ),
+            (
+                "text/plain",
+                Schema::Object(ObjectBuilder::new().schema_type(Type::String).build()),
+            ),
+        ]
+        .into_iter()
+        .map(|(content_type, schema)| {
+            (
+                content_type.to_owned(),
+                RefOr::T(Content::new(Some(schema))),
+            )
+        })
+        .collect();
+    }
+    for parameter in operation.parameters.iter_mut().flatten() {
+        if let RefOr::T(parameter) = parameter {
+            constrain_parameter(parameter);
+        }
+    }
+    // The payload of a raw read is bytes.
+    for response in operation.responses.responses.values_mut() {
+        if let RefOr::T(response) = response
+            && let Some(RefOr::T(content)) = response.content.get_mut("application/octet-stream")
+        {
+            content.schema = Some(RefOr::T(bytes_schema()));
+        }
+    }
+    if !public {
+        for (status, description) in [
+            (
+                "401",
+                "Missing, malformed, expired or wrongly signed token (with WWW-Authenticate)",
+            ),
+            (
+                "403",
+                "The token does not grant this action (`forbidden`), or a browser page of another \
+                 origin asked to change state (`cross_origin`)",
+            ),
+            (
+                "429",
+                "Rate or connection limit reached: retry after `Retry-After` seconds",
+            ),
+            (
+                "502",
+                "JetStream answered with an error jetway has no more specific mapping for \
+                 (`jetstream_error`)",
+            ),
+        ] {
+            add_problem(operation, status, description);
+        }
+    }
+    add_problem(
+        operation,
+        "431",
+        "Too many or too large request headers (`headers_too_large`)",
+    );
+    if let Some(body) = &operation.request_body {
+        let json_only = match body {
+            RefOr::T(body) => body.content.keys().all(|k| k == "application/json"),
+            RefOr::Ref(_) => false,
+        };
+        add_problem(
+            operation,
+            "408",
+            "The request body stalled or took too long to arrive (--body-idle-timeout, \
+             --body-timeout); the connection is closed",
+        );
+        add_problem(
+            operation,
+            "413",
+            "The request body is larger than this route accepts (`payload_too_large`)",
+        );
+        if json_only {
+            add_problem(
+                operation,
+                "415",
+                "The Content-Type is not JSON (`unsupported_media_type`)",
+            );
+        }
+    }
+    // Every 429 and 503 says when to come back.
+    for (status, response) in operation.responses.responses.iter_mut() {
+        if let RefOr::T(response) = response
+            && (status == "429" || status == "503")
+        {
+            let mut header = Header::new(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                    .minimum(Some(0)),
+            );
+            header.description = Some("Seconds to wait before retrying".to_owned());
+            response
+                .headers
+                .insert("Retry-After".to_owned(), RefOr::T(header));
+        }
+    }
+}
+
+/// Bytes, byte for byte.
+fn bytes_schema() -> Schema {
+    Schema::Object(
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .content_media_type("application/octet-stream")
+            .build(),
+    )
+}
+
+/// Stream and consumer names as [`crate::validate::name`] accepts them.
+const NAME_PATTERN: &str = r"^[^\s\x00-\x1f\x7f-\x9f.*>/\\]+$";
+/// A publish subject ([`crate::validate::publish_subject`]): dot-separated non-empty tokens
+/// without wildcards, whitespace or control characters.
+const SUBJECT_PATTERN: &str = r"^[^\s\x00-\x1f\x7f-\x9f.*>]+(\.[^\s\x00-\x1f\x7f-\x9f.*>]+)*$";
+/// A subject filter ([`crate::validate::subject_filter`]): like a subject, with `*` as a whole
+/// token and `>` as the whole last token.
+const FILTER_PATTERN: &str =
+    r"^(?:[^\s\x00-\x1f\x7f-\x9f.*>]+|\*)(?:\.(?:[^\s\x00-\x1f\x7f-\x9f.*>]+|\*))*(?:\.>)?$|^>$";
+/// Visible ASCII with inner spaces, as HTTP header values that jetway stores must be.
+const HEADER_VALUE_PATTERN: &str = r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$";
+
+/// The constraints the handlers enforce on a parameter, by its name and place.
+fn constrain_parameter(parameter: &mut Parameter) {
+    let Some(RefOr::T(Schema::Object(schema))) = parameter.schema.as_mut() else {
+        return;
+    };
+    let text = |schema: &mut Object, max: usize, pattern: &str| {
+        schema.min_length = Some(1);
+        schema.max_length = Some(max);
+        schema.pattern = Some(pattern.to_owned());
+    };
+    let max_name = crate::validate::MAX_NAME_LEN;
+    let max_subject = crate::validate::MAX_SUBJECT_LEN;
+    match (&parameter.parameter_in, parameter.name.as_str()) {
+        (ParameterIn::Path, "stream" | "consumer")
+        | (ParameterIn::Header, "Nats-Expected-Stream") => {
+            text(schema, max_name, NAME_PATTERN);
+        }
+        (ParameterIn::Path, "subject") => text(schema, max_subject, SUBJECT_PATTERN),
+        (ParameterIn::Query, "subject") => text(schema, max_subject, FILTER_PATTERN),
+        (ParameterIn::Path, "seq") | (ParameterIn::Query, "start_seq") => {
+            schema.minimum = Some(Number::UInt(1));
+        }
+        (ParameterIn::Header, "Idempotency-Key" | "Nats-Expected-Last-Msg-Id") => {
+            text(schema, 256, HEADER_VALUE_PATTERN);
+        }
+        _ => {}
     }
 }
 
 /// A problem+json response, unless the operation documents that status itself.
-fn add_problem_response(
-    operation: &mut utoipa::openapi::path::Operation,
-    status: &str,
-    description: &str,
-) {
-    use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
+fn add_problem(operation: &mut Operation, status: &str, description: &str) {
     let response = ResponseBuilder::new()
         .description(description)
         .content(
             "application/problem+json",
             ContentBuilder::new()
-                .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
-                    "Problem",
-                ))))
+                .schema(Some(RefOr::Ref(Ref::from_schema_name("Problem"))))
                 .build(),
         )
         .build();

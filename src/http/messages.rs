@@ -114,9 +114,13 @@ fn raw_response(stream: &str, message: &StreamMessage, principal: &Principal) ->
         EncodingParams,
     ),
     responses(
-        (status = 200, description = "The message", content(
+        (status = 200, description = "The message: its JSON representation, or with \
+            `Accept: application/octet-stream` the payload byte-exact under the Content-Type it \
+            was stored with (`application/octet-stream` when it has none), metadata in the \
+            `Jetway-*` headers and stored headers as `X-Msg-<Name>`", content(
             (Message = "application/json"),
             (Vec<u8> = "application/octet-stream"),
+            (String = "text/plain"),
         )),
         ReadErrors,
     )
@@ -150,9 +154,13 @@ pub async fn get_message(
     operation_id = "get_last_message",
     params(("stream" = String, Path, description = "Stream name", example = "ORDERS"), LastParams),
     responses(
-        (status = 200, description = "The message", content(
+        (status = 200, description = "The message: its JSON representation, or with \
+            `Accept: application/octet-stream` the payload byte-exact under the Content-Type it \
+            was stored with (`application/octet-stream` when it has none), metadata in the \
+            `Jetway-*` headers and stored headers as `X-Msg-<Name>`", content(
             (Message = "application/json"),
             (Vec<u8> = "application/octet-stream"),
+            (String = "text/plain"),
         )),
         ReadErrors,
     )

@@ -69,7 +69,16 @@ impl From<Stored> for PublishResult {
         ("Nats-Expected-Last-Msg-Id" = Option<String>, Header, description = "Fail with 412 unless the stream's last Nats-Msg-Id is this"),
         ("Nats-TTL" = Option<String>, Header, description = "Per-message TTL such as 30s or 5m, or never (stream needs allow_msg_ttl)"),
     ),
-    request_body(content = Vec<u8>, content_type = "*/*", description = "The payload, stored byte-exact"),
+    request_body(
+        description = "The payload, stored byte-exact. Its Content-Type is stored with it (none \
+            when the request has none; a wildcard such as `*/*` names no type and is not stored); \
+            any type is accepted, the three listed are the usual ones.",
+        content(
+            (String = "application/octet-stream"),
+            (String = "application/json"),
+            (String = "text/plain"),
+        )
+    ),
     responses(
         (status = 201, description = "Stored", body = PublishResult,
             headers(("Location" = String, description = "URL of the stored message"))),

@@ -113,7 +113,14 @@ impl Outgoing {
         self.set(header::MSG_ID, key)
     }
 
+    /// The payload's `Content-Type`. A media range with a wildcard (`*/*`, `text/*`: what a
+    /// client sends when it has no type to name, such as a browser's generic fetch) names no
+    /// type: it is not stored, and the message has no `Content-Type`.
     pub fn content_type(&mut self, value: &str) -> Result<(), ApiError> {
+        let essence = value.split(';').next().unwrap_or_default();
+        if essence.split('/').any(|part| part.trim() == "*") {
+            return Ok(());
+        }
         self.set(header::CONTENT_TYPE, value)
     }
 
