@@ -1,4 +1,5 @@
-//! The OpenAPI 3.1 document, generated from the handlers' annotations. Served at
+//! The OpenAPI 3.1 document, generated from the handlers' annotations as the routes register
+//! them ([`routes`]). Served at
 //! `/openapi.json`, shown at `/docs`, and committed as `openapi/openapi.json` (a test keeps the
 //! committed file equal to what the server serves).
 
@@ -10,7 +11,11 @@ use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, Schema, Schema
 use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::{Content, ContentBuilder, Ref, RefOr, ResponseBuilder};
 
-use crate::http::{acks, consumers, health, messages, publish, streams};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::config::Config;
+use crate::state::{AppState, Limits};
+use crate::{http, sse, ws};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,30 +25,6 @@ use crate::http::{acks, consumers, health, messages, publish, streams};
             A 2xx on publish means JetStream stored the message. Errors are RFC 9457 \
             problem documents (application/problem+json) with a stable `code`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
-    ),
-    paths(
-        publish::publish_message,
-        publish::publish_batch,
-        streams::list_streams,
-        streams::put_stream,
-        streams::get_stream,
-        streams::delete_stream,
-        streams::purge_stream,
-        messages::get_message,
-        messages::get_last_message,
-        messages::list_messages,
-        consumers::list_consumers,
-        consumers::put_consumer,
-        consumers::get_consumer,
-        consumers::delete_consumer,
-        consumers::fetch_messages,
-        acks::ack_messages,
-        crate::ws::stream_websocket,
-        crate::ws::multiplexed_websocket,
-        crate::sse::stream_events,
-        health::healthz,
-        health::readyz,
-        health::metrics,
     ),
     // The WebSocket and SSE frames are described in openapi/asyncapi.yaml, not here: no HTTP
     // answer carries them.
@@ -63,16 +44,32 @@ use crate::http::{acks, consumers, health, messages, publish, streams};
 )]
 pub struct ApiDoc;
 
-/// The document, with the version of this build.
+/// Every route of every transport with its OpenAPI entry, each registered once: the `/v1`
+/// routes (HTTP, WebSocket, SSE) and the public ones.
+pub fn routes(limits: &Limits) -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
+    let v1 = http::v1_routes(limits)
+        .merge(ws::routes())
+        .merge(sse::routes());
+    (v1, http::public_routes())
+}
+
+/// The document of [`routes`], with the version of this build.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let (v1, public) = routes(&Limits::new(&Config::defaults()));
+    complete(v1.merge(public).into_openapi())
+}
+
+/// The document of the routes' entries, completed.
 ///
 /// What the annotations cannot say is added here, once for every operation it applies to: the
 /// bearer scheme and the statuses any route can answer (401, 403, 429, 431, 502, and for routes
 /// with a body 408, 413 and 415), `Retry-After` on every 429 and 503, the payload as bytes, and
 /// the constraints the handlers enforce on path, query and header parameters.
-pub fn document() -> utoipa::openapi::OpenApi {
+pub fn complete(paths: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
     use utoipa::openapi::server::ServerBuilder;
     let mut doc = ApiDoc::openapi();
+    doc.merge(paths);
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc.servers = Some(vec![
         ServerBuilder::new()

@@ -7,28 +7,25 @@
 
 use std::convert::Infallible;
 
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::stream::{self, Stream};
 
 use crate::auth::{ConnectionSlot, Principal};
-use crate::edge::extract::Path;
+use crate::edge::extract::SubscribeTo;
+use crate::edge::responses::SubscribeErrors;
 use crate::error::ApiError;
 use crate::ops;
 use crate::ops::authz::ConsumerGrants;
-use crate::ops::names::StreamName;
 use crate::ops::replay::{Event, Replay};
-use crate::ops::subscribe::Subscription;
+use crate::ops::subscribe::SubscriptionQuery;
 use crate::state::AppState;
 
-/// The SSE route.
-pub fn routes() -> axum::Router<AppState> {
-    axum::Router::new().route(
-        "/v1/streams/{stream}/events",
-        axum::routing::get(stream_events),
-    )
+/// The SSE route, with its OpenAPI entry.
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(stream_events))
 }
 
 /// Replay and live-tail a stream as Server-Sent Events.
@@ -46,29 +43,19 @@ pub fn routes() -> axum::Router<AppState> {
     params(
         ("stream" = String, Path, description = "Stream name", example = "ORDERS"),
         ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this stream sequence"),
-        ("deliver" = Option<String>, Query, description = "all (default), last, new or last_per_subject"),
-        ("start_seq" = Option<u64>, Query, description = "Start at this stream sequence"),
-        ("start_time" = Option<String>, Query, description = "Start at the first message at or after this RFC 3339 time"),
-        ("filter" = Option<String>, Query, description = "Subject filter; repeat or comma-separate for several"),
-        ("consumer" = Option<String>, Query, description = "Durable consumer: messages carry ack_id (ack with POST /v1/acks)"),
-        ("encoding" = Option<String>, Query, description = "auto (default) or base64"),
+        SubscriptionQuery,
     ),
     responses(
         (status = 200, description = "An endless text/event-stream", content_type = "text/event-stream", body = String),
-        (status = 400, description = "Invalid parameter", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown stream or consumer", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "JetStream unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+        SubscribeErrors,
     )
 )]
 pub async fn stream_events(
     State(state): State<AppState>,
     principal: Principal,
-    Path(stream): Path<String>,
-    RawQuery(query): RawQuery,
+    SubscribeTo(stream, mut params): SubscribeTo,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let stream = StreamName::parse(stream)?;
-    let mut params = Subscription::parse(query.as_deref())?;
     // With a durable consumer the consumer keeps its own position: a resume just reconnects.
     let last_event_id = headers
         .get("last-event-id")

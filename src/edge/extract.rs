@@ -6,6 +6,8 @@ use axum::extract::FromRequestParts;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 
 use crate::error::ApiError;
+use crate::ops::names::StreamName;
+use crate::ops::subscribe::Subscription;
 
 /// `axum::Json` with problem+json rejections.
 #[derive(Debug, Clone, Copy, Default, FromRequest)]
@@ -144,4 +146,23 @@ fn body_text(err: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     format!("invalid JSON body: {innermost}")
+}
+
+/// The stream and the query of a subscription route (WebSocket or SSE), parsed once for every
+/// streaming transport.
+#[derive(Debug, Clone)]
+pub struct SubscribeTo(pub StreamName, pub Subscription);
+
+impl<S: Send + Sync> FromRequestParts<S> for SubscribeTo {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let Path(stream) = Path::<String>::from_request_parts(parts, state).await?;
+        let stream = StreamName::parse(stream)?;
+        let subscription = Subscription::parse(parts.uri.query())?;
+        Ok(Self(stream, subscription))
+    }
 }

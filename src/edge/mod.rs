@@ -4,6 +4,7 @@
 
 pub mod extract;
 pub mod origin;
+pub mod responses;
 
 use std::any::Any;
 

@@ -9,10 +9,10 @@ use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::responses::AckErrors;
 use crate::auth::Principal;
 use crate::duration;
 use crate::edge::extract::Json;
+use crate::edge::responses::AckErrors;
 use crate::error::{ApiError, Problem};
 use crate::nats::consumers::AckAction;
 use crate::ops;

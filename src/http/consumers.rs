@@ -8,10 +8,10 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::responses::{FetchErrors, ReadErrors, WriteErrors};
 use crate::auth::Principal;
 use crate::duration;
 use crate::edge::extract::{Json, JsonOrEmpty, Path};
+use crate::edge::responses::{FetchErrors, ReadErrors, WriteErrors};
 use crate::error::ApiError;
 use crate::message::{EncodingChoice, Message};
 use crate::nats::consumers::{ConsumerConfig, ConsumerInfo, ConsumerList};

@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::publish::MSG_HEADER_PREFIX;
-use super::responses::ReadErrors;
 use crate::auth::Principal;
 use crate::edge::extract::{Json, Path, Query};
+use crate::edge::responses::ReadErrors;
 use crate::error::ApiError;
 use crate::message::{EncodingChoice, Message};
 use crate::ops;

@@ -8,12 +8,12 @@ pub mod consumers;
 pub mod health;
 pub mod messages;
 pub mod publish;
-pub mod responses;
 pub mod streams;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::get;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::routes;
 
 use crate::state::{AppState, Limits};
 
@@ -23,68 +23,52 @@ const SMALL_BODY: usize = 64 * 1024;
 /// Body of `POST /v1/acks` (room for the most acks per request).
 const ACKS_BODY: usize = 2 * 1024 * 1024;
 
-/// The `/v1` REST routes, each with its body limit.
-pub fn v1_routes(limits: &Limits) -> Router<AppState> {
-    Router::new()
-        .route(
-            "/v1/publish/{subject}",
-            post(publish::publish_message).layer(DefaultBodyLimit::max(limits.max_body)),
-        )
-        .route(
-            "/v1/publish",
-            post(publish::publish_batch).layer(DefaultBodyLimit::max(limits.max_batch_bytes)),
-        )
-        .route("/v1/streams", get(streams::list_streams))
-        .route(
-            "/v1/streams/{stream}",
-            get(streams::get_stream)
-                .put(streams::put_stream)
-                .delete(streams::delete_stream)
-                .layer(DefaultBodyLimit::max(SMALL_BODY)),
-        )
-        .route(
-            "/v1/streams/{stream}/purge",
-            post(streams::purge_stream).layer(DefaultBodyLimit::max(SMALL_BODY)),
-        )
-        .route(
-            "/v1/streams/{stream}/messages",
-            get(messages::list_messages),
-        )
-        .route(
-            "/v1/streams/{stream}/messages/last",
-            get(messages::get_last_message),
-        )
-        .route(
-            "/v1/streams/{stream}/messages/{seq}",
-            get(messages::get_message),
-        )
-        .route(
-            "/v1/streams/{stream}/consumers",
-            get(consumers::list_consumers),
-        )
-        .route(
-            "/v1/streams/{stream}/consumers/{consumer}",
-            get(consumers::get_consumer)
-                .put(consumers::put_consumer)
-                .delete(consumers::delete_consumer)
-                .layer(DefaultBodyLimit::max(SMALL_BODY)),
-        )
-        .route(
-            "/v1/streams/{stream}/consumers/{consumer}/fetch",
-            post(consumers::fetch_messages).layer(DefaultBodyLimit::max(SMALL_BODY)),
-        )
-        .route(
-            "/v1/acks",
-            post(acks::ack_messages).layer(DefaultBodyLimit::max(ACKS_BODY)),
-        )
+/// The `/v1` REST routes, each with its body limit and its OpenAPI entry (registered once, from
+/// the handler's `#[utoipa::path]`).
+pub fn v1_routes(limits: &Limits) -> OpenApiRouter<AppState> {
+    let limited = |routes: UtoipaMethodRouter<AppState>, bytes: usize| {
+        OpenApiRouter::new()
+            .routes(routes)
+            .layer(DefaultBodyLimit::max(bytes))
+    };
+    OpenApiRouter::new()
+        .merge(limited(routes!(publish::publish_message), limits.max_body))
+        .merge(limited(
+            routes!(publish::publish_batch),
+            limits.max_batch_bytes,
+        ))
+        .routes(routes!(streams::list_streams))
+        .merge(limited(
+            routes!(
+                streams::put_stream,
+                streams::get_stream,
+                streams::delete_stream
+            ),
+            SMALL_BODY,
+        ))
+        .merge(limited(routes!(streams::purge_stream), SMALL_BODY))
+        .routes(routes!(messages::get_message))
+        .routes(routes!(messages::get_last_message))
+        .routes(routes!(messages::list_messages))
+        .routes(routes!(consumers::list_consumers))
+        .merge(limited(
+            routes!(
+                consumers::put_consumer,
+                consumers::get_consumer,
+                consumers::delete_consumer
+            ),
+            SMALL_BODY,
+        ))
+        .merge(limited(routes!(consumers::fetch_messages), SMALL_BODY))
+        .merge(limited(routes!(acks::ack_messages), ACKS_BODY))
 }
 
-/// The routes anyone may call: the console, health and metrics.
-pub fn public_routes() -> Router<AppState> {
-    Router::new()
+/// The routes anyone may call: the console (not in the OpenAPI document), health and metrics.
+pub fn public_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .route("/", get(console::console))
         .route(console::ASSETS_ROUTE, get(console::asset))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
 }

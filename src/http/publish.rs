@@ -6,9 +6,9 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::responses::{BatchErrors, PublishErrors};
 use crate::auth::Principal;
 use crate::edge::extract::{Body, Path, Query};
+use crate::edge::responses::{BatchErrors, PublishErrors};
 use crate::error::{ApiError, Problem};
 use crate::nats::publish::{Outgoing, Stored};
 use crate::ops;

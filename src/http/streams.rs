@@ -4,9 +4,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::responses::{ReadErrors, WriteErrors};
 use crate::auth::Principal;
 use crate::edge::extract::{Json, JsonOrEmpty, Path};
+use crate::edge::responses::{ReadErrors, WriteErrors};
 use crate::error::ApiError;
 use crate::nats::streams::{
     PurgeRequest, PurgeResult, PutOutcome, StreamConfig, StreamInfo, StreamList,

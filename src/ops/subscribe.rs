@@ -2,6 +2,8 @@
 //! deliveries with ack ids. Reading permission, the tenant namespace and the tenant's consumer
 //! check apply here for every streaming transport.
 
+use utoipa::IntoParams;
+
 use super::authz::ConsumerGrants;
 use super::names::StreamName;
 use super::replay::{Replay, ReplayFrom, ReplaySpec, Start};
@@ -9,6 +11,29 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::message::EncodingChoice;
 use crate::state::AppState;
+
+/// The query parameters of a [`Subscription`] as the WebSocket and SSE routes document them
+/// (`credit` is the WebSocket's own).
+#[derive(Debug, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(
+    dead_code,
+    reason = "documents the query for OpenAPI; parsed by Subscription::parse"
+)]
+pub struct SubscriptionQuery {
+    /// all (default), last, new or last_per_subject
+    deliver: Option<String>,
+    /// Start at this stream sequence (resume with last seen + 1)
+    start_seq: Option<u64>,
+    /// Start at the first message at or after this RFC 3339 time
+    start_time: Option<String>,
+    /// Subject filter; repeat or comma-separate for several
+    filter: Option<String>,
+    /// Durable consumer: ack mode (messages carry ack_id and are redelivered until acked)
+    consumer: Option<String>,
+    /// auto (default) or base64
+    encoding: Option<String>,
+}
 
 /// What a subscription asks for: where to start, which subjects, or a durable consumer (ack
 /// mode). Shared by the WebSocket and SSE endpoints (as query parameters) and the multiplexed

@@ -15,18 +15,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{
     CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code,
 };
-use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{ConnectionSlot, Principal};
-use crate::edge::extract::Path;
+use crate::edge::extract::SubscribeTo;
+use crate::edge::responses::SubscribeErrors;
 use crate::error::ApiError;
 use crate::metrics::GaugeGuard;
 use crate::ops;
@@ -34,7 +35,7 @@ use crate::ops::authz::ConsumerGrants;
 use crate::ops::names::StreamName;
 use crate::ops::publish::BatchItem;
 use crate::ops::replay::{Event, Replay};
-use crate::ops::subscribe::Subscription;
+use crate::ops::subscribe::{Subscription, SubscriptionQuery};
 use crate::state::AppState;
 use protocol::{ClientOp, ServerFrame};
 
@@ -42,14 +43,11 @@ use protocol::{ClientOp, ServerFrame};
 /// empty, so a lone frame is never held back).
 const WRITE_BUFFER: usize = 64 * 1024;
 
-/// The WebSocket routes: one stream, and the multiplexed socket.
-pub fn routes() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route(
-            "/v1/streams/{stream}/ws",
-            axum::routing::get(stream_websocket),
-        )
-        .route("/v1/ws", axum::routing::get(multiplexed_websocket))
+/// The WebSocket routes, with their OpenAPI entries: one stream, and the multiplexed socket.
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(stream_websocket))
+        .routes(utoipa_axum::routes!(multiplexed_websocket))
 }
 
 /// Initial read buffer of a WebSocket.
@@ -86,32 +84,22 @@ fn configure(ws: WebSocketUpgrade, state: &AppState) -> WebSocketUpgrade {
     operation_id = "stream_websocket",
     params(
         ("stream" = String, Path, description = "Stream name", example = "ORDERS"),
-        ("deliver" = Option<String>, Query, description = "all (default), last, new or last_per_subject"),
-        ("start_seq" = Option<u64>, Query, description = "Start at this stream sequence (resume with last seen + 1)"),
-        ("start_time" = Option<String>, Query, description = "Start at the first message at or after this RFC 3339 time"),
-        ("filter" = Option<String>, Query, description = "Subject filter; repeat or comma-separate for several"),
-        ("consumer" = Option<String>, Query, description = "Durable consumer: ack mode"),
-        ("encoding" = Option<String>, Query, description = "auto (default) or base64"),
+        SubscriptionQuery,
         ("credit" = Option<u64>, Query, description = "Initial credit: messages sent before the client grants more"),
     ),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol (frames: openapi/asyncapi.yaml)"),
-        (status = 400, description = "Invalid parameter", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown stream or consumer", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 426, description = "Not a WebSocket upgrade request", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "JetStream unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+        SubscribeErrors,
     )
 )]
 pub async fn stream_websocket(
     State(state): State<AppState>,
     principal: Principal,
-    Path(stream): Path<String>,
-    RawQuery(query): RawQuery,
+    SubscribeTo(stream, subscription): SubscribeTo,
     headers: axum::http::HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let stream = StreamName::parse(stream)?;
-    let subscription = Subscription::parse(query.as_deref())?;
     let ws = ws.map_err(upgrade_required)?;
     crate::auth::check_origin(&headers, &state.config.cors_origin)?;
     principal.check_read(&stream)?;

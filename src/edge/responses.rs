@@ -1,5 +1,5 @@
-//! The error responses of each group of routes, listed once and referenced by the handlers'
-//! OpenAPI annotations. Every error body is an RFC 9457 problem (`application/problem+json`).
+//! The error responses of each group of routes (of every transport), listed once and referenced
+//! by the handlers' OpenAPI annotations. Every error body is an RFC 9457 problem (`application/problem+json`).
 
 #![allow(
     dead_code,
@@ -125,4 +125,18 @@ pub enum AckErrors {
     /// Too many acks in one request.
     #[response(status = 413, content_type = "application/problem+json")]
     TooLarge(Problem),
+}
+
+/// Errors of the subscription routes (WebSocket and SSE), answered before the stream starts.
+#[derive(IntoResponses)]
+pub enum SubscribeErrors {
+    /// Invalid parameter.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// Unknown stream or consumer.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// JetStream unavailable.
+    #[response(status = 503, content_type = "application/problem+json", headers(("Retry-After" = u64)))]
+    Unavailable(Problem),
 }
