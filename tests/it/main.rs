@@ -23,6 +23,7 @@ mod misc;
 mod node;
 mod observability;
 mod scaleout;
+mod sdk;
 mod security;
 mod sse;
 mod startup;
