@@ -407,6 +407,19 @@ impl StreamConfig {
                 jetstream_code: None,
             });
         }
+        // JetStream counts these as signed 64-bit numbers.
+        for (field, value) in [
+            ("max_bytes", self.max_bytes),
+            ("max_msgs", self.max_msgs),
+            ("max_msgs_per_subject", self.max_msgs_per_subject),
+        ] {
+            if value.is_some_and(|v| i64::try_from(v).is_err()) {
+                return Err(ApiError::InvalidConfig {
+                    detail: format!("{field} must be at most {}", i64::MAX),
+                    jetstream_code: None,
+                });
+            }
+        }
         Ok(())
     }
 }

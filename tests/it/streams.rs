@@ -481,6 +481,36 @@ async fn put_with_invalid_subject_returns_400_invalid_config() {
     );
 }
 
+/// JetStream counts limits as signed 64-bit numbers: a larger one is the client's mistake (400),
+/// never a 503 from a request JetStream cannot parse.
+#[tokio::test]
+async fn put_with_limits_past_the_signed_64_bit_range_returns_400_invalid_config() {
+    let app = spawn_app().await;
+
+    for field in ["max_bytes", "max_msgs", "max_msgs_per_subject"] {
+        let mut config = json!({"subjects": ["orders.>"]});
+        config[field] = json!(u64::MAX);
+        let response = put_stream(&app, "ORDERS", &config).await;
+
+        let body = problem(response, 400, "invalid_config").await;
+        assert!(
+            body["detail"].as_str().unwrap_or_default().contains(field),
+            "{body}"
+        );
+    }
+    assert!(
+        app.js.get_stream("ORDERS").await.is_err(),
+        "no stream may be created"
+    );
+    let at_the_bound = put_stream(
+        &app,
+        "ORDERS",
+        &json!({"subjects": ["orders.>"], "max_msgs": i64::MAX}),
+    )
+    .await;
+    assert_eq!(at_the_bound.status(), 201);
+}
+
 #[tokio::test]
 async fn put_with_duplicate_window_longer_than_max_age_returns_400_invalid_config() {
     let app = spawn_app().await;
