@@ -102,7 +102,6 @@ pub async fn stream_websocket(
 ) -> Result<Response, ApiError> {
     let ws = ws.map_err(upgrade_required)?;
     crate::auth::check_origin(&headers, &state.config.cors_origin)?;
-    principal.check_read(&stream)?;
     let slot = state.connections.acquire(&principal.id)?;
     let mut grants = ConsumerGrants::default();
     let replay =
