@@ -484,22 +484,11 @@ impl Nats {
         keys: &AckKeys,
     ) -> Result<Vec<Message>, ApiError> {
         let started = Instant::now();
-        let retry_until = started + spec.wait.max(self.api_timeout);
-        let mut backoff = RETRY_BACKOFF_FIRST;
-        loop {
+        while_leaderless(started + spec.wait.max(self.api_timeout), || {
             let wait = spec.wait.saturating_sub(started.elapsed());
-            match self
-                .fetch_once(stream, consumer, FetchSpec { wait, ..spec }, keys)
-                .await
-            {
-                Err(ApiError::Unavailable(why)) if Instant::now() + backoff < retry_until => {
-                    tracing::debug!(%stream, %consumer, reason = %why, "fetch retried");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
-                }
-                answer => return answer,
-            }
-        }
+            self.fetch_once(stream, consumer, FetchSpec { wait, ..spec }, keys)
+        })
+        .await
     }
 
     /// One attempt of [`Nats::fetch`].
@@ -662,18 +651,11 @@ impl Nats {
         timeout: Duration,
     ) -> Result<(), ApiError> {
         let retry_until = Instant::now() + timeout;
-        let mut backoff = RETRY_BACKOFF_FIRST;
-        loop {
+        while_leaderless(retry_until, || {
             let left = retry_until.saturating_duration_since(Instant::now());
-            match self.ack_once(target, action, delay, left).await {
-                Err(ApiError::Unavailable(why)) if Instant::now() + backoff < retry_until => {
-                    tracing::debug!(stream = %target.stream, consumer = %target.consumer, reason = %why, "ack retried");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
-                }
-                answer => return answer,
-            }
-        }
+            self.ack_once(target, action, delay, left)
+        })
+        .await
     }
 
     /// One attempt of [`Nats::ack`].
@@ -712,6 +694,27 @@ impl Nats {
             }
             Ok(Err(err)) => Err(ApiError::Unavailable(format!("cannot send ack: {err}"))),
             Err(_) => Err(not_confirmed(target, timeout)),
+        }
+    }
+}
+
+/// Runs `attempt` until it answers something other than 503 (a consumer without a leader, or
+/// NATS reconnecting), pausing with backoff in between, and answers the last attempt's result
+/// once another pause would pass `until`.
+async fn while_leaderless<T, F, Fut>(until: Instant, mut attempt: F) -> Result<T, ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ApiError>>,
+{
+    let mut backoff = RETRY_BACKOFF_FIRST;
+    loop {
+        match attempt().await {
+            Err(ApiError::Unavailable(why)) if Instant::now() + backoff < until => {
+                tracing::debug!(reason = %why, "asked again after backoff");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
+            }
+            answer => return answer,
         }
     }
 }

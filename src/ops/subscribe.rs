@@ -5,7 +5,7 @@
 use utoipa::IntoParams;
 
 use super::authz::ConsumerGrants;
-use super::names::StreamName;
+use super::names::{ConsumerName, StreamName};
 use super::replay::{Replay, ReplayFrom, ReplaySpec, Start};
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -164,7 +164,7 @@ pub async fn subscribe(
     who.check_read(stream)?;
     let spec = subscription.spec(state, stream, who)?;
     if let Some(consumer) = &spec.consumer {
-        crate::validate::name("consumer", consumer)?;
+        ConsumerName::parse(consumer.as_str())?;
         grants.check(&state.nats, who, stream, consumer).await?;
     }
     Replay::start(state.nats.clone(), state.ack_keys.clone(), spec).await
