@@ -4,6 +4,12 @@ use std::process::ExitCode;
 
 use jetway::config::{Cli, Command, ConfigError};
 
+/// mimalloc instead of the system allocator: a request allocates and frees many small blocks
+/// across threads, and glibc malloc/free was a fifth of the gateway's CPU per publish
+/// (docs/BENCHMARKS.md, "Where the time goes").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = match Cli::load(std::env::args_os()) {
