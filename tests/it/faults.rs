@@ -87,6 +87,26 @@ impl Tally {
     }
 }
 
+/// `publishers` tasks of [`publish_retrying`], each with `each` keys `<prefix><p>-<n>`.
+fn spawn_publishers(
+    http: &reqwest::Client,
+    base: &str,
+    (publishers, each, prefix): (usize, usize, &str),
+    progress: &Arc<AtomicUsize>,
+) -> Vec<tokio::task::JoinHandle<Tally>> {
+    (0..publishers)
+        .map(|p| {
+            let keys = (0..each).map(|n| format!("{prefix}{p}-{n}")).collect();
+            tokio::spawn(publish_retrying(
+                http.clone(),
+                base.to_owned(),
+                keys,
+                progress.clone(),
+            ))
+        })
+        .collect()
+}
+
 /// Publishes `keys` one after another, retrying each with the same key on 503/504 (and on a
 /// missing answer) until it is acknowledged. Any other answer fails the test.
 async fn publish_retrying(
@@ -175,17 +195,7 @@ async fn publishers_retrying_across_a_stream_leader_kill_store_every_acknowledge
     let mut app = cluster_app().await;
     let progress = Arc::new(AtomicUsize::new(0));
     let base = format!("http://{}", app.addr);
-    let tasks: Vec<_> = (0..PUBLISHERS)
-        .map(|p| {
-            let keys = (0..EACH).map(|n| format!("p{p}-{n}")).collect();
-            tokio::spawn(publish_retrying(
-                app.http.clone(),
-                base.clone(),
-                keys,
-                progress.clone(),
-            ))
-        })
-        .collect();
+    let tasks = spawn_publishers(&app.http, &base, (PUBLISHERS, EACH, "p"), &progress);
 
     let count = || progress.load(Ordering::SeqCst);
     eventually("a third acknowledged", Duration::from_secs(60), || async {
@@ -669,17 +679,12 @@ async fn jetway_sigkilled_and_restarted_mid_load_stores_each_retried_publish_exa
     let mut gateway = start_binary(&app, port);
     wait_ready(&app.http, &base).await;
     let progress = Arc::new(AtomicUsize::new(0));
-    let tasks: Vec<_> = (0..PUBLISHERS)
-        .map(|p| {
-            let keys = (0..EACH).map(|n| format!("g{p}-{n}")).collect();
-            tokio::spawn(publish_retrying(
-                reqwest::Client::new(),
-                base.clone(),
-                keys,
-                progress.clone(),
-            ))
-        })
-        .collect();
+    let tasks = spawn_publishers(
+        &reqwest::Client::new(),
+        &base,
+        (PUBLISHERS, EACH, "g"),
+        &progress,
+    );
 
     let count = || progress.load(Ordering::SeqCst);
     eventually("a third acknowledged", Duration::from_secs(60), || async {

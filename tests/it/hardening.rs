@@ -320,17 +320,7 @@ async fn connections_past_the_cap_are_closed_at_once_while_the_earlier_ones_are_
     );
 
     drop(held.pop());
-    eventually(
-        "a freed slot to serve a new connection",
-        DEADLINE,
-        || async {
-            let mut socket = connect(&app).await;
-            exchange(&mut socket, HEALTHZ)
-                .await
-                .filter(|r| r.status == 200)
-        },
-    )
-    .await;
+    new_connection_is_served(&app, "a freed slot to serve a new connection").await;
 }
 
 #[tokio::test]
@@ -360,16 +350,17 @@ async fn an_upgraded_websocket_holds_its_connection_slot_until_it_closes() {
 
     ws.close(None).await.expect("close");
     drop(ws);
-    eventually(
-        "the socket's slot to serve a new connection",
-        DEADLINE,
-        || async {
-            let mut socket = connect(&app).await;
-            exchange(&mut socket, HEALTHZ)
-                .await
-                .filter(|r| r.status == 200)
-        },
-    )
+    new_connection_is_served(&app, "the socket's slot to serve a new connection").await;
+}
+
+/// Waits until a new connection gets `/healthz` answered (a slot is free again).
+async fn new_connection_is_served(app: &TestApp, what: &str) {
+    eventually(what, DEADLINE, || async {
+        let mut socket = connect(app).await;
+        exchange(&mut socket, HEALTHZ)
+            .await
+            .filter(|r| r.status == 200)
+    })
     .await;
 }
 
