@@ -378,7 +378,6 @@ async fn binary_serves_healthz_and_exits_0_on_sigterm() {
         ])
         .spawn()
         .expect("spawn jetway");
-    let pid = child.id().expect("pid of a running child");
     let http = reqwest::Client::new();
     let health = format!("http://{listen}/healthz");
 
@@ -394,22 +393,7 @@ async fn binary_serves_healthz_and_exits_0_on_sigterm() {
     .await;
     assert_eq!(body, serde_json::json!({"status": "ok"}));
 
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(killed.success());
-
-    let output = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
-        .await
-        .expect("jetway exits within 10s of SIGTERM")
-        .expect("wait for jetway");
-    assert!(
-        output.status.success(),
-        "status {:?}; stderr: {}",
-        output.status,
-        text(&output.stderr)
-    );
+    terminate(child).await;
     assert!(
         http.get(&health).send().await.is_err(),
         "still serving after exit"
@@ -435,7 +419,6 @@ async fn binary_configured_by_file_creates_declared_stream_and_serves_it() {
         .args(["--config", path.to_str().unwrap()])
         .spawn()
         .expect("spawn jetway");
-    let pid = child.id().expect("pid of a running child");
     let http = reqwest::Client::new();
     let url = format!("http://{listen}/v1/streams/ORDERS");
 
@@ -461,13 +444,5 @@ async fn binary_configured_by_file_creates_declared_stream_and_serves_it() {
         stored.cached_info().config.max_age,
         Duration::from_secs(72 * 3600)
     );
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    let output = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
-        .await
-        .expect("jetway exits within 10s of SIGTERM")
-        .expect("wait for jetway");
-    assert!(output.status.success(), "status {:?}", output.status);
+    terminate(child).await;
 }
