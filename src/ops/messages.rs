@@ -73,6 +73,11 @@ pub async fn page(
                 "give start_seq or start_time, not both".to_owned(),
             ));
         }
+        (Some(0), None) => {
+            return Err(ApiError::InvalidParameter(
+                "start_seq must be at least 1 (sequences start at 1)".to_owned(),
+            ));
+        }
         (Some(seq), None) => Start::Sequence(seq),
         (None, Some(text)) => Start::Time(parse_time(text)?),
         (None, None) => Start::Sequence(1),

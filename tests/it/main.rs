@@ -16,6 +16,7 @@ mod cli;
 mod console;
 mod consumers;
 mod container;
+mod contract;
 mod deploy;
 mod faults;
 mod hardening;
