@@ -24,6 +24,7 @@ mod messages;
 mod misc;
 mod node;
 mod observability;
+mod readme;
 mod scaleout;
 mod sdk;
 mod security;
