@@ -49,14 +49,15 @@ where
     Ok(items.into_iter().map(|Object(item)| item).collect())
 }
 
-/// Non-negative whole numbers, written `5` or `5.0`: `#[serde(deserialize_with =
+/// Whole numbers from 0 to 2^63 - 1 (the document's `int64`, JetStream's range), written `5` or
+/// `5.0`: `#[serde(deserialize_with =
 /// "crate::json::whole::option")]` on an `Option` of `u64`, `usize` or `u32` (with
 /// `#[serde(default)]`), `crate::json::whole::required` on the plain type.
 pub mod whole {
     use super::{Deserialize, Deserializer, Unexpected, Visitor, de, fmt};
 
-    /// 2^64, the first value past `u64::MAX` (exactly representable as an `f64`).
-    const PAST_U64: f64 = 18_446_744_073_709_551_616.0;
+    /// 2^63, the first value past `i64::MAX` (exactly representable as an `f64`).
+    const PAST_I64: f64 = 9_223_372_036_854_775_808.0;
 
     struct WholeVisitor;
 
@@ -64,11 +65,15 @@ pub mod whole {
         type Value = u64;
 
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a non-negative whole number")
+            f.write_str("a whole number from 0 to 9223372036854775807")
         }
 
         fn visit_u64<E: de::Error>(self, value: u64) -> Result<u64, E> {
-            Ok(value)
+            if i64::try_from(value).is_ok() {
+                Ok(value)
+            } else {
+                Err(E::invalid_value(Unexpected::Unsigned(value), &self))
+            }
         }
 
         fn visit_i64<E: de::Error>(self, value: i64) -> Result<u64, E> {
@@ -76,8 +81,8 @@ pub mod whole {
         }
 
         fn visit_f64<E: de::Error>(self, value: f64) -> Result<u64, E> {
-            if value.fract() == 0.0 && (0.0..PAST_U64).contains(&value) {
-                // A whole value in 0..2^64: the conversion is exact.
+            if value.fract() == 0.0 && (0.0..PAST_I64).contains(&value) {
+                // A whole value in 0..2^63: the conversion is exact.
                 Ok(value as u64)
             } else {
                 Err(E::invalid_value(Unexpected::Float(value), &self))
@@ -146,7 +151,8 @@ mod tests {
             #[serde(deserialize_with = "objects")]
             items: Vec<Request>,
         }
-        assert!(serde_json::from_str::<List>(r#"{"items": [{"keep": 1}]}"#).is_ok());
+        let list: List = serde_json::from_str(r#"{"items": [{"keep": 1}]}"#).unwrap();
+        assert_eq!(list.items[0].keep, Some(1));
         assert!(serde_json::from_str::<List>(r#"{"items": [[1, 2]]}"#).is_err());
     }
 
@@ -158,6 +164,10 @@ mod tests {
             Some(980_338_869_865)
         );
         assert_eq!(read(r#"{"keep": 7}"#).unwrap().keep, Some(7));
+        assert_eq!(
+            read(r#"{"keep": 9223372036854775807}"#).unwrap().keep,
+            Some(i64::MAX as u64)
+        );
         assert_eq!(read(r#"{"keep": null}"#).unwrap().keep, None);
         assert_eq!(read("{}").unwrap(), Request::default());
         for bad in [
@@ -165,6 +175,8 @@ mod tests {
             r#"{"keep": -1}"#,
             r#"{"keep": -1.0}"#,
             r#"{"keep": 1e20}"#,
+            r#"{"keep": 9223372036854775808}"#,
+            r#"{"keep": 9223372036854775808.0}"#,
             r#"{"keep": "1"}"#,
             r#"{"small": 4294967296}"#,
         ] {

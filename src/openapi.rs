@@ -8,7 +8,8 @@ use utoipa::OpenApi;
 use utoipa::openapi::header::Header;
 use utoipa::openapi::path::{Operation, Parameter, ParameterIn};
 use utoipa::openapi::schema::{
-    KnownFormat, Object, ObjectBuilder, Schema, SchemaFormat, SchemaType, Type,
+    AdditionalProperties, ArrayItems, KnownFormat, Object, ObjectBuilder, Schema, SchemaFormat,
+    SchemaType, Type,
 };
 use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::{Content, ContentBuilder, Ref, RefOr, ResponseBuilder};
@@ -296,6 +297,10 @@ const FILTER_PATTERN: &str =
 const TIME_PATTERN: &str = r"^(197[1-9]|19[89][0-9]|2[01][0-9]{2}|22[0-5][0-9]|226[01])-";
 /// A per-message TTL ([`crate::nats::publish::Outgoing::ttl`]).
 const TTL_PATTERN: &str = r"^(never|[1-9][0-9]{0,5}[smh])$";
+/// A stored header's name: an HTTP token, not a `Nats-` one ([`crate::validate::header`]).
+const HEADER_NAME_PATTERN: &str = r"^(?![Nn][Aa][Tt][Ss]-)[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
+/// A stored header's value: visible ASCII, spaces and tabs.
+const STORED_VALUE_PATTERN: &str = r"^[\t\x20-\x7e]*$";
 /// Visible ASCII with inner spaces, as HTTP header values that jetway stores must be.
 const HEADER_VALUE_PATTERN: &str = r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$";
 
@@ -310,6 +315,13 @@ fn constrain_parameter(parameter: &mut Parameter, limits: &Limits) {
     let Some(RefOr::T(Schema::Object(schema))) = parameter.schema.as_mut() else {
         return;
     };
+    // A header is sent or left out; it is never `null` (an optional one was rendered
+    // nullable).
+    if parameter.parameter_in == ParameterIn::Header
+        && schema.schema_type == SchemaType::Array(vec![Type::String, Type::Null])
+    {
+        schema.schema_type = SchemaType::Type(Type::String);
+    }
     let text = |schema: &mut Object, max: usize, pattern: &str| {
         schema.min_length = Some(1);
         schema.max_length = Some(max);
@@ -393,6 +405,30 @@ fn constrain_bodies(schemas: &mut Schemas, limits: &Limits) {
         subject.min_length = Some(1);
         subject.max_length = Some(crate::validate::MAX_SUBJECT_LEN);
         subject.pattern = Some(SUBJECT_PATTERN.to_owned());
+    }
+    if let Some(Schema::Array(subjects)) = property_mut(schemas, "StreamConfig", "subjects")
+        && let ArrayItems::RefOrSchema(item) = &mut subjects.items
+        && let RefOr::T(Schema::Object(item)) = item.as_mut()
+    {
+        item.min_length = Some(1);
+        item.max_length = Some(crate::validate::MAX_SUBJECT_LEN);
+        item.pattern = Some(FILTER_PATTERN.to_owned());
+    }
+    if let Some(Schema::Object(headers)) = property_mut(schemas, "BatchItem", "headers") {
+        headers.property_names = Some(Box::new(Schema::Object(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(HEADER_NAME_PATTERN))
+                .build(),
+        )));
+        headers.additional_properties = Some(Box::new(AdditionalProperties::RefOr(RefOr::T(
+            Schema::Object(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(STORED_VALUE_PATTERN))
+                    .build(),
+            ),
+        ))));
     }
     if let Some(Schema::Object(subject)) = property_mut(schemas, "PurgeRequest", "subject") {
         subject.min_length = Some(1);

@@ -199,7 +199,12 @@ async fn counts_and_sequences_have_the_bounds_the_document_states() {
         ["schema"];
     assert_eq!(batch["minItems"], 1, "{batch}");
 
-    for query in ["limit=0", "limit=51", "start_seq=0"] {
+    for query in [
+        "limit=0",
+        "limit=51",
+        "start_seq=0",
+        "start_seq=9223372036854775808",
+    ] {
         let page = app
             .http
             .get(app.url(&format!("/v1/streams/ORDERS/messages?{query}")))
@@ -331,4 +336,36 @@ async fn fields_that_go_with_another_choice_are_dependent_schemas_the_server_enf
             .unwrap();
         problem(put, 400, "invalid_config").await;
     }
+}
+
+#[tokio::test]
+async fn numbers_past_int64_and_storage_jetstream_cannot_reserve_are_400_not_503() {
+    let app = with_orders().await;
+    json(app.publish("orders.new", "1", &[]).await, 201).await;
+    let doc = document(&app).await;
+    assert_eq!(property(&doc, "PurgeRequest", "keep")["format"], "int64");
+    // A header is sent or left out, never null.
+    let ttl = parameter(&doc, "/v1/publish/{subject}", "post", "Nats-TTL");
+    assert_eq!(ttl["type"], "string", "{ttl}");
+
+    problem(
+        post_json(
+            &app,
+            "/v1/streams/ORDERS/purge",
+            r#"{"keep": 9223372036854775808}"#,
+        )
+        .await,
+        400,
+        "invalid_body",
+    )
+    .await;
+    let huge = app
+        .http
+        .put(app.url("/v1/streams/HUGE"))
+        .json(&json!({"subjects": ["huge.>"], "max_bytes": 9_223_372_036_854_775_806_u64}))
+        .send()
+        .await
+        .unwrap();
+    problem(huge, 400, "invalid_config").await;
+    assert_eq!(app.stored("ORDERS").await.len(), 1, "nothing purged");
 }
