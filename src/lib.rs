@@ -20,6 +20,8 @@ pub mod error;
 pub mod healthcheck;
 /// HTTP routes, handlers and the OpenAPI document.
 pub mod http;
+/// JSON request bodies: structs from objects only, whole numbers (int64) written `5` or `5.0`.
+pub mod json;
 /// The JSON representation of messages.
 pub mod message;
 pub mod metrics;

@@ -7,7 +7,10 @@ use utoipa::Number;
 use utoipa::OpenApi;
 use utoipa::openapi::header::Header;
 use utoipa::openapi::path::{Operation, Parameter, ParameterIn};
-use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayItems, KnownFormat, Object, ObjectBuilder, Schema, SchemaFormat,
+    SchemaType, Type,
+};
 use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::{Content, ContentBuilder, Ref, RefOr, ResponseBuilder};
 
@@ -53,10 +56,12 @@ pub fn routes(limits: &Limits) -> (OpenApiRouter<AppState>, OpenApiRouter<AppSta
     (v1, http::public_routes())
 }
 
-/// The document of [`routes`], with the version of this build.
+/// The document of [`routes`] with the default configuration's limits, and the version of this
+/// build.
 pub fn document() -> utoipa::openapi::OpenApi {
-    let (v1, public) = routes(&Limits::new(&Config::defaults()));
-    complete(v1.merge(public).into_openapi())
+    let limits = Limits::new(&Config::defaults());
+    let (v1, public) = routes(&limits);
+    complete(v1.merge(public).into_openapi(), &limits)
 }
 
 /// The document of the routes' entries, completed.
@@ -64,8 +69,9 @@ pub fn document() -> utoipa::openapi::OpenApi {
 /// What the annotations cannot say is added here, once for every operation it applies to: the
 /// bearer scheme and the statuses any route can answer (401, 403, 429, 431, 502, and for routes
 /// with a body 408, 413 and 415), `Retry-After` on every 429 and 503, the payload as bytes, and
-/// the constraints the handlers enforce on path, query and header parameters.
-pub fn complete(paths: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+/// the constraints the server enforces on path, query and header parameters and on bodies,
+/// with the bounds of `limits` (the server's configuration).
+pub fn complete(paths: utoipa::openapi::OpenApi, limits: &Limits) -> utoipa::openapi::OpenApi {
     use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
     use utoipa::openapi::server::ServerBuilder;
     let mut doc = ApiDoc::openapi();
@@ -90,6 +96,7 @@ pub fn complete(paths: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
         .build();
     if let Some(components) = doc.components.as_mut() {
         components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+        constrain_bodies(&mut components.schemas, limits);
     }
     // Every /v1 operation needs a token; liveness, readiness and metrics do not.
     for (path, item) in doc.paths.paths.iter_mut() {
@@ -105,13 +112,13 @@ pub fn complete(paths: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
         .into_iter()
         .flatten()
         {
-            refine_operation(operation, public);
+            refine_operation(operation, public, limits);
         }
     }
     doc
 }
 
-fn refine_operation(operation: &mut Operation, public: bool) {
+fn refine_operation(operation: &mut Operation, public: bool, limits: &Limits) {
     operation.security = Some(if public {
         Vec::new()
     } else {
@@ -152,9 +159,36 @@ fn refine_operation(operation: &mut Operation, public: bool) {
         })
         .collect();
     }
+    if let Some(RefOr::T(body)) = operation.request_body.as_mut() {
+        for content in body.content.values_mut() {
+            let RefOr::T(content) = content else { continue };
+            // An optional body is left out, never sent as `null` (a 400): the body is the
+            // object itself, not required.
+            let object = match &content.schema {
+                Some(RefOr::T(Schema::OneOf(one_of))) if one_of.items.len() == 2 => {
+                    let mut others = one_of.items.iter().filter(|s| !is_null(s));
+                    match (others.next(), others.next()) {
+                        (Some(object), None) => Some(object.clone()),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            if object.is_some() {
+                content.schema = object;
+            }
+            // A batch holds at least one item, at most --max-batch-messages.
+            if operation.operation_id.as_deref() == Some("publish_batch")
+                && let Some(RefOr::T(Schema::Array(items))) = content.schema.as_mut()
+            {
+                items.min_items = Some(1);
+                items.max_items = Some(limits.max_batch_messages);
+            }
+        }
+    }
     for parameter in operation.parameters.iter_mut().flatten() {
         if let RefOr::T(parameter) = parameter {
-            constrain_parameter(parameter);
+            constrain_parameter(parameter, limits);
         }
     }
     // The payload of a raw read is bytes.
@@ -257,14 +291,37 @@ const SUBJECT_PATTERN: &str = r"^[^\s\x00-\x1f\x7f-\x9f.*>]+(\.[^\s\x00-\x1f\x7f
 /// token and `>` as the whole last token.
 const FILTER_PATTERN: &str =
     r"^(?:[^\s\x00-\x1f\x7f-\x9f.*>]+|\*)(?:\.(?:[^\s\x00-\x1f\x7f-\x9f.*>]+|\*))*(?:\.>)?$|^>$";
+/// An RFC 3339 time JetStream can represent ([`crate::timestamp::parse_time`]: 1970 to
+/// 2262-04-11): the pattern keeps to the whole years 1971 to 2261, so that no time zone offset
+/// takes a matching time out of range.
+const TIME_PATTERN: &str = r"^(197[1-9]|19[89][0-9]|2[01][0-9]{2}|22[0-5][0-9]|226[01])-";
+/// A per-message TTL ([`crate::nats::publish::Outgoing::ttl`]).
+const TTL_PATTERN: &str = r"^(never|[1-9][0-9]{0,5}[smh])$";
+/// A stored header's name: an HTTP token, not a `Nats-` one ([`crate::validate::header`]).
+const HEADER_NAME_PATTERN: &str = r"^(?![Nn][Aa][Tt][Ss]-)[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
+/// A stored header's value: visible ASCII, spaces and tabs.
+const STORED_VALUE_PATTERN: &str = r"^[\t\x20-\x7e]*$";
 /// Visible ASCII with inner spaces, as HTTP header values that jetway stores must be.
 const HEADER_VALUE_PATTERN: &str = r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$";
 
-/// The constraints the handlers enforce on a parameter, by its name and place.
-fn constrain_parameter(parameter: &mut Parameter) {
+/// `{"type": "null"}`.
+fn is_null(schema: &RefOr<Schema>) -> bool {
+    matches!(schema, RefOr::T(Schema::Object(object))
+        if object.schema_type == SchemaType::Type(Type::Null))
+}
+
+/// The constraints the server enforces on a parameter, by its name and place.
+fn constrain_parameter(parameter: &mut Parameter, limits: &Limits) {
     let Some(RefOr::T(Schema::Object(schema))) = parameter.schema.as_mut() else {
         return;
     };
+    // A header is sent or left out; it is never `null` (an optional one was rendered
+    // nullable).
+    if parameter.parameter_in == ParameterIn::Header
+        && schema.schema_type == SchemaType::Array(vec![Type::String, Type::Null])
+    {
+        schema.schema_type = SchemaType::Type(Type::String);
+    }
     let text = |schema: &mut Object, max: usize, pattern: &str| {
         schema.min_length = Some(1);
         schema.max_length = Some(max);
@@ -282,16 +339,153 @@ fn constrain_parameter(parameter: &mut Parameter) {
         (ParameterIn::Path, "seq") | (ParameterIn::Query, "start_seq") => {
             schema.minimum = Some(Number::UInt(1));
         }
+        (ParameterIn::Query, "start_time") => {
+            schema.format = Some(SchemaFormat::KnownFormat(KnownFormat::DateTime));
+            schema.pattern = Some(TIME_PATTERN.to_owned());
+        }
+        (ParameterIn::Query, "limit") => {
+            schema.minimum = Some(Number::UInt(1));
+            schema.maximum = Some(Number::UInt(limits.max_page_messages));
+        }
         // Header values are text: a number is its decimal digits (an SDK then sends it as
         // written, where some send an integer header not at all).
         (
             ParameterIn::Header,
             "Nats-Expected-Last-Sequence" | "Nats-Expected-Last-Subject-Sequence",
         ) => text(schema, 19, r"^[0-9]{1,19}$"),
+        (ParameterIn::Header, "Nats-TTL") => text(schema, 7, TTL_PATTERN),
         (ParameterIn::Header, "Idempotency-Key" | "Nats-Expected-Last-Msg-Id") => {
             text(schema, 256, HEADER_VALUE_PATTERN);
         }
         _ => {}
+    }
+}
+
+/// A component schema that is an object.
+fn object_mut<'a>(schemas: &'a mut Schemas, name: &str) -> Option<&'a mut Object> {
+    match schemas.get_mut(name) {
+        Some(RefOr::T(Schema::Object(object))) => Some(object),
+        _ => None,
+    }
+}
+
+/// A property of a component schema.
+fn property_mut<'a>(schemas: &'a mut Schemas, name: &str, field: &str) -> Option<&'a mut Schema> {
+    match object_mut(schemas, name)?.properties.get_mut(field) {
+        Some(RefOr::T(property)) => Some(property),
+        _ => None,
+    }
+}
+
+type Schemas = std::collections::BTreeMap<String, RefOr<Schema>>;
+
+/// `{"anyOf": [<field is null>, then]}`: a field sent as `null` counts as left out.
+fn absent_or(field: &str, then: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"anyOf": [{"properties": {field: {"type": "null"}}}, then]})
+}
+
+/// The constraints the server enforces on request bodies that their types cannot carry: bounds
+/// from the configuration, non-empty lists and subjects, fields that go with one choice of
+/// another (JSON Schema's `dependentSchemas`).
+fn constrain_bodies(schemas: &mut Schemas, limits: &Limits) {
+    for (field, max) in [
+        ("max_messages", limits.max_fetch_messages),
+        ("max_bytes", limits.max_fetch_bytes),
+    ] {
+        if let Some(Schema::Object(object)) = property_mut(schemas, "FetchRequest", field) {
+            object.minimum = Some(Number::UInt(1));
+            object.maximum = Some(Number::UInt(max));
+        }
+    }
+    if let Some(Schema::Array(acks)) = property_mut(schemas, "AcksRequest", "acks") {
+        acks.min_items = Some(1);
+        acks.max_items = Some(limits.max_acks);
+    }
+    if let Some(Schema::Object(subject)) = property_mut(schemas, "BatchItem", "subject") {
+        subject.min_length = Some(1);
+        subject.max_length = Some(crate::validate::MAX_SUBJECT_LEN);
+        subject.pattern = Some(SUBJECT_PATTERN.to_owned());
+    }
+    if let Some(Schema::Array(subjects)) = property_mut(schemas, "StreamConfig", "subjects")
+        && let ArrayItems::RefOrSchema(item) = &mut subjects.items
+        && let RefOr::T(Schema::Object(item)) = item.as_mut()
+    {
+        item.min_length = Some(1);
+        item.max_length = Some(crate::validate::MAX_SUBJECT_LEN);
+        item.pattern = Some(FILTER_PATTERN.to_owned());
+    }
+    if let Some(Schema::Object(headers)) = property_mut(schemas, "BatchItem", "headers") {
+        headers.property_names = Some(Box::new(Schema::Object(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(HEADER_NAME_PATTERN))
+                .build(),
+        )));
+        headers.additional_properties = Some(Box::new(AdditionalProperties::RefOr(RefOr::T(
+            Schema::Object(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(STORED_VALUE_PATTERN))
+                    .build(),
+            ),
+        ))));
+    }
+    if let Some(Schema::Object(subject)) = property_mut(schemas, "PurgeRequest", "subject") {
+        subject.min_length = Some(1);
+        subject.max_length = Some(crate::validate::MAX_SUBJECT_LEN);
+        subject.pattern = Some(FILTER_PATTERN.to_owned());
+    }
+    if let Some(Schema::Object(up_to)) = property_mut(schemas, "PurgeRequest", "up_to_seq") {
+        up_to.minimum = Some(Number::UInt(1));
+    }
+    if let Some(Schema::Object(time)) = property_mut(schemas, "ConsumerConfig", "opt_start_time") {
+        time.format = Some(SchemaFormat::KnownFormat(KnownFormat::DateTime));
+        time.pattern = Some(TIME_PATTERN.to_owned());
+    }
+    if let Some(Schema::Object(ttl)) = property_mut(schemas, "BatchItem", "ttl") {
+        ttl.min_length = Some(1);
+        ttl.max_length = Some(7);
+        ttl.pattern = Some(TTL_PATTERN.to_owned());
+    }
+    let by_start = |policy: &str, field: &str, kind: &str| {
+        serde_json::json!({
+            "properties": {"deliver_policy": {"const": policy}, field: {"type": kind}},
+            "required": ["deliver_policy", field],
+        })
+    };
+    let dependent = [
+        (
+            "AckItem",
+            serde_json::json!({
+                "delay": absent_or("delay", serde_json::json!({"properties": {"action": {"const": "nak"}}})),
+            }),
+        ),
+        (
+            "PurgeRequest",
+            serde_json::json!({
+                "keep": absent_or("keep", serde_json::json!({"properties": {"up_to_seq": {"type": "null"}}})),
+            }),
+        ),
+        (
+            "ConsumerConfig",
+            serde_json::json!({
+                "opt_start_seq": absent_or("opt_start_seq", by_start("by_start_sequence", "opt_start_seq", "integer")),
+                "opt_start_time": absent_or("opt_start_time", by_start("by_start_time", "opt_start_time", "string")),
+                "deliver_policy": {"anyOf": [
+                    {"properties": {"deliver_policy": {"enum": ["all", "last", "new", "last_per_subject"]}}},
+                    by_start("by_start_sequence", "opt_start_seq", "integer"),
+                    by_start("by_start_time", "opt_start_time", "string"),
+                ]},
+            }),
+        ),
+    ];
+    for (name, rules) in dependent {
+        if let Some(object) = object_mut(schemas, name) {
+            object
+                .extensions
+                .get_or_insert_with(Default::default)
+                .insert("dependentSchemas".to_owned(), rules);
+        }
     }
 }
 

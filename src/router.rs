@@ -27,6 +27,7 @@ pub fn router(state: AppState) -> Router {
     let (public, public_doc) = public.split_for_parts();
     let mut doc = v1_doc;
     doc.merge(public_doc);
-    let public = public.merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::complete(doc)));
+    let public = public
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::complete(doc, &state.limits)));
     edge::finish(edge::guard_v1(v1, &state).merge(public), state)
 }

@@ -6,13 +6,28 @@ use axum::extract::FromRequestParts;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 
 use crate::error::ApiError;
+use crate::json::Object;
 use crate::ops::names::StreamName;
 use crate::ops::subscribe::Subscription;
 
-/// `axum::Json` with problem+json rejections.
-#[derive(Debug, Clone, Copy, Default, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// `axum::Json` with problem+json rejections. Every JSON request body of this API is an object:
+/// a struct is read from an object only ([`crate::json::Object`]).
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
+
+impl<S, T> FromRequest<S> for Json<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let axum::Json(Object(value)) =
+            axum::Json::<Object<T>>::from_request(request, state).await?;
+        Ok(Self(value))
+    }
+}
 
 impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
     fn into_response(self) -> axum::response::Response {
@@ -45,8 +60,8 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     }
 }
 
-/// A JSON body that may be left out (then `T::default()`), for routes whose whole body is
-/// optional (purge, fetch). Its `Content-Type` must be JSON, or absent, even when the body is
+/// A JSON object that may be left out (then `T::default()`), for routes whose whole body is
+/// optional (purge, fetch); `null` is not "left out", it is a 400. Its `Content-Type` must be JSON, or absent, even when the body is
 /// empty: these routes change state, and what an HTML form sends
 /// (`application/x-www-form-urlencoded`, `multipart/form-data`, `text/plain`) is exactly what a
 /// page of another site can make a browser send (see [`super::origin`]).
@@ -76,7 +91,7 @@ where
             return Ok(Self(T::default()));
         }
         serde_json::from_slice(&bytes)
-            .map(Self)
+            .map(|Object(value)| Self(value))
             .map_err(|err| ApiError::InvalidBody(format!("invalid JSON body: {err}")))
     }
 }

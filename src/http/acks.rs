@@ -46,6 +46,8 @@ pub struct AckItem {
     {"ack_id": "JEpTLkFDSy5PUkRFUlMud29ya2Vycy4xLjIuMi4xNzY0MTQ3NjAwMDAwMDAwMDAwLjA.Qm1f0mJ0v8bS1cYyQ0o0Nw", "action": "nak", "delay": "10s"}
 ]}))]
 pub struct AcksRequest {
+    /// At least one (at most the server's `--max-acks`, 1000 by default); each an object.
+    #[serde(deserialize_with = "crate::json::objects")]
     pub acks: Vec<AckItem>,
 }
 

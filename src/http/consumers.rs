@@ -136,11 +136,19 @@ pub async fn delete_consumer(
 pub struct FetchRequest {
     /// Most messages to return (default 1; at most the server's `--max-fetch-messages`, 1000
     /// by default).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::json::whole::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_messages: Option<usize>,
     /// Most bytes to return, counting subject, headers and payload (default and maximum: the
     /// server's `--max-fetch-bytes`, 8 MiB by default).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::json::whole::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_bytes: Option<usize>,
     /// Long-poll: how long to wait when no message is available (default `0s`: answer at once;
     /// at most the server's `--max-fetch-wait`, 30s by default). The answer comes as soon as at

@@ -42,9 +42,10 @@ pub struct LastParams {
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
-    /// First sequence to return (default 1). Not with `start_time`.
+    /// First sequence to return (at least 1, default 1). Not with `start_time`.
     pub start_seq: Option<u64>,
-    /// Return messages stored at or after this RFC 3339 time. Not with `start_seq`.
+    /// Return messages stored at or after this RFC 3339 time (1971 to 2261). Not with
+    /// `start_seq`.
     pub start_time: Option<String>,
     /// Only messages on this subject (wildcards allowed).
     pub subject: Option<String>,

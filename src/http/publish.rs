@@ -10,6 +10,7 @@ use crate::auth::Principal;
 use crate::edge::extract::{Body, Path, Query};
 use crate::edge::responses::{BatchErrors, PublishErrors};
 use crate::error::{ApiError, Problem};
+use crate::json::Object;
 use crate::nats::publish::{Outgoing, Stored};
 use crate::ops;
 use crate::ops::names::Subject;
@@ -324,7 +325,8 @@ fn parse_batch(
     // Items are parsed straight from their text (no intermediate JSON tree), each on its own
     // so that one bad item does not sink the others.
     let parse_item = |text: &str| {
-        serde_json::from_str::<BatchItem>(text)
+        serde_json::from_str::<Object<BatchItem>>(text)
+            .map(|Object(item)| item)
             .map_err(|err| ApiError::InvalidBody(format!("invalid item: {err}")))
     };
     let items: Vec<Result<BatchItem, ApiError>> = match content_type.as_str() {

@@ -69,10 +69,16 @@ pub enum DeliverFrom {
 pub struct ConsumerConfig {
     #[serde(default)]
     pub deliver_policy: DeliverFrom,
-    /// First stream sequence, with `deliver_policy: by_start_sequence`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// First stream sequence: required with `deliver_policy: by_start_sequence`, and only
+    /// given with it.
+    #[serde(
+        default,
+        deserialize_with = "crate::json::whole::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub opt_start_seq: Option<u64>,
-    /// Start time (RFC 3339), with `deliver_policy: by_start_time`.
+    /// Start time (RFC 3339): required with `deliver_policy: by_start_time`, and only given
+    /// with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opt_start_time: Option<String>,
     /// Only messages on these subjects (wildcards allowed). Default: every subject of the stream.
@@ -87,7 +93,11 @@ pub struct ConsumerConfig {
     #[schema(value_type = Option<String>, example = "30s")]
     pub ack_wait: Option<Duration>,
     /// Deliveries of one message before it is given up (and dead-lettered). Default unlimited.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::json::whole::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_deliver: Option<u64>,
     /// Redelivery delays, one per delivery (the last repeats); overrides `ack_wait` for
     /// redelivery timing.
@@ -99,10 +109,18 @@ pub struct ConsumerConfig {
     #[schema(value_type = Vec<String>, example = json!(["1s", "10s", "1m"]))]
     pub backoff: Vec<Duration>,
     /// Most messages delivered and not yet acknowledged. Default 1000.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::json::whole::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_ack_pending: Option<u64>,
     /// Most concurrent waiting fetches. Default 512.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::json::whole::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_waiting: Option<u64>,
     /// Delete the consumer after this long without fetches. Default never.
     #[serde(

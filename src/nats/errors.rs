@@ -136,6 +136,18 @@ pub fn from_jetstream(err: &jetstream::Error, op: Op<'_>) -> ApiError {
             },
         },
 
+        // A stream's max_bytes that JetStream cannot reserve: waiting does not help, asking for
+        // less does.
+        10047 if matches!(op, Op::StreamCreate(_) | Op::StreamUpdate(_)) => {
+            ApiError::InvalidConfig {
+                detail: format!(
+                    "{description}: JetStream cannot reserve the storage this configuration \
+                     asks for; lower max_bytes"
+                ),
+                jetstream_code,
+            }
+        }
+
         // Per-message TTL.
         10165 => ApiError::InvalidTtl {
             detail,

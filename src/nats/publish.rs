@@ -145,23 +145,20 @@ impl Outgoing {
         self.set(header::EXPECTED_LAST_MSG_ID, id)
     }
 
-    /// Per-message TTL: a duration of whole seconds (at least `1s`) or `never`.
+    /// Per-message TTL: `never`, or a whole number of seconds, minutes or hours from 1 to 999999
+    /// (`30s`, `5m`, `2h`; the OpenAPI document's pattern), stored in seconds.
     pub fn ttl(&mut self, text: &str) -> Result<(), ApiError> {
-        let text = text.trim();
-        if text.eq_ignore_ascii_case("never") {
+        if text == "never" {
             return self.set(header::TTL, "never");
         }
-        let invalid = |why: String| ApiError::InvalidTtl {
-            detail: why,
+        let seconds = ttl_seconds(text).ok_or_else(|| ApiError::InvalidTtl {
+            detail: format!(
+                "Nats-TTL '{text}' must be a whole number of seconds, minutes or hours from 1 to \
+                 999999 ('30s', '5m', '2h'), or 'never'"
+            ),
             jetstream_code: None,
-        };
-        let ttl = crate::duration::parse(text).map_err(|e| invalid(format!("Nats-TTL: {e}")))?;
-        if ttl < Duration::from_secs(1) || ttl.subsec_nanos() != 0 {
-            return Err(invalid(format!(
-                "Nats-TTL '{text}' must be a whole number of seconds, at least 1s (or 'never')"
-            )));
-        }
-        self.set(header::TTL, &format!("{}s", ttl.as_secs()))
+        })?;
+        self.set(header::TTL, &format!("{seconds}s"))
     }
 
     /// Applies a client-sent `Nats-*` header, identified by its lowercase name.
@@ -170,12 +167,18 @@ impl Outgoing {
         lowercase_name: &str,
         value: &str,
     ) -> Result<(), ApiError> {
+        // Decimal digits only (`+5` would parse too), as the OpenAPI document's pattern says.
         let parse_seq = |v: &str| {
-            v.trim().parse::<u64>().map_err(|_| {
-                ApiError::InvalidHeader(format!(
-                    "{lowercase_name} must be a sequence number, got '{v}'"
-                ))
-            })
+            let v = v.trim();
+            v.bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| v.parse::<u64>().ok())
+                .flatten()
+                .ok_or_else(|| {
+                    ApiError::InvalidHeader(format!(
+                        "{lowercase_name} must be a sequence number (decimal digits), got '{v}'"
+                    ))
+                })
         };
         match lowercase_name {
             "nats-expected-stream" => self.expected_stream(value.trim()),
@@ -629,6 +632,24 @@ fn server_at_least(version: &str, major: u64, minor: u64) -> bool {
     (have_major, have_minor) >= (major, minor)
 }
 
+/// `30s`, `5m`, `2h` in seconds: 1 to 6 digits without a leading zero, then the unit.
+fn ttl_seconds(text: &str) -> Option<u64> {
+    let (digits, scale) = if let Some(digits) = text.strip_suffix('s') {
+        (digits, 1)
+    } else if let Some(digits) = text.strip_suffix('m') {
+        (digits, 60)
+    } else {
+        (text.strip_suffix('h')?, 3600)
+    };
+    let valid = (1..=6).contains(&digits.len())
+        && !digits.starts_with('0')
+        && digits.bytes().all(|b| b.is_ascii_digit());
+    valid
+        .then(|| digits.parse::<u64>().ok())
+        .flatten()
+        .map(|n| n * scale)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -671,8 +692,12 @@ mod tests {
     #[test]
     fn ttl_needs_whole_seconds() {
         let mut message = Outgoing::new("a.b", Bytes::new()).unwrap();
-        assert!(message.ttl("1500ms").is_err());
-        assert!(message.ttl("0s").is_err());
+        for bad in [
+            "1500ms", "0s", "05s", "1h 30m", "1000000s", "NEVER", " 5s", "s", "", "5d",
+        ] {
+            assert!(message.ttl(bad).is_err(), "{bad}");
+        }
+        assert!(message.ttl("999999h").is_ok());
         assert!(message.ttl("never").is_ok());
         assert!(message.ttl("2m").is_ok());
         assert_eq!(message.headers.get("Nats-TTL").unwrap().as_str(), "120s");

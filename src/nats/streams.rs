@@ -78,7 +78,7 @@ pub struct StreamConfig {
     #[serde(default)]
     pub storage: Storage,
     /// Number of replicas (1, 3 or 5 on a cluster).
-    #[serde(default = "one")]
+    #[serde(default = "one", deserialize_with = "crate::json::whole::required")]
     pub replicas: usize,
     /// Oldest message age kept.
     #[serde(
@@ -89,16 +89,32 @@ pub struct StreamConfig {
     #[schema(value_type = Option<String>, example = "72h")]
     pub max_age: Option<Duration>,
     /// Most bytes kept.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::json::whole::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_bytes: Option<u64>,
     /// Most messages kept.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::json::whole::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_msgs: Option<u64>,
     /// Most messages kept per subject.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::json::whole::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_msgs_per_subject: Option<u64>,
     /// Largest message accepted, in bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::json::whole::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_msg_size: Option<u32>,
     #[serde(default)]
     pub discard: Discard,
@@ -195,11 +211,19 @@ pub struct PurgeRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
     /// Keep this many newest messages (with `subject`: of the messages it matches, taken
-    /// together, not per subject).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// together, not per subject). Not with `up_to_seq`.
+    #[serde(
+        default,
+        deserialize_with = "crate::json::whole::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub keep: Option<u64>,
-    /// Purge messages with a sequence below this one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Purge messages with a sequence below this one (at least 1). Not with `keep`.
+    #[serde(
+        default,
+        deserialize_with = "crate::json::whole::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub up_to_seq: Option<u64>,
 }
 
@@ -632,6 +656,12 @@ impl Nats {
         if request.keep.is_some() && request.up_to_seq.is_some() {
             return Err(ApiError::InvalidBody(
                 "'keep' and 'up_to_seq' cannot be combined".to_owned(),
+            ));
+        }
+        // JetStream reads a sequence of 0 as "none given": the purge would take everything.
+        if request.up_to_seq == Some(0) {
+            return Err(ApiError::InvalidBody(
+                "'up_to_seq' must be at least 1; leave it out to purge everything".to_owned(),
             ));
         }
         let mut body = serde_json::Map::new();

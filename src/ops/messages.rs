@@ -73,6 +73,13 @@ pub async fn page(
                 "give start_seq or start_time, not both".to_owned(),
             ));
         }
+        // Sequences start at 1 and, as everywhere in the document, are int64.
+        (Some(seq), None) if seq == 0 || i64::try_from(seq).is_err() => {
+            return Err(ApiError::InvalidParameter(format!(
+                "start_seq must be between 1 and {}",
+                i64::MAX
+            )));
+        }
         (Some(seq), None) => Start::Sequence(seq),
         (None, Some(text)) => Start::Time(parse_time(text)?),
         (None, None) => Start::Sequence(1),

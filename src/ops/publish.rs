@@ -35,9 +35,17 @@ pub struct BatchItem {
     pub idempotency_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_stream: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::json::whole::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expected_last_sequence: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::json::whole::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expected_last_subject_sequence: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_last_msg_id: Option<String>,

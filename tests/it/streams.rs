@@ -481,10 +481,11 @@ async fn put_with_invalid_subject_returns_400_invalid_config() {
     );
 }
 
-/// JetStream counts limits as signed 64-bit numbers: a larger one is the client's mistake (400),
-/// never a 503 from a request JetStream cannot parse.
+/// JetStream counts limits as signed 64-bit numbers, and the document says int64: a larger one
+/// is a body that does not match the schema (400 invalid_body, naming the field), never a 503
+/// from a request JetStream cannot parse.
 #[tokio::test]
-async fn put_with_limits_past_the_signed_64_bit_range_returns_400_invalid_config() {
+async fn put_with_limits_past_the_signed_64_bit_range_returns_400_invalid_body() {
     let app = spawn_app().await;
 
     for field in ["max_bytes", "max_msgs", "max_msgs_per_subject"] {
@@ -492,7 +493,7 @@ async fn put_with_limits_past_the_signed_64_bit_range_returns_400_invalid_config
         config[field] = json!(u64::MAX);
         let response = put_stream(&app, "ORDERS", &config).await;
 
-        let body = problem(response, 400, "invalid_config").await;
+        let body = problem(response, 400, "invalid_body").await;
         assert!(
             body["detail"].as_str().unwrap_or_default().contains(field),
             "{body}"
