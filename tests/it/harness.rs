@@ -74,6 +74,82 @@ struct Node {
 pub struct NatsServer {
     nodes: Vec<Node>,
     routes: Vec<String>,
+    /// A cluster's share of [`LOAD_GATE`], held while it runs.
+    _gate: Option<GateShare>,
+}
+
+/// Keeps 3-node clusters and tests that load both cores with external tools (SDK generators,
+/// schemathesis) from running at the same time: on a starved 2-core machine a cluster misses
+/// its heartbeats and elects leaders for seconds, which no test of jetway means to measure.
+/// Clusters share the gate with each other; a heavy test holds it alone.
+pub static LOAD_GATE: Gate = Gate::new();
+
+/// A shared/exclusive gate whose guards are `Send` (tests hand servers to tasks); a waiting
+/// exclusive holder goes before new shared ones.
+pub struct Gate {
+    /// (shared holders, exclusive held, exclusive waiting)
+    state: std::sync::Mutex<(usize, bool, usize)>,
+    changed: std::sync::Condvar,
+}
+
+pub struct GateShare(&'static Gate);
+pub struct GateAlone(&'static Gate);
+
+impl Gate {
+    const fn new() -> Self {
+        Self {
+            state: std::sync::Mutex::new((0, false, 0)),
+            changed: std::sync::Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, bool, usize)> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Blocks this test's thread until no exclusive holder runs or waits.
+    pub fn share(&'static self) -> GateShare {
+        let mut state = self.lock();
+        while state.1 || state.2 > 0 {
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        state.0 += 1;
+        GateShare(self)
+    }
+
+    /// Blocks this test's thread until nobody else holds the gate.
+    pub fn alone(&'static self) -> GateAlone {
+        let mut state = self.lock();
+        state.2 += 1;
+        while state.1 || state.0 > 0 {
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        state.2 -= 1;
+        state.1 = true;
+        GateAlone(self)
+    }
+}
+
+impl Drop for GateShare {
+    fn drop(&mut self) {
+        self.0.lock().0 -= 1;
+        self.0.changed.notify_all();
+    }
+}
+
+impl Drop for GateAlone {
+    fn drop(&mut self) {
+        self.0.lock().1 = false;
+        self.0.changed.notify_all();
+    }
 }
 
 /// A JetStream API answer (`$JS.API.<api>`), or `None` when there is none within 500 ms.
@@ -112,6 +188,7 @@ impl NatsServer {
             Topology::Single => 1,
             Topology::Cluster => 3,
         };
+        let mut gate = (count > 1).then(|| LOAD_GATE.share());
         // Cluster ports are picked before any node starts, so another test may take one in
         // between: a node that exits before listening makes the whole cluster start again on
         // fresh ports.
@@ -132,6 +209,7 @@ impl NatsServer {
                 server.wait_for_meta_leader().await;
                 server.wait_for_r3_placement().await;
             }
+            server._gate = gate.take();
             return server;
         }
         panic!("nats-server did not start in 3 attempts (run with JETWAY_TEST_NATS_LOGS=1)");
@@ -157,7 +235,11 @@ impl NatsServer {
                 ports_dir: TempDir::new().expect("ports dir"),
             })
             .collect();
-        Self { nodes, routes }
+        Self {
+            nodes,
+            routes,
+            _gate: None,
+        }
     }
 
     /// Waits until the cluster can place an R3 stream (every peer known to the meta leader), by

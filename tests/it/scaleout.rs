@@ -26,7 +26,7 @@ use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::harness::{eventually, nats_server_bin, repo_root, run_jetway};
+use crate::harness::{LOAD_GATE, eventually, nats_server_bin, repo_root, run_jetway};
 
 const STREAM: &str = "ORDERS";
 /// Client back-off after a failed attempt.
@@ -538,6 +538,7 @@ async fn stored_by_key(js: &async_nats::jetstream::Context) -> BTreeMap<String, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_load_through_haproxy_survives_a_killed_replica_and_a_killed_nats_leader() {
+    let _gate = LOAD_GATE.share();
     let cluster = Cluster::start().await;
     let (code, token, stderr) = run_jetway(
         &[

@@ -14,7 +14,9 @@ use std::time::Duration;
 use jetway::config::Config;
 use serde_json::Value;
 
-use crate::harness::{TestApp, installed_tool, json, repo_root, run_jetway, spawn_app_with};
+use crate::harness::{
+    LOAD_GATE, TestApp, installed_tool, json, repo_root, run_jetway, spawn_app_with,
+};
 
 const SECRET: &str = "sdk-test-secret-0123456789abcdef0123456789abcdef";
 
@@ -107,6 +109,7 @@ fn assert_summary(output: &Output, stream: &str) {
 
 #[tokio::test]
 async fn openapi_document_is_lint_clean() {
+    let _alone = LOAD_GATE.alone();
     let document = repo_root().join("openapi/openapi.json");
 
     let mut redocly = tokio::process::Command::new(node_sdk_bin("redocly"));
@@ -186,6 +189,7 @@ async fn publish_with_a_wildcard_content_type_stores_none() {
 
 #[tokio::test]
 async fn generated_python_client_runs_the_example_with_auth_on() {
+    let _alone = LOAD_GATE.alone();
     let (app, token) = gateway_with_auth().await;
     let out = tempfile::tempdir().expect("temp dir");
     let package = out.path().join("jetway_client");
@@ -234,6 +238,7 @@ async fn generated_python_client_runs_the_example_with_auth_on() {
 
 #[tokio::test]
 async fn generated_typescript_client_type_checks_and_runs_the_example_with_auth_on() {
+    let _alone = LOAD_GATE.alone();
     let (app, token) = gateway_with_auth().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let examples = repo_root().join("examples/typescript");
@@ -337,6 +342,7 @@ async fn arrange_examples(app: &TestApp, token: &str) {
 /// does not describe, no schema-valid request refused, no schema-invalid request accepted.
 #[tokio::test]
 async fn schemathesis_finds_nothing_with_every_check_and_auth_on() {
+    let _alone = LOAD_GATE.alone();
     let (app, token) = gateway_with_auth().await;
     arrange_examples(&app, &token).await;
     let dir = tempfile::tempdir().expect("temp dir");
