@@ -299,6 +299,36 @@ pub struct Config {
     #[arg(long, env = "JETWAY_BODY_TIMEOUT", default_value = "2m", value_parser = crate::duration::parse, value_name = "DURATION")]
     pub body_timeout: Duration,
 
+    /// Most concurrent requests (streams) on one HTTP/2 connection; a client that opens more
+    /// has them refused by the protocol and retries them once others finish.
+    #[arg(
+        long,
+        env = "JETWAY_HTTP2_MAX_STREAMS",
+        default_value_t = 128,
+        value_name = "N"
+    )]
+    pub http2_max_streams: u32,
+
+    /// Certificate chain (PEM) to serve HTTPS on --listen, with --tls-key. HTTP/2 and
+    /// HTTP/1.1 are offered by ALPN. Without it the listener speaks plain HTTP/1.1 and
+    /// cleartext HTTP/2 (prior knowledge).
+    #[arg(
+        long,
+        env = "JETWAY_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(
+        long,
+        env = "JETWAY_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
     /// Most request headers.
     #[arg(
         long,
@@ -685,6 +715,9 @@ impl Config {
         }
         if self.max_tcp_connections == 0 {
             return fail("--max-tcp-connections must be greater than zero");
+        }
+        if self.http2_max_streams == 0 {
+            return fail("--http2-max-streams must be greater than zero");
         }
         for timeout in [
             self.header_read_timeout,

@@ -7,29 +7,38 @@ use std::time::Duration;
 use crate::config::HealthcheckArgs;
 
 /// `/healthz` on the port jetway listens on: a wildcard listen address (`0.0.0.0`, `[::]`) is
-/// asked on loopback, any other address as it is.
-pub fn default_url(listen: SocketAddr) -> String {
+/// asked on loopback, any other address as it is; over HTTPS when jetway serves TLS.
+pub fn default_url(listen: SocketAddr, tls: bool) -> String {
     let ip = match listen.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         ip => ip,
     };
-    format!("http://{}/healthz", SocketAddr::new(ip, listen.port()))
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{}/healthz", SocketAddr::new(ip, listen.port()))
 }
 
 /// Asks `args.url` (default [`default_url`] of `listen`) within `args.timeout`. `Ok` with the
 /// URL and status on a 2xx; `Err` saying what went wrong otherwise (no answer, or the status and
 /// the start of the body, which for `/readyz` says why it is not ready).
-pub async fn run(args: &HealthcheckArgs, listen: SocketAddr) -> Result<String, String> {
-    let url = args.url.clone().unwrap_or_else(|| default_url(listen));
-    check(&url, args.timeout).await
+///
+/// With `tls` (jetway serves HTTPS) the default URL is asked over HTTPS without verifying the
+/// certificate: it names the service's host names, not the loopback address, and the check is
+/// only whether this process answers. A URL given with `--url` is always verified.
+pub async fn run(args: &HealthcheckArgs, listen: SocketAddr, tls: bool) -> Result<String, String> {
+    match &args.url {
+        Some(url) => check(url, args.timeout, false).await,
+        None => check(&default_url(listen, tls), args.timeout, tls).await,
+    }
 }
 
-/// One GET of `url`, without any proxy from the environment.
-pub async fn check(url: &str, timeout: Duration) -> Result<String, String> {
+/// One GET of `url`, without any proxy from the environment; `any_certificate` skips verifying
+/// an HTTPS server's certificate.
+pub async fn check(url: &str, timeout: Duration, any_certificate: bool) -> Result<String, String> {
     let client = reqwest::Client::builder()
         .timeout(timeout)
         .no_proxy()
+        .danger_accept_invalid_certs(any_certificate)
         .build()
         .map_err(|err| format!("cannot build an HTTP client: {err}"))?;
     let response = client
@@ -65,7 +74,7 @@ mod tests {
 
     #[test]
     fn default_url_asks_loopback_for_a_wildcard_listener() {
-        let url = |listen: &str| default_url(listen.parse().unwrap());
+        let url = |listen: &str| default_url(listen.parse().unwrap(), false);
         assert_eq!(url("0.0.0.0:8080"), "http://127.0.0.1:8080/healthz");
         assert_eq!(url("[::]:9000"), "http://[::1]:9000/healthz");
         assert_eq!(url("10.1.2.3:8081"), "http://10.1.2.3:8081/healthz");

@@ -72,12 +72,16 @@ pub enum StartError {
     },
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(#[from] server::TlsError),
 }
 
 /// A built application: the router and the state it shares with background tasks.
 pub struct App {
     pub router: Router,
     pub state: AppState,
+    /// HTTPS on the listener (`--tls-cert`, `--tls-key`), when configured.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Connects to NATS, ensures the streams declared in the configuration, and builds the router.
@@ -91,8 +95,17 @@ pub async fn build(config: Config) -> Result<App, StartError> {
     // Authentication is checked first: a gateway that would refuse every client should not
     // start at all, and say why.
     let auth = authenticator(&config).await?;
+    let tls = tls(&config)?;
     let nats = Nats::connect(&config.nats_connection()).await?;
-    build_with_auth(config, nats, auth).await
+    build_with_auth(config, nats, auth, tls).await
+}
+
+/// The listener's TLS set-up, when `--tls-cert` and `--tls-key` are given.
+fn tls(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, StartError> {
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Ok(Some(server::tls_acceptor(cert, key)?)),
+        _ => Ok(None),
+    }
 }
 
 async fn authenticator(config: &Config) -> Result<Option<auth::Authenticator>, StartError> {
@@ -105,13 +118,15 @@ async fn authenticator(config: &Config) -> Result<Option<auth::Authenticator>, S
 /// Like [`build`], with an existing NATS connection.
 pub async fn build_with(config: Config, nats: Nats) -> Result<App, StartError> {
     let auth = authenticator(&config).await?;
-    build_with_auth(config, nats, auth).await
+    let tls = tls(&config)?;
+    build_with_auth(config, nats, auth, tls).await
 }
 
 async fn build_with_auth(
     config: Config,
     nats: Nats,
     auth: Option<auth::Authenticator>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> Result<App, StartError> {
     let declared = DeclaredStreams::new(config.streams.clone());
     declared.ensure_at_start(&nats).await?;
@@ -179,7 +194,7 @@ async fn build_with_auth(
         state.shutdown.clone(),
     );
     let router = router::router(state.clone());
-    Ok(App { router, state })
+    Ok(App { router, state, tls })
 }
 
 fn config_rate(config: &Config, publish: bool) -> u32 {
@@ -200,7 +215,7 @@ pub async fn serve(
     app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let App { router, state } = app;
+    let App { router, state, tls } = app;
     let token = state.shutdown.clone();
     let deadline = state.config.shutdown_timeout;
     let signal_token = token.clone();
@@ -214,6 +229,7 @@ pub async fn serve(
         listener,
         router,
         limits,
+        tls,
         state.metrics.clone(),
         graceful,
     ));

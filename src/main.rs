@@ -38,7 +38,13 @@ async fn main() -> ExitCode {
             };
         }
         Some(Command::Healthcheck(args)) => {
-            return match jetway::healthcheck::run(&args, cli.config.listen).await {
+            return match jetway::healthcheck::run(
+                &args,
+                cli.config.listen,
+                cli.config.tls_cert.is_some(),
+            )
+            .await
+            {
                 Ok(answer) => {
                     println!("{answer}");
                     ExitCode::SUCCESS

@@ -20,6 +20,7 @@ mod contract;
 mod deploy;
 mod faults;
 mod hardening;
+mod http2;
 mod messages;
 mod misc;
 mod node;
