@@ -64,6 +64,17 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Whether the token has expired since the request was authenticated (long-lived
+    /// requests check it as they go).
+    pub fn expired(&self) -> bool {
+        self.expires_at.is_some_and(|exp| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            now >= exp
+        })
+    }
+
     /// The caller when jetway runs with `--no-auth`.
     pub fn unrestricted() -> Self {
         static UNRESTRICTED: std::sync::LazyLock<Principal> =
@@ -745,6 +756,30 @@ impl RateLimiter {
                 ),
                 retry_after: 1,
             }),
+        }
+    }
+}
+
+impl RateLimiter {
+    /// Waits until `who` may publish one more message, for long-lived streams of messages
+    /// where the rate slows the sender down instead of refusing a message.
+    pub async fn wait(&self, who: &Arc<str>) {
+        use governor::clock::Clock as _;
+        let Some(limiter) = &self.inner else {
+            return;
+        };
+        loop {
+            if limiter.len() >= MAX_BUCKETS {
+                limiter.retain_recent();
+            }
+            match limiter.check_key(who) {
+                Ok(()) => return,
+                Err(not_until) => {
+                    let wait =
+                        not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+                    tokio::time::sleep(wait).await;
+                }
+            }
         }
     }
 }

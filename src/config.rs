@@ -356,6 +356,16 @@ pub struct Config {
     )]
     pub max_batch_messages: usize,
 
+    /// Most lines of one streaming publish (NDJSON in, NDJSON results out) awaiting their
+    /// PubAck; the request body is not read further until one is answered.
+    #[arg(
+        long,
+        env = "JETWAY_PUBLISH_STREAM_WINDOW",
+        default_value_t = 1000,
+        value_name = "N"
+    )]
+    pub publish_stream_window: usize,
+
     /// Largest batch publish request body, in bytes (suffixes KiB, MiB accepted).
     #[arg(long, env = "JETWAY_MAX_BATCH_BYTES", default_value = "8MiB", value_parser = parse_bytes, value_name = "BYTES")]
     pub max_batch_bytes: u64,
@@ -690,6 +700,9 @@ impl Config {
             return fail(
                 "--max-fetch-bytes and the --ws-max-*-bytes limits must be greater than zero",
             );
+        }
+        if self.publish_stream_window == 0 {
+            return fail("--publish-stream-window must be greater than zero");
         }
         if self.replay_batch == 0 || self.ws_max_subscriptions == 0 {
             return fail("--replay-batch and --ws-max-subscriptions must be greater than zero");

@@ -87,7 +87,7 @@ impl ServerLimits {
             header_read_timeout: config.header_read_timeout,
             body: BodyTimeouts {
                 idle: config.body_idle_timeout,
-                total: config.body_timeout,
+                total: Some(config.body_timeout),
             },
             http2_max_streams: config.http2_max_streams,
             // The router's own limit answers with problem+json; this one only keeps hyper
@@ -334,9 +334,14 @@ impl Connection {
         let requests = activity.clone();
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let open = requests.open();
+            let timeouts = if streams_both_ways(request.headers()) {
+                body.idle_only()
+            } else {
+                body
+            };
             let response = router
                 .clone()
-                .oneshot(request.map(|incoming| TimedBody::new(incoming, body)));
+                .oneshot(request.map(|incoming| TimedBody::new(incoming, timeouts)));
             async move {
                 let response = response.await;
                 drop(open);
@@ -549,13 +554,56 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     }
 }
 
+/// NDJSON media types (`application/x-ndjson` and its aliases).
+pub const NDJSON_TYPES: [&str; 4] = [
+    "application/x-ndjson",
+    "application/ndjson",
+    "application/jsonl",
+    "application/jsonlines",
+];
+
+/// Whether a media type (with any parameters) is NDJSON.
+pub fn is_ndjson(media_type: &str) -> bool {
+    let essence = media_type.split(';').next().unwrap_or("").trim();
+    NDJSON_TYPES
+        .iter()
+        .any(|ndjson| essence.eq_ignore_ascii_case(ndjson))
+}
+
+/// A request that streams both ways: an NDJSON body, answered with NDJSON as it arrives
+/// (`Accept: application/x-ndjson`). It may last as long as its client keeps sending, so only
+/// the idle timeout applies to its body.
+pub fn streams_both_ways(headers: &axum::http::HeaderMap) -> bool {
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    content_type.is_some_and(is_ndjson)
+        && headers
+            .get_all(axum::http::header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(is_ndjson)
+}
+
 /// Time limits of a request body.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyTimeouts {
     /// Longest pause between two parts of the body.
     pub idle: Duration,
-    /// Longest time for the whole body, from when the request head was read.
-    pub total: Duration,
+    /// Longest time for the whole body, from when the request head was read; `None` for a
+    /// body that streams as long as its client sends.
+    pub total: Option<Duration>,
+}
+
+impl BodyTimeouts {
+    /// The same idle timeout, no total.
+    pub fn idle_only(self) -> Self {
+        Self {
+            idle: self.idle,
+            total: None,
+        }
+    }
 }
 
 /// Why a request body was cut off.
@@ -593,8 +641,8 @@ impl BodyTimeout {
 pub struct TimedBody<B> {
     inner: B,
     timeouts: BodyTimeouts,
-    /// When the whole body must have arrived.
-    deadline: Instant,
+    /// When the whole body must have arrived, if ever.
+    deadline: Option<Instant>,
     /// When the last part arrived (or the body started).
     progress: Instant,
     /// Created at the first wait, then moved.
@@ -607,7 +655,7 @@ impl<B> TimedBody<B> {
         Self {
             inner,
             timeouts,
-            deadline: now + timeouts.total,
+            deadline: timeouts.total.map(|total| now + total),
             progress: now,
             timer: None,
         }
@@ -629,16 +677,20 @@ where
         let this = self.get_mut();
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
             this.progress = Instant::now();
-            if frame.is_some() && this.progress >= this.deadline {
-                return Poll::Ready(Some(Err(BodyTimeout::Total(this.timeouts.total).into())));
+            if let (Some(deadline), Some(total)) = (this.deadline, this.timeouts.total)
+                && frame.is_some()
+                && this.progress >= deadline
+            {
+                return Poll::Ready(Some(Err(BodyTimeout::Total(total).into())));
             }
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
         let idle_at = this.progress + this.timeouts.idle;
-        let (at, timeout) = if idle_at < this.deadline {
-            (idle_at, BodyTimeout::Idle(this.timeouts.idle))
-        } else {
-            (this.deadline, BodyTimeout::Total(this.timeouts.total))
+        let (at, timeout) = match (this.deadline, this.timeouts.total) {
+            (Some(deadline), Some(total)) if deadline <= idle_at => {
+                (deadline, BodyTimeout::Total(total))
+            }
+            _ => (idle_at, BodyTimeout::Idle(this.timeouts.idle)),
         };
         let timer = this
             .timer
@@ -680,7 +732,7 @@ mod tests {
     fn timeouts(idle_ms: u64, total_ms: u64) -> BodyTimeouts {
         BodyTimeouts {
             idle: Duration::from_millis(idle_ms),
-            total: Duration::from_millis(total_ms),
+            total: Some(Duration::from_millis(total_ms)),
         }
     }
 

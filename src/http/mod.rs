@@ -8,6 +8,7 @@ pub mod consumers;
 pub mod health;
 pub mod messages;
 pub mod publish;
+pub mod stream_publish;
 pub mod streams;
 
 use axum::extract::DefaultBodyLimit;

@@ -1,6 +1,6 @@
 //! `POST /v1/publish/{subject}` (one message, raw body) and `POST /v1/publish` (a batch).
 
-use axum::extract::State;
+use axum::extract::{FromRequest, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -213,13 +213,22 @@ pub struct BatchResult {
     pub failed: usize,
 }
 
-/// Publish a batch of messages.
+/// Publish a batch of messages, or stream them.
 ///
 /// The body is a JSON array of items, or NDJSON (one item per line) with
 /// `Content-Type: application/x-ndjson`. Messages are published pipelined and each item gets its
 /// own result, in order: the answer is 200 when every item was stored and 207 when some were
 /// not; failures are never hidden. With `?atomic=true` the batch is stored all-or-nothing with
 /// JetStream atomic batch publish; a failure then answers one problem and nothing is stored.
+///
+/// **Streaming:** an NDJSON body sent with `Accept: application/x-ndjson` is read as it
+/// arrives, for as long as the client sends (no limit on lines or duration), and answered 200
+/// at once with an NDJSON body: one `ItemResult` line per input line, in input order, each
+/// written as soon as JetStream stored that line's message. A bad line gets its own error
+/// result and the stream goes on. At most `--publish-stream-window` lines await their
+/// acknowledgement; a line is at most `--max-batch-bytes`; a blank line keeps a quiet stream
+/// open past `--body-idle-timeout`. The answer ends after the last line's result, once the
+/// client has ended its body.
 #[utoipa::path(
     post,
     path = "/v1/publish",
@@ -234,7 +243,12 @@ pub struct BatchResult {
         )
     ),
     responses(
-        (status = 200, description = "Every item stored", body = BatchResult),
+        (status = 200, description = "Every item stored (application/json); or, when streaming, \
+            one result per line, in input order, as each is stored (application/x-ndjson)",
+            content(
+                (BatchResult = "application/json"),
+                (ItemResult = "application/x-ndjson"),
+            )),
         (status = 207, description = "Some items not stored; see each item's status and error", body = BatchResult),
         BatchErrors,
     )
@@ -244,8 +258,23 @@ pub async fn publish_batch(
     principal: Principal,
     Query(params): Query<BatchParams>,
     headers: HeaderMap,
-    Body(body): Body,
+    request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
+    if crate::server::streams_both_ways(&headers) {
+        if params.atomic {
+            return Err(ApiError::InvalidParameter(
+                "atomic=true stores a bounded batch all-or-nothing and cannot stream: send the \
+                 batch without 'Accept: application/x-ndjson', or stream without atomic"
+                    .to_owned(),
+            ));
+        }
+        return Ok(super::stream_publish::respond(
+            state,
+            principal,
+            request.into_body(),
+        ));
+    }
+    let Body(body) = Body::from_request(request, &state).await?;
     let items = parse_batch(&headers, &body, state.limits.max_batch_messages)?;
     let count = items.len();
     if params.atomic {
@@ -266,17 +295,7 @@ pub async fn publish_batch(
         .await?
         .into_iter()
         .enumerate()
-        .map(|(index, result)| match result {
-            Ok(stored) => ok_item(index, stored),
-            Err(err) => ItemResult {
-                index,
-                status: err.status().as_u16(),
-                stream: None,
-                seq: None,
-                duplicate: None,
-                error: Some(err.problem()),
-            },
-        })
+        .map(|(index, result)| item_result(index, result))
         .collect();
     let failed = results.iter().filter(|r| r.error.is_some()).count();
     let status = if failed == 0 {
@@ -293,6 +312,21 @@ pub async fn publish_batch(
         }),
     )
         .into_response())
+}
+
+/// The result of item `index`.
+pub fn item_result(index: usize, result: Result<Stored, ApiError>) -> ItemResult {
+    match result {
+        Ok(stored) => ok_item(index, stored),
+        Err(err) => ItemResult {
+            index,
+            status: err.status().as_u16(),
+            stream: None,
+            seq: None,
+            duplicate: None,
+            error: Some(err.problem()),
+        },
+    }
 }
 
 fn ok_item(index: usize, stored: Stored) -> ItemResult {
@@ -330,10 +364,7 @@ fn parse_batch(
             .map_err(|err| ApiError::InvalidBody(format!("invalid item: {err}")))
     };
     let items: Vec<Result<BatchItem, ApiError>> = match content_type.as_str() {
-        "application/x-ndjson"
-        | "application/jsonl"
-        | "application/jsonlines"
-        | "application/ndjson" => {
+        ndjson if crate::server::is_ndjson(ndjson) => {
             let text = std::str::from_utf8(body)
                 .map_err(|_| ApiError::InvalidBody("NDJSON body is not UTF-8".to_owned()))?;
             let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();

@@ -231,6 +231,13 @@ impl From<PublishAck> for Stored {
     }
 }
 
+/// A message sent with [`Nats::send_one`], its PubAck still to come.
+pub struct InFlight {
+    sent: Sent,
+    /// To send it again when JetStream asks for that.
+    copy: Option<Outgoing>,
+}
+
 /// A publish that was sent (its PubAck still to come) or that failed before it could be.
 enum Sent {
     Pending {
@@ -271,6 +278,46 @@ impl Nats {
                 &checks,
                 self.publish_timeout,
             )),
+        }
+    }
+
+    /// Sends one message without waiting for its PubAck, for callers that keep many in flight
+    /// and need them sent in their order; [`Nats::settle`] awaits the answer.
+    pub async fn send_one(&self, message: Outgoing) -> InFlight {
+        if let Err(down) = self.ensure_connected() {
+            return InFlight {
+                sent: Sent::Failed(ApiError::Unavailable(down.to_string())),
+                copy: None,
+            };
+        }
+        let copy = message.clone();
+        InFlight {
+            sent: self.send(message).await,
+            copy: Some(copy),
+        }
+    }
+
+    /// Awaits the PubAck of a message sent with [`Nats::send_one`]. An answer that
+    /// [`Nats::publish`] would retry (no leader yet, the same `Idempotency-Key` still being
+    /// stored) is handed to it, which sends the message again: such a message may then be
+    /// stored after messages sent after it.
+    pub async fn settle(&self, in_flight: InFlight) -> Result<Stored, ApiError> {
+        let result = match in_flight.sent {
+            Sent::Pending {
+                ack,
+                subject,
+                checks,
+            } => ack
+                .await
+                .map(Stored::from)
+                .map_err(|err| errors::from_publish(&err, &subject, &checks, self.publish_timeout)),
+            Sent::Failed(err) => Err(err),
+        };
+        match (result, in_flight.copy) {
+            (Err(ApiError::SubjectNotCaptured(_) | ApiError::PublishInProgress(_)), Some(copy)) => {
+                self.publish(copy).await
+            }
+            (result, _) => result,
         }
     }
 

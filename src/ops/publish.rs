@@ -207,6 +207,57 @@ pub async fn atomic(
     stored
 }
 
+/// Publishes an endless series of items (a streaming publish) pipelined, with at most `window`
+/// awaiting their PubAck, and yields one result per item in input order as the PubAcks arrive.
+///
+/// Items are checked and sent one after the other, in their order, so JetStream stores them in
+/// that order; only a message JetStream asks to have sent again (its stream had no leader for
+/// a moment) may be stored after later ones. The items are read only as fast as results make
+/// room, so a slow JetStream slows the sender down; so does the publish rate (it waits instead
+/// of refusing a line). An item that arrives after the caller's token expired is refused with
+/// 401, as is every later one.
+pub fn stream<S>(
+    state: AppState,
+    who: Principal,
+    items: S,
+    window: usize,
+) -> impl futures::Stream<Item = Result<Stored, ApiError>> + Send + 'static
+where
+    S: futures::Stream<Item = Result<BatchItem, ApiError>> + Send + 'static,
+{
+    use futures::StreamExt;
+    let sender = state.clone();
+    items
+        .then(move |item| {
+            let state = sender.clone();
+            let who = who.clone();
+            async move {
+                if who.expired() {
+                    return Err(ApiError::Unauthorized(
+                        "the token expired while the request was streaming; reconnect with a \
+                         fresh one"
+                            .to_owned(),
+                    ));
+                }
+                let message = authorize_item(&who, item?)?;
+                state.publish_limiter.wait(&who.id).await;
+                Ok(state.nats.send_one(message).await)
+            }
+        })
+        .map(move |sent| {
+            let state = state.clone();
+            async move {
+                let stored = match sent {
+                    Ok(in_flight) => state.nats.settle(in_flight).await,
+                    Err(err) => return Err(err),
+                };
+                state.metrics.publish(outcome(&stored));
+                stored
+            }
+        })
+        .buffered(window.max(1))
+}
+
 /// The metrics label of a publish result.
 fn outcome(result: &Result<Stored, ApiError>) -> &'static str {
     match result {

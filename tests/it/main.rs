@@ -11,6 +11,7 @@ mod harness;
 mod isolation;
 mod layers;
 mod publish;
+mod publish_stream;
 
 mod cli;
 mod console;

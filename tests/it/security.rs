@@ -1318,6 +1318,59 @@ async fn batch_item_outside_the_grants_gets_403_in_a_207_and_only_granted_items_
 }
 
 #[tokio::test]
+async fn streamed_line_outside_the_grants_gets_403_and_only_granted_lines_are_stored() {
+    let app = secured_app().await;
+    arrange(&app).await;
+    let token = token(json!({"publish": ["orders.>"]}));
+    let body = [
+        json!({"subject": "orders.new", "data": {"n": 1}}),
+        json!({"subject": "billing.new", "data": {"n": 2}}),
+        json!({"subject": "$JS.API.STREAM.PURGE.BILLING", "data": ""}),
+        json!({"subject": "orders.eu.new", "data": {"n": 3}}),
+    ]
+    .iter()
+    .map(|line| format!("{line}\n"))
+    .collect::<String>();
+    let streamed = |token: Option<&str>| {
+        let mut request = app
+            .http
+            .post(app.url("/v1/publish"))
+            .header("Content-Type", "application/x-ndjson")
+            .header("Accept", "application/x-ndjson")
+            .body(body.clone());
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+
+    // Without a token: refused before anything streams.
+    let refused = streamed(None).await.expect("answer");
+    assert_eq!(refused.status(), 401);
+
+    let response = streamed(Some(&token)).await.expect("answer");
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.expect("results");
+    let results: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("result line"))
+        .collect();
+    let statuses: Vec<&Value> = results.iter().map(|r| &r["status"]).collect();
+    assert_eq!(
+        statuses,
+        [&json!(201), &json!(403), &json!(400), &json!(201)],
+        "{text}"
+    );
+    assert_eq!(results[1]["error"]["code"], "forbidden", "{text}");
+    assert_eq!(
+        stored_count(&app, BILLING).await,
+        1,
+        "only the seed, not purged"
+    );
+    assert_eq!(stored_count(&app, ORDERS).await, 3);
+}
+
+#[tokio::test]
 async fn atomic_batch_with_an_item_outside_the_grants_returns_403_and_stores_nothing() {
     let app = secured_app().await;
     arrange(&app).await;
