@@ -8,6 +8,7 @@
 mod consume;
 mod http;
 mod load;
+mod pipelined;
 mod procs;
 mod replay;
 mod report;
@@ -258,6 +259,9 @@ async fn run(opts: Opts) -> Result<bool> {
         )
         .await;
     runner
+        .run(pipelined::H2_ONE, pipelined::h2_publish_one(&ctx, c))
+        .await;
+    runner
         .run(
             scenarios::BATCH,
             scenarios::batch_publish(&ctx, BATCH_CONCURRENCY, BATCH_SIZE),
@@ -268,6 +272,12 @@ async fn run(opts: Opts) -> Result<bool> {
             scenarios::PIPELINED,
             scenarios::direct_pipelined(&ctx, PIPELINE_WINDOW),
         )
+        .await;
+    runner
+        .run(pipelined::STREAM_PUBLISH, pipelined::stream_publish(&ctx))
+        .await;
+    runner
+        .run(pipelined::WS_PUBLISH, pipelined::ws_publish(&ctx))
         .await;
 
     runner
@@ -678,6 +688,36 @@ impl Runner {
                 0.7,
             )
             .noisy_if([batch, pipelined].into_iter()),
+            Check::report_only(
+                &format!("{} ÷ {one_c64} (req/s)", pipelined::H2_ONE),
+                pipelined::H2_ONE,
+                ratio(self.row(pipelined::H2_ONE), c64, |s| s.req_per_s),
+            )
+            .noisy_if([self.row(pipelined::H2_ONE), c64].into_iter()),
+            Check::at_least(
+                &format!(
+                    "{} ÷ {} (msgs/s)",
+                    pipelined::STREAM_PUBLISH,
+                    scenarios::PIPELINED
+                ),
+                pipelined::STREAM_PUBLISH,
+                ratio(self.row(pipelined::STREAM_PUBLISH), pipelined, |s| {
+                    s.msgs_per_s
+                }),
+                0.7,
+            )
+            .noisy_if([self.row(pipelined::STREAM_PUBLISH), pipelined].into_iter()),
+            Check::at_least(
+                &format!(
+                    "{} ÷ {} (msgs/s)",
+                    pipelined::WS_PUBLISH,
+                    scenarios::PIPELINED
+                ),
+                pipelined::WS_PUBLISH,
+                ratio(self.row(pipelined::WS_PUBLISH), pipelined, |s| s.msgs_per_s),
+                0.6,
+            )
+            .noisy_if([self.row(pipelined::WS_PUBLISH), pipelined].into_iter()),
             Check::at_most(
                 "added median latency at c=1 (HTTP p50 − direct p50)",
                 &one_c1,

@@ -251,9 +251,8 @@ enum Sent {
 impl Nats {
     async fn send(&self, message: Outgoing) -> Sent {
         if message.checks.expected_last_msg_id.is_some()
-            && let Err(err) = self
-                .refuse_last_msg_id_on_replicated(&message.subject)
-                .await
+            && let Err(err) =
+                Box::pin(self.refuse_last_msg_id_on_replicated(&message.subject)).await
         {
             return Sent::Failed(err);
         }
@@ -315,7 +314,9 @@ impl Nats {
         };
         match (result, in_flight.copy) {
             (Err(ApiError::SubjectNotCaptured(_) | ApiError::PublishInProgress(_)), Some(copy)) => {
-                self.publish(copy).await
+                // Boxed: the retrying path is rare and large, and would make every message in
+                // flight as large as it.
+                Box::pin(self.publish(copy)).await
             }
             (result, _) => result,
         }
