@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::names::Subject;
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::nats::publish::{Outgoing, Stored};
+use crate::nats::publish::{InFlight, Outgoing, Stored};
 use crate::state::AppState;
 
 /// One message of a batch. Give `data` (any JSON; a string is stored as its UTF-8 text, any
@@ -150,6 +150,19 @@ pub fn prepare_item(
     Ok(message)
 }
 
+/// Sends a prepared message without waiting for its PubAck: messages started one after the
+/// other are stored in that order. [`settle`] awaits the answer.
+pub async fn start(state: &AppState, message: Outgoing) -> InFlight {
+    state.nats.send_one(message).await
+}
+
+/// Awaits the PubAck of a message sent with [`start`] and records its outcome.
+pub async fn settle(state: &AppState, in_flight: InFlight) -> Result<Stored, ApiError> {
+    let stored = state.nats.settle(in_flight).await;
+    state.metrics.publish(outcome(&stored));
+    stored
+}
+
 /// Publishes a prepared message and records its outcome.
 pub async fn send(state: &AppState, message: Outgoing) -> Result<Stored, ApiError> {
     let stored = state.nats.publish(message).await;
@@ -241,19 +254,12 @@ where
                 }
                 let message = authorize_item(&who, item?)?;
                 state.publish_limiter.wait(&who.id).await;
-                Ok(state.nats.send_one(message).await)
+                Ok(start(&state, message).await)
             }
         })
-        .map(move |sent| {
+        .map(move |started| {
             let state = state.clone();
-            async move {
-                let stored = match sent {
-                    Ok(in_flight) => state.nats.settle(in_flight).await,
-                    Err(err) => return Err(err),
-                };
-                state.metrics.publish(outcome(&stored));
-                stored
-            }
+            async move { settle(&state, started?).await }
         })
         .buffered(window.max(1))
 }

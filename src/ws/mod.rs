@@ -604,11 +604,14 @@ impl Session {
                 let Ok(permit) = self.inflight.clone().acquire_owned().await else {
                     return false;
                 };
+                // Sent here, in the order of the ops, so that JetStream stores them in that
+                // order; only the PubAck is awaited on the side.
+                let in_flight = ops::publish::start(&self.state, message).await;
                 let state = self.state.clone();
                 let queue = self.queue.clone();
                 self.state.tasks.spawn(async move {
                     let _permit = permit;
-                    let result = ops::publish::send(&state, message).await;
+                    let result = ops::publish::settle(&state, in_flight).await;
                     let frame = match result {
                         Ok(stored) => ServerFrame::PublishAck {
                             id,

@@ -1012,6 +1012,43 @@ async fn multiplexed_credit_for_a_subscription_grants_exactly_that_many_more_mes
     assert!(after.is_empty(), "sent beyond the credit: {after:#?}");
 }
 
+async fn multiplexed_publish_ops_sent_back_to_back_are_all_acked_and_stored_in_op_order(
+    topology: Topology,
+) {
+    const OPS: usize = 1000;
+    let app = spawn_app_on(topology).await;
+    orders_with(&app, 0).await;
+    let mut ws = connect(&app, "/v1/ws").await;
+    // More than the 256 the socket keeps in flight, without waiting for any answer.
+    for i in 0..OPS {
+        ws.feed(Message::text(
+            json!({"op": "publish", "id": format!("p{i}"), "subject": "orders.new", "data": format!("op {i}")})
+                .to_string(),
+        ))
+        .await
+        .expect("queue frame");
+    }
+    ws.flush().await.expect("send frames");
+    let frames = collect_until(&mut ws, Duration::from_secs(60), |frames| {
+        frames.len() >= OPS
+    })
+    .await;
+    let mut seq_of = std::collections::HashMap::new();
+    for frame in &frames {
+        assert_eq!(frame["type"], "publish_ack", "{frame}");
+        let id = frame["id"].as_str().expect("id").to_owned();
+        let seq = frame["seq"].as_u64().expect("seq");
+        assert!(seq_of.insert(id, seq).is_none(), "answered twice: {frame}");
+    }
+    let stored = app.stored(STREAM).await;
+    assert_eq!(stored.len(), OPS, "each op stored once");
+    // Stored in the order the ops were sent, and each ack names its own message.
+    for (i, message) in stored.iter().enumerate() {
+        assert_eq!(message.payload.as_ref(), format!("op {i}").as_bytes());
+        assert_eq!(seq_of[&format!("p{i}")], message.sequence);
+    }
+}
+
 async fn multiplexed_publish_with_a_repeated_idempotency_key_answers_duplicate_with_the_same_seq(
     topology: Topology,
 ) {
@@ -1452,6 +1489,7 @@ crate::on_r1_and_r3!(
     multiplexed_two_subscriptions_and_publish_answer_publish_ack_and_deliver_to_the_matching_sub,
     multiplexed_credit_for_a_subscription_grants_exactly_that_many_more_messages,
     multiplexed_publish_with_a_repeated_idempotency_key_answers_duplicate_with_the_same_seq,
+    multiplexed_publish_ops_sent_back_to_back_are_all_acked_and_stored_in_op_order,
     credit_3_sends_exactly_3_messages_until_more_credit_is_granted,
     unsubscribe_deletes_the_replay_consumer_and_stops_its_messages,
 );
