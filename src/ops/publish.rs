@@ -239,29 +239,71 @@ where
     S: futures::Stream<Item = Result<BatchItem, ApiError>> + Send + 'static,
 {
     use futures::StreamExt;
-    let sender = state.clone();
-    items
-        .then(move |item| {
-            let state = sender.clone();
-            let who = who.clone();
-            async move {
-                if who.expired() {
-                    return Err(ApiError::Unauthorized(
-                        "the token expired while the request was streaming; reconnect with a \
-                         fresh one"
-                            .to_owned(),
-                    ));
+    /// What the pipeline keeps between two results.
+    struct Pipe<S> {
+        items: std::pin::Pin<Box<S>>,
+        /// Sent (or refused) items, oldest first, their results still to be given.
+        queue: std::collections::VecDeque<Result<InFlight, ApiError>>,
+        ended: bool,
+    }
+    let window = window.max(1);
+    let pipe = Pipe {
+        items: Box::pin(items),
+        queue: std::collections::VecDeque::with_capacity(window.min(1024)),
+        ended: false,
+    };
+    // One result per step: the oldest item's, while later items are read and sent as long as
+    // the window has room. Only the oldest PubAck is awaited; the later ones are stored on
+    // their way in the meantime.
+    futures::stream::unfold(pipe, move |mut pipe| {
+        let state = state.clone();
+        let who = who.clone();
+        async move {
+            let oldest = match pipe.queue.pop_front() {
+                Some(oldest) => oldest,
+                None if pipe.ended => return None,
+                None => begin(&state, &who, pipe.items.next().await?).await,
+            };
+            let result = async {
+                match oldest {
+                    Ok(in_flight) => settle(&state, in_flight).await,
+                    Err(err) => Err(err),
                 }
-                let message = authorize_item(&who, item?)?;
-                state.publish_limiter.wait(&who.id).await;
-                Ok(start(&state, message).await)
+            };
+            tokio::pin!(result);
+            loop {
+                let room = !pipe.ended && pipe.queue.len() + 1 < window;
+                tokio::select! {
+                    biased;
+                    result = &mut result => return Some((result, pipe)),
+                    item = pipe.items.next(), if room => match item {
+                        Some(item) => {
+                            let started = begin(&state, &who, item).await;
+                            pipe.queue.push_back(started);
+                        }
+                        None => pipe.ended = true,
+                    },
+                }
             }
-        })
-        .map(move |started| {
-            let state = state.clone();
-            async move { settle(&state, started?).await }
-        })
-        .buffered(window.max(1))
+        }
+    })
+}
+
+/// Checks and sends one item of a stream (see [`stream`]).
+async fn begin(
+    state: &AppState,
+    who: &Principal,
+    item: Result<BatchItem, ApiError>,
+) -> Result<InFlight, ApiError> {
+    if who.expired() {
+        return Err(ApiError::Unauthorized(
+            "the token expired while the request was streaming; reconnect with a fresh one"
+                .to_owned(),
+        ));
+    }
+    let message = authorize_item(who, item?)?;
+    state.publish_limiter.wait(&who.id).await;
+    Ok(start(state, message).await)
 }
 
 /// The metrics label of a publish result.
