@@ -297,7 +297,7 @@ impl Nats {
     }
 
     /// Awaits the PubAck of a message sent with [`Nats::send_one`]. An answer that
-    /// [`Nats::publish`] would retry (no leader yet, the same `Idempotency-Key` still being
+    /// [`Nats::publish_all`] retries (no leader yet, the same `Idempotency-Key` still being
     /// stored) is handed to it, which sends the message again: such a message may then be
     /// stored after messages sent after it.
     pub async fn settle(&self, in_flight: InFlight) -> Result<Stored, ApiError> {
@@ -316,18 +316,22 @@ impl Nats {
             (Err(ApiError::SubjectNotCaptured(_) | ApiError::PublishInProgress(_)), Some(copy)) => {
                 // Boxed: the retrying path is rare and large, and would make every message in
                 // flight as large as it.
-                Box::pin(self.publish(copy)).await
+                Box::pin(self.publish_all(vec![Ok(copy)]))
+                    .await
+                    .pop()
+                    .unwrap_or_else(|| {
+                        Err(ApiError::Internal("publish produced no result".to_owned()))
+                    })
             }
             (result, _) => result,
         }
     }
 
-    /// Publishes one message and waits for JetStream's PubAck.
+    /// Publishes one message and waits for JetStream's PubAck, retrying as
+    /// [`Nats::publish_all`] does (only when the first answer asks for it).
     pub async fn publish(&self, message: Outgoing) -> Result<Stored, ApiError> {
-        self.publish_all(vec![Ok(message)])
-            .await
-            .pop()
-            .unwrap_or_else(|| Err(ApiError::Internal("publish produced no result".to_owned())))
+        let in_flight = self.send_one(message).await;
+        self.settle(in_flight).await
     }
 
     /// Publishes every valid message pipelined (all sent before any PubAck is awaited) and
