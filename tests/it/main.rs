@@ -18,6 +18,7 @@ mod consumers;
 mod container;
 mod contract;
 mod deploy;
+mod fanout;
 mod faults;
 mod hardening;
 mod messages;
