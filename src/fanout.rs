@@ -282,9 +282,9 @@ impl Feeds {
         }
     }
 
-    /// The feed behind `hub` stopped by itself: new subscribers get a new feed, current ones
-    /// are told (`End`) and carry on without it.
-    pub fn retire(&self, hub: &Arc<Hub>) {
+    /// The feed behind `hub` stopped: new subscribers get a new feed; with `announce`, current
+    /// ones are told (`End`) and carry on without it.
+    pub fn retire(&self, hub: &Arc<Hub>, announce: bool) {
         {
             let mut hubs = self.hubs();
             if hubs.get(&hub.key).is_some_and(|h| Arc::ptr_eq(h, hub)) {
@@ -293,7 +293,9 @@ impl Feeds {
             }
         }
         hub.phase.send_replace(Phase::Ended);
-        hub.send(Item::End);
+        if announce {
+            hub.send(Item::End);
+        }
     }
 
     /// Feeds listed now.
@@ -357,7 +359,7 @@ mod tests {
     fn a_retired_hub_is_replaced_for_new_members() {
         let feeds = Feeds::new(Metrics::default());
         let (old, _) = feeds.join(&key("S"));
-        feeds.retire(&old.hub);
+        feeds.retire(&old.hub, true);
         let (new, created) = feeds.join(&key("S"));
         assert!(created);
         assert!(!Arc::ptr_eq(&old.hub, &new.hub));

@@ -110,14 +110,14 @@ impl Tail {
         if live.spec.start == Start::New && live.follow_from_now().await? {
             return Ok(Self(Mode::Live(Box::new(live))));
         }
-        live.own = Some(
+        live.own = Some(Box::new(
             Replay::start(
                 state.nats.clone(),
                 state.ack_keys.clone(),
                 live.spec.clone(),
             )
             .await?,
-        );
+        ));
         Ok(Self(Mode::Live(Box::new(live))))
     }
 
@@ -148,11 +148,6 @@ impl Tail {
             }
         }
     }
-
-    /// Whether the subscription reads a shared feed right now (rather than its own consumer).
-    pub fn is_following(&self) -> bool {
-        matches!(&self.0, Mode::Live(live) if live.own.is_none())
-    }
 }
 
 fn show(principal: &Principal, mut message: Message) -> Shown {
@@ -173,7 +168,7 @@ struct Live {
     delivered_any: bool,
     caught_up_sent: bool,
     /// The consumer of its own (replay or catch-up), while not following the feed.
-    own: Option<Replay>,
+    own: Option<Box<Replay>>,
     /// The own consumer reached the end of the stream as it was when it started.
     own_caught_up: bool,
     member: Option<Member>,
@@ -427,7 +422,7 @@ impl Live {
         let mut spec = self.spec.clone();
         spec.start = Start::Sequence(self.last.saturating_add(1));
         let own = Replay::start(self.state.nats.clone(), self.state.ack_keys.clone(), spec).await?;
-        self.own = Some(own);
+        self.own = Some(Box::new(own));
         self.own_caught_up = false;
         Ok(())
     }
@@ -441,12 +436,14 @@ fn spawn_feed(state: &AppState, hub: Arc<Hub>) {
     tasks.spawn(async move {
         let stop = hub.stop.clone();
         let shutdown = state.shutdown.clone();
-        tokio::select! {
-            () = stop.cancelled() => {}
-            () = shutdown.cancelled() => {}
-            () = run_feed(&state, &hub) => {}
-        }
-        state.feeds.retire(&hub);
+        // Stopped by its last member or at shutdown, nobody needs telling; a feed that ended by
+        // itself tells its subscribers, who carry on with consumers of their own.
+        let ended_by_itself = tokio::select! {
+            () = stop.cancelled() => false,
+            () = shutdown.cancelled() => false,
+            () = run_feed(&state, &hub) => true,
+        };
+        state.feeds.retire(&hub, ended_by_itself);
     });
 }
 
@@ -469,6 +466,11 @@ async fn run_feed(state: &AppState, hub: &Hub) {
     };
     let (mut replay, mut prev) = match started.await {
         Ok(started) => started,
+        // An unknown stream is the subscriber's 404, answered by its own attempt.
+        Err(err @ ApiError::StreamNotFound(_)) => {
+            tracing::debug!(error = %err, stream.name = %key.stream, "live feed not started");
+            return;
+        }
         Err(err) => {
             tracing::warn!(error = %err, stream.name = %key.stream, "live feed not started; its subscribers use consumers of their own");
             return;
