@@ -155,13 +155,12 @@ impl Principal {
 
     /// A stored subject as the caller names it: the tenant prefix removed.
     pub fn shown<'a>(&self, subject: &'a str) -> &'a str {
-        match &self.permissions.prefix {
-            Some(prefix) => subject
-                .strip_prefix(prefix.as_str())
-                .and_then(|rest| rest.strip_prefix('.'))
-                .unwrap_or(subject),
-            None => subject,
-        }
+        shown_under(self.tenant(), subject)
+    }
+
+    /// The tenant prefix of the caller's namespace, if it has one.
+    pub fn tenant(&self) -> Option<&str> {
+        self.permissions.prefix.as_deref()
     }
 
     /// May the caller consume through a durable consumer with these filters? A tenant only when
@@ -212,6 +211,17 @@ impl Principal {
                 "the token does not grant administration (\"admin\": true)".to_owned(),
             ))
         }
+    }
+}
+
+/// A stored subject as a holder of the tenant `prefix` names it: the prefix removed.
+pub fn shown_under<'a>(prefix: Option<&str>, subject: &'a str) -> &'a str {
+    match prefix {
+        Some(prefix) => subject
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .unwrap_or(subject),
+        None => subject,
     }
 }
 

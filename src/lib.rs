@@ -16,6 +16,8 @@ pub mod declared;
 pub mod duration;
 pub mod edge;
 pub mod error;
+/// The live feeds of this replica and the hub that fans each one out to its subscribers.
+pub mod fanout;
 /// `jetway healthcheck`: the container health check.
 pub mod healthcheck;
 /// HTTP routes, handlers and the OpenAPI document.
@@ -160,6 +162,7 @@ async fn build_with_auth(
         limits,
         ack_keys,
         dead_letters,
+        feeds: fanout::Feeds::new(metrics.clone()),
         metrics,
         publish_limiter,
         fetch_limiter,

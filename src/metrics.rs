@@ -65,6 +65,11 @@ struct ConsumerLabels {
     consumer: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StreamLabels {
+    stream: String,
+}
+
 type Latency = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 /// The gateway's metrics. Cheap to clone.
@@ -99,6 +104,10 @@ struct Inner {
     consumer_pending: Family<ConsumerLabels, Gauge>,
     consumer_ack_pending: Family<ConsumerLabels, Gauge>,
     consumer_redelivered: Family<ConsumerLabels, Gauge>,
+    feeds: Family<StreamLabels, Gauge>,
+    feed_subscribers: Family<StreamLabels, Gauge>,
+    feed_catch_ups: Counter,
+    feed_handovers: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -242,6 +251,26 @@ impl Default for Metrics {
                 "Messages delivered more than once and not yet acked.",
                 Family::default()
             ),
+            feeds: register!(
+                "jetway_feeds",
+                "Live feeds (one JetStream ordered consumer each, shared by every live subscriber with the same stream, filters and encoding) by stream.",
+                Family::default()
+            ),
+            feed_subscribers: register!(
+                "jetway_feed_subscribers",
+                "Live WebSocket and SSE subscriptions on a feed (or catching up to join one) by stream; divided by jetway_feeds, subscribers per feed.",
+                Family::default()
+            ),
+            feed_catch_ups: register!(
+                "jetway_feed_catch_ups",
+                "Subscriptions that fell more than the feed's buffer behind (a slow client) and moved to a catch-up consumer of their own.",
+                Counter::default()
+            ),
+            feed_handovers: register!(
+                "jetway_feed_handovers",
+                "Subscriptions handed over from their own consumer (a replay or a catch-up) to a shared feed.",
+                Counter::default()
+            ),
             registry: Registry::default(),
         };
         Self(Arc::new(Inner { registry, ..inner }))
@@ -268,6 +297,12 @@ fn hold(gauge: &Gauge, amount: i64) -> GaugeGuard {
     }
 }
 
+fn stream_label(stream: &str) -> StreamLabels {
+    StreamLabels {
+        stream: stream.to_owned(),
+    }
+}
+
 /// A label value, owned by the series it creates.
 fn label(value: &str) -> Cow<'static, str> {
     Cow::Owned(value.to_owned())
@@ -277,6 +312,34 @@ impl Metrics {
     /// One open WebSocket connection, until the guard drops.
     pub fn ws_connection(&self) -> GaugeGuard {
         hold(&self.0.ws_connections, 1)
+    }
+
+    /// A feed started on `stream`.
+    pub fn feed_opened(&self, stream: &str) {
+        self.0.feeds.get_or_create(&stream_label(stream)).inc();
+    }
+
+    /// A feed on `stream` stopped.
+    pub fn feed_closed(&self, stream: &str) {
+        self.0.feeds.get_or_create(&stream_label(stream)).dec();
+    }
+
+    /// A subscriber joined (`1`) or left (`-1`) a feed on `stream`.
+    pub fn feed_member(&self, stream: &str, change: i64) {
+        self.0
+            .feed_subscribers
+            .get_or_create(&stream_label(stream))
+            .inc_by(change);
+    }
+
+    /// A subscriber moved from its feed to a catch-up consumer.
+    pub fn feed_catch_up(&self) {
+        self.0.feed_catch_ups.inc();
+    }
+
+    /// A subscriber moved from its own consumer to a feed.
+    pub fn feed_handover(&self) {
+        self.0.feed_handovers.inc();
     }
 
     /// One active WebSocket subscription, until the guard drops.

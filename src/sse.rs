@@ -19,7 +19,7 @@ use crate::edge::responses::SubscribeErrors;
 use crate::error::ApiError;
 use crate::ops;
 use crate::ops::authz::ConsumerGrants;
-use crate::ops::replay::{Event, Replay};
+use crate::ops::feed::{Event, Tail};
 use crate::ops::subscribe::SubscriptionQuery;
 use crate::state::AppState;
 
@@ -84,7 +84,7 @@ pub async fn stream_events(
     let mut grants = ConsumerGrants::default();
     let replay =
         ops::subscribe::subscribe(&state, &principal, &stream, &params, &mut grants).await?;
-    let events = events(state.clone(), replay, slot, principal);
+    let events = events(state.clone(), replay, slot);
     Ok(Sse::new(events)
         .keep_alive(
             KeepAlive::new()
@@ -97,16 +97,14 @@ pub async fn stream_events(
 /// The event stream: ends after an error event, or at shutdown.
 fn events(
     state: AppState,
-    replay: Replay,
+    replay: Tail,
     slot: ConnectionSlot,
-    principal: Principal,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     let guard = (state.metrics.sse_connection(), slot);
     let batch = state.config.replay_batch;
     let shutdown = state.shutdown.clone();
     stream::unfold(Some((replay, guard)), move |current| {
         let shutdown = shutdown.clone();
-        let principal = principal.clone();
         let metrics = state.metrics.clone();
         async move {
             let (mut replay, guard) = current?;
@@ -115,11 +113,13 @@ fn events(
                 next = replay.next(batch) => next,
             };
             let event = match next {
-                Ok(Event::Message(mut message)) => {
+                Ok(Event::Message(shown)) => {
                     metrics.sse_sent();
-                    principal.present(&mut message);
-                    let data = serde_json::to_string(&*message).unwrap_or_default();
-                    SseEvent::default().id(message.seq.to_string()).data(data)
+                    // Rendered once per message (per feed when shared).
+                    let data = std::str::from_utf8(&shown.json).unwrap_or_default();
+                    SseEvent::default()
+                        .id(shown.message.seq.to_string())
+                        .data(data)
                 }
                 Ok(Event::CaughtUp { seq }) => SseEvent::default()
                     .event("caught_up")

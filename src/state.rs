@@ -10,6 +10,7 @@ use crate::auth::{Authenticator, ConnectionLimits, RateLimiter};
 use crate::config::Config;
 use crate::deadletter::DeadLetters;
 use crate::declared::DeclaredStreams;
+use crate::fanout::Feeds;
 use crate::metrics::Metrics;
 use crate::nats::Nats;
 
@@ -46,6 +47,8 @@ pub struct Shared {
     pub declared: DeclaredStreams,
     /// Counters and gauges for `/metrics`.
     pub metrics: Metrics,
+    /// The live feeds on this replica, each shared by its live subscribers.
+    pub feeds: Feeds,
     /// Verifies client tokens; `None` with `--no-auth`.
     pub auth: Option<Authenticator>,
     /// Per-principal publish rate (messages per second).

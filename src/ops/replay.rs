@@ -162,6 +162,19 @@ struct StreamCounts {
     last_seq: u64,
 }
 
+/// The stream's last sequence, from its leader (`0` when it never stored a message).
+pub async fn last_sequence(nats: &Nats, stream: &str) -> Result<u64, ApiError> {
+    crate::validate::name("stream", stream)?;
+    let counts: StreamState = nats
+        .api(
+            &format!("STREAM.INFO.{stream}"),
+            &serde_json::json!({}),
+            Op::Stream(stream),
+        )
+        .await?;
+    Ok(counts.state.last_seq)
+}
+
 impl Replay {
     /// Checks the stream (and consumer), creates the ordered consumer, and queues a `gap` when
     /// the requested start lies before the first stored message.
@@ -231,6 +244,39 @@ impl Replay {
             });
             replay.queue.push_back(Event::CaughtUp { seq });
         }
+        Ok(replay)
+    }
+
+    /// An ordered replay of every message after stream sequence `after`, for a live feed: no
+    /// catch-up point and no `caught_up` event, a `gap` when messages right after `after` are
+    /// gone. `spec.start` is replaced.
+    pub async fn after(
+        nats: Nats,
+        keys: AckKeys,
+        mut spec: ReplaySpec,
+        after: u64,
+    ) -> Result<Self, ApiError> {
+        crate::validate::name("stream", &spec.stream)?;
+        for filter in &spec.filters {
+            crate::validate::subject_filter(filter)?;
+        }
+        spec.consumer = None;
+        spec.start = Start::Sequence(after.saturating_add(1));
+        let start = spec.start;
+        let mut replay = Self {
+            nats,
+            keys,
+            consumer_name: String::new(),
+            pulls: VecDeque::new(),
+            last_stream_seq: after,
+            last_consumer_seq: 0,
+            caught_up_sent: true,
+            queue: VecDeque::new(),
+            oversized: false,
+            caught_up_at: None,
+            spec,
+        };
+        replay.create_ordered(start).await?;
         Ok(replay)
     }
 

@@ -5,8 +5,9 @@
 use utoipa::IntoParams;
 
 use super::authz::ConsumerGrants;
+use super::feed::Tail;
 use super::names::{ConsumerName, StreamName};
-use super::replay::{Replay, ReplayFrom, ReplaySpec, Start};
+use super::replay::{ReplayFrom, ReplaySpec, Start};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::message::EncodingChoice;
@@ -153,19 +154,20 @@ fn replay_spec(
 }
 
 /// Starts the replay `subscription` asks for on `stream`, after checking that `who` may read
-/// the stream and, for a tenant, may use the durable consumer (remembered in `grants`).
+/// the stream and, for a tenant, may use the durable consumer (remembered in `grants`). Live
+/// deliveries come from the stream's shared feed on this replica ([`super::feed`]).
 pub async fn subscribe(
     state: &AppState,
     who: &Principal,
     stream: &StreamName,
     subscription: &Subscription,
     grants: &mut ConsumerGrants,
-) -> Result<Replay, ApiError> {
+) -> Result<Tail, ApiError> {
     who.check_read(stream)?;
     let spec = subscription.spec(state, stream, who)?;
     if let Some(consumer) = &spec.consumer {
         ConsumerName::parse(consumer.as_str())?;
         grants.check(&state.nats, who, stream, consumer).await?;
     }
-    Replay::start(state.nats.clone(), state.ack_keys.clone(), spec).await
+    Tail::start(state, who, spec).await
 }

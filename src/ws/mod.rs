@@ -4,7 +4,7 @@
 //!
 //! One session per socket: a writer task owns the socket's sending half and drains a queue of
 //! frames; the session loop reads client frames; each subscription runs as a task that pulls
-//! from its [`Replay`] only while the client has credit and the socket's byte budget has room.
+//! from its [`Tail`] only while the client has credit and the socket's byte budget has room.
 //! The budget is a semaphore of `--ws-max-buffered-bytes` permits: a frame holds its size in
 //! permits from the moment it is queued until it is written, so a client that stops reading
 //! stops its subscriptions and never grows the gateway's memory.
@@ -32,9 +32,9 @@ use crate::error::ApiError;
 use crate::metrics::GaugeGuard;
 use crate::ops;
 use crate::ops::authz::ConsumerGrants;
+use crate::ops::feed::{Event, Tail};
 use crate::ops::names::StreamName;
 use crate::ops::publish::BatchItem;
-use crate::ops::replay::{Event, Replay};
 use crate::ops::subscribe::{Subscription, SubscriptionQuery};
 use crate::state::AppState;
 use protocol::{ClientOp, ServerFrame};
@@ -298,7 +298,7 @@ impl Session {
     }
 
     /// Starts a subscription task feeding the writer.
-    fn add_subscription(&mut self, sub: Option<String>, mut replay: Replay, credit: Option<u64>) {
+    fn add_subscription(&mut self, sub: Option<String>, mut replay: Tail, credit: Option<u64>) {
         let key = sub.clone().unwrap_or_default();
         let cancel = self.done.child_token();
         let credit = credit.map(|n| {
@@ -319,12 +319,11 @@ impl Session {
         let metrics = self.state.metrics.clone();
         let simple = self.simple;
         let batch = self.state.config.replay_batch;
-        let principal = self.principal.clone();
         self.state.tasks.spawn(async move {
             let _active = metrics.ws_subscription();
             let outcome = tokio::select! {
                 () = cancel.cancelled() => Ok(()),
-                result = feed(&mut replay, sub.as_deref(), &queue, credit.as_deref(), &metrics, batch, &principal) => result,
+                result = feed(&mut replay, sub.as_deref(), &queue, credit.as_deref(), &metrics, batch) => result,
             };
             if let Err(err) = outcome {
                 let frame = ServerFrame::Error { id: None, sub: sub.clone(), problem: err.problem() };
@@ -686,25 +685,20 @@ fn close_marker(code: u16, reason: &str) -> String {
     format!("\u{0}close:{code}:{reason}")
 }
 
-/// Pulls events from the replay while credit and budget allow, and queues their frames.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the subscription's handles, passed once"
-)]
+/// Takes events from the subscription while credit and budget allow, and queues their frames.
 async fn feed(
-    replay: &mut Replay,
+    replay: &mut Tail,
     sub: Option<&str>,
     queue: &Queue,
     credit: Option<&Semaphore>,
     metrics: &crate::metrics::Metrics,
     batch: usize,
-    principal: &Principal,
 ) -> Result<(), ApiError> {
     loop {
         let want = credit.map_or(batch, |c| c.available_permits().clamp(1, batch));
         let event = replay.next(want).await?;
-        let frame = match event {
-            Event::Message(message) => {
+        let text = match event {
+            Event::Message(shown) => {
                 if let Some(credit) = credit {
                     if credit.available_permits() == 0 {
                         metrics.ws_credit_stall();
@@ -715,24 +709,22 @@ async fn feed(
                         Err(_) => return Ok(()),
                     }
                 }
-                let mut message = *message;
-                principal.present(&mut message);
-                ServerFrame::Msg {
-                    sub: sub.map(str::to_owned),
-                    message,
-                }
+                // Rendered once per message (per feed when shared), framed per socket.
+                ServerFrame::msg_text(sub, &shown.json)
             }
             Event::Gap { from, to } => ServerFrame::Gap {
                 sub: sub.map(str::to_owned),
                 from,
                 to,
-            },
+            }
+            .to_text(),
             Event::CaughtUp { seq } => ServerFrame::CaughtUp {
                 sub: sub.map(str::to_owned),
                 seq,
-            },
+            }
+            .to_text(),
         };
-        if !queue.push(frame.to_text()).await {
+        if !queue.push(text).await {
             return Ok(());
         }
     }

@@ -270,6 +270,29 @@ impl ServerFrame {
         })
     }
 
+    /// The text of a `msg` frame for a message already rendered as a JSON object (shared by
+    /// every subscriber of a feed): the same text as [`ServerFrame::Msg`]'s, without rendering
+    /// the message again for each socket.
+    pub fn msg_text(sub: Option<&str>, message_json: &[u8]) -> String {
+        let fields = message_json
+            .strip_prefix(b"{")
+            .and_then(|rest| std::str::from_utf8(rest).ok())
+            .unwrap_or("}");
+        let sub = sub.map(|sub| serde_json::to_string(sub).unwrap_or_default());
+        let mut text =
+            String::with_capacity(16 + fields.len() + sub.as_ref().map_or(0, |s| s.len() + 8));
+        text.push_str(r#"{"type":"msg""#);
+        if let Some(sub) = sub {
+            text.push_str(r#","sub":"#);
+            text.push_str(&sub);
+        }
+        if fields != "}" {
+            text.push(',');
+        }
+        text.push_str(fields);
+        text
+    }
+
     /// Its `type`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -289,6 +312,34 @@ impl ServerFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_msg_frame_from_a_rendered_message_is_the_frame_serde_writes() {
+        let mut headers = BTreeMap::new();
+        headers.insert("Content-Type".to_owned(), "text/plain".to_owned());
+        let message = Message {
+            stream: "ORDERS".to_owned(),
+            subject: "orders.\"new\"".to_owned(),
+            seq: 42,
+            time: "2026-11-26T09:00:00Z".to_owned(),
+            headers,
+            data: serde_json::json!({"a": [1, "x"]}),
+            encoding: crate::message::Encoding::Json,
+            delivered: None,
+            consumer_seq: None,
+            pending: None,
+            ack_id: None,
+            size: 0,
+        };
+        let json = serde_json::to_vec(&message).unwrap();
+        for sub in [None, Some("live \"1\"")] {
+            let frame = ServerFrame::Msg {
+                sub: sub.map(str::to_owned),
+                message: message.clone(),
+            };
+            assert_eq!(ServerFrame::msg_text(sub, &json), frame.to_text());
+        }
+    }
 
     #[test]
     fn subscribe_parses_with_flattened_start() {

@@ -19,6 +19,7 @@ mod consumers;
 mod container;
 mod contract;
 mod deploy;
+mod fanout;
 mod faults;
 mod hardening;
 mod http2;

@@ -935,9 +935,10 @@ async fn unsubscribe_deletes_the_replay_consumer_and_stops_its_messages(topology
     let app = spawn_app_on(topology).await;
     orders_with(&app, 0).await;
     let mut ws = connect(&app, "/v1/ws").await;
+    // Different filters: two live feeds, one consumer each once their replays handed over.
     send(
         &mut ws,
-        &json!({"op": "subscribe", "id": "gone", "stream": STREAM}),
+        &json!({"op": "subscribe", "id": "gone", "stream": STREAM, "filter": ["orders.new"]}),
     )
     .await;
     send(
@@ -949,7 +950,12 @@ async fn unsubscribe_deletes_the_replay_consumer_and_stops_its_messages(topology
         frames.iter().filter(|f| f["type"] == "caught_up").count() == 2
     })
     .await;
-    assert_eq!(stream_consumers(&app, STREAM).await.len(), 2);
+    eventually(
+        "one consumer per subscription",
+        Duration::from_secs(10),
+        || async { (stream_consumers(&app, STREAM).await.len() == 2).then_some(()) },
+    )
+    .await;
 
     send(&mut ws, &json!({"op": "unsubscribe", "id": "gone"})).await;
     let unsubscribed = until_type(&mut ws, "unsubscribed").await;
@@ -1357,7 +1363,16 @@ async fn nats_server_restart_mid_subscription_keeps_delivering_without_gap_or_du
         shape(&before),
         strings(&["msg:1", "msg:2", "msg:3", "caught_up:3"])
     );
-    let lost = only_consumer(&app, STREAM).await.name;
+    // The replay hands over to the live feed once caught up: one consumer remains.
+    let lost = eventually(
+        "the replay to run on one consumer",
+        Duration::from_secs(10),
+        || async {
+            let consumers = stream_consumers(&app, STREAM).await;
+            (consumers.len() == 1).then(|| consumers[0].name.clone())
+        },
+    )
+    .await;
 
     app.server.stop();
     app.server.restart().await;

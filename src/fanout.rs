@@ -1,0 +1,409 @@
+//! The in-process fan-out of live feeds: the registry of the feeds running on this replica, and
+//! the hub each one sends through.
+//!
+//! A feed is one JetStream ordered consumer (run by [`crate::ops::feed`]) whose messages every
+//! live subscriber with the same [`FeedKey`] receives. The hub is a bounded ring
+//! ([`tokio::sync::broadcast`], [`FEED_BUFFER`] items): the feed never waits for a subscriber,
+//! a subscriber that falls more than the ring behind finds out (`Lagged`) and catches up on its
+//! own consumer. Items are shared (`Arc`), so a message is decoded and rendered once per feed,
+//! not once per subscriber.
+//!
+//! Every item carries the stream sequence it covers and the one before it (`prev`): a
+//! subscriber that has delivered everything up to sequence `L` can take over from any item with
+//! `prev <= L < seq` without a gap or a duplicate. The hub's position (the last sequence sent)
+//! lets a subscriber that is already ahead of the feed take over at once.
+//!
+//! Membership is counted under the registry's lock: the first member creates the hub, the last
+//! one to leave removes it and stops its feed, which deletes the consumer.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::message::{EncodingChoice, Message};
+use crate::metrics::Metrics;
+
+/// Items a feed's ring holds: how far (in messages) a subscriber may fall behind its feed before
+/// it is moved to a catch-up consumer of its own.
+pub const FEED_BUFFER: usize = 1024;
+
+/// The hub's position while its feed has not started yet: no subscriber is ahead of it.
+const NOT_STARTED: u64 = u64::MAX;
+
+/// What makes two live subscriptions the same feed: the stream, the subjects delivered (the
+/// filters as JetStream applies them, a tenant's namespace included), how payloads are encoded
+/// and how subjects are shown (a tenant sees them without its prefix). Everything else a frame
+/// holds (a subscription id) is added per subscriber.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FeedKey {
+    pub stream: String,
+    /// Sorted; order does not change what JetStream delivers.
+    pub filters: Vec<String>,
+    pub base64: bool,
+    /// The tenant prefix removed from subjects when shown.
+    pub prefix: Option<String>,
+}
+
+impl FeedKey {
+    pub fn new(
+        stream: &str,
+        filters: &[String],
+        encoding: EncodingChoice,
+        prefix: Option<&str>,
+    ) -> Self {
+        let mut filters = filters.to_vec();
+        filters.sort();
+        Self {
+            stream: stream.to_owned(),
+            filters,
+            base64: encoding == EncodingChoice::Base64,
+            prefix: prefix.map(str::to_owned),
+        }
+    }
+
+    pub fn encoding(&self) -> EncodingChoice {
+        if self.base64 {
+            EncodingChoice::Base64
+        } else {
+            EncodingChoice::Auto
+        }
+    }
+}
+
+/// A message as a subscriber is shown it, rendered as JSON once.
+#[derive(Debug)]
+pub struct Shown {
+    pub message: Message,
+    /// `message` as a JSON object.
+    pub json: Bytes,
+}
+
+impl Shown {
+    pub fn new(message: Message) -> Self {
+        let json = serde_json::to_vec(&message).unwrap_or_else(|err| {
+            tracing::error!(error = %err, msg.seq = message.seq, "message not renderable as JSON");
+            b"{}".to_vec()
+        });
+        Self {
+            message,
+            json: Bytes::from(json),
+        }
+    }
+}
+
+/// What a feed sends.
+#[derive(Debug)]
+pub enum Item {
+    /// The next message; `prev` is the sequence of the item before it (or where the feed
+    /// started).
+    Message { prev: u64, shown: Arc<Shown> },
+    /// Sequences `from..=to` will never be delivered.
+    Gap { prev: u64, from: u64, to: u64 },
+    /// The feed stopped (it could not recover its consumer): subscribers carry on without it.
+    End,
+}
+
+impl Item {
+    /// The last stream sequence this item covers (`None` for `End`).
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            Self::Message { shown, .. } => Some(shown.message.seq),
+            Self::Gap { to, .. } => Some(*to),
+            Self::End => None,
+        }
+    }
+
+    /// The sequence covered by the item before it.
+    pub fn prev(&self) -> Option<u64> {
+        match self {
+            Self::Message { prev, .. } | Self::Gap { prev, .. } => Some(*prev),
+            Self::End => None,
+        }
+    }
+}
+
+/// Where a hub's feed is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Starting,
+    Running,
+    Ended,
+}
+
+/// One feed's fan-out point.
+pub struct Hub {
+    pub key: FeedKey,
+    tx: broadcast::Sender<Arc<Item>>,
+    /// The last sequence sent ([`NOT_STARTED`] before the feed runs). Written before the item
+    /// is sent, so a subscriber that reads it after subscribing misses nothing after it.
+    pos: AtomicU64,
+    phase: watch::Sender<Phase>,
+    /// Changed only under the registry's lock.
+    members: AtomicUsize,
+    /// Cancelled when the last member leaves: the feed stops and deletes its consumer.
+    pub stop: CancellationToken,
+}
+
+impl Hub {
+    fn new(key: FeedKey) -> Self {
+        Self {
+            key,
+            tx: broadcast::channel(FEED_BUFFER).0,
+            pos: AtomicU64::new(NOT_STARTED),
+            phase: watch::channel(Phase::Starting).0,
+            members: AtomicUsize::new(0),
+            stop: CancellationToken::new(),
+        }
+    }
+
+    /// The feed runs: everything after `pos` will be sent.
+    pub fn running(&self, pos: u64) {
+        self.pos.store(pos, Ordering::SeqCst);
+        self.phase.send_replace(Phase::Running);
+    }
+
+    /// The last sequence sent.
+    pub fn pos(&self) -> u64 {
+        self.pos.load(Ordering::SeqCst)
+    }
+
+    /// Sends an item to every subscriber; never waits.
+    pub fn send(&self, item: Item) {
+        if let Some(seq) = item.seq() {
+            self.pos.store(seq, Ordering::SeqCst);
+        }
+        // No receiver right now is fine: members subscribe again when they need the feed.
+        let _ = self.tx.send(Arc::new(item));
+    }
+
+    /// A receiver of every item sent from now on, and the position before them: every item
+    /// with a sequence after the returned position reaches the receiver (unless it lags).
+    pub fn subscribe(&self) -> (broadcast::Receiver<Arc<Item>>, u64) {
+        let rx = self.tx.subscribe();
+        (rx, self.pos())
+    }
+
+    /// Waits until the feed runs (`true`) or failed to start (`false`).
+    pub async fn started(&self) -> bool {
+        let mut phase = self.phase.subscribe();
+        matches!(
+            phase.wait_for(|p| *p != Phase::Starting).await.map(|p| *p),
+            Ok(Phase::Running)
+        )
+    }
+
+    pub fn phase(&self) -> Phase {
+        *self.phase.borrow()
+    }
+
+    /// Members right now.
+    pub fn members(&self) -> usize {
+        self.members.load(Ordering::SeqCst)
+    }
+}
+
+/// The feeds of one gateway. Cheap to clone.
+#[derive(Clone)]
+pub struct Feeds(Arc<Registry>);
+
+struct Registry {
+    hubs: Mutex<HashMap<FeedKey, Arc<Hub>>>,
+    metrics: Metrics,
+}
+
+/// A subscriber's membership of a feed; leaving is dropping it.
+pub struct Member {
+    pub hub: Arc<Hub>,
+    feeds: Feeds,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.feeds.leave(&self.hub);
+    }
+}
+
+impl Feeds {
+    pub fn new(metrics: Metrics) -> Self {
+        Self(Arc::new(Registry {
+            hubs: Mutex::new(HashMap::new()),
+            metrics,
+        }))
+    }
+
+    fn hubs(&self) -> MutexGuard<'_, HashMap<FeedKey, Arc<Hub>>> {
+        self.0.hubs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Joins the feed for `key`, creating its hub when there is none (or only one that ended);
+    /// `true` with a new hub, whose feed the caller must start.
+    pub fn join(&self, key: &FeedKey) -> (Member, bool) {
+        let mut hubs = self.hubs();
+        let existing = hubs
+            .get(key)
+            .filter(|hub| hub.phase() != Phase::Ended)
+            .cloned();
+        let (hub, created) = match existing {
+            Some(hub) => (hub, false),
+            None => {
+                let hub = Arc::new(Hub::new(key.clone()));
+                if let Some(old) = hubs.insert(key.clone(), hub.clone()) {
+                    // An ended hub still listed: it is replaced, and no longer counted.
+                    self.0.metrics.feed_closed(&old.key.stream);
+                }
+                self.0.metrics.feed_opened(&key.stream);
+                (hub, true)
+            }
+        };
+        hub.members.fetch_add(1, Ordering::SeqCst);
+        self.0.metrics.feed_member(&key.stream, 1);
+        (
+            Member {
+                hub,
+                feeds: self.clone(),
+            },
+            created,
+        )
+    }
+
+    fn leave(&self, hub: &Arc<Hub>) {
+        let mut hubs = self.hubs();
+        self.0.metrics.feed_member(&hub.key.stream, -1);
+        if hub.members.fetch_sub(1, Ordering::SeqCst) == 1 {
+            hub.stop.cancel();
+            if hubs.get(&hub.key).is_some_and(|h| Arc::ptr_eq(h, hub)) {
+                hubs.remove(&hub.key);
+                self.0.metrics.feed_closed(&hub.key.stream);
+            }
+        }
+    }
+
+    /// The feed behind `hub` stopped: new subscribers get a new feed; with `announce`, current
+    /// ones are told (`End`) and carry on without it.
+    pub fn retire(&self, hub: &Arc<Hub>, announce: bool) {
+        {
+            let mut hubs = self.hubs();
+            if hubs.get(&hub.key).is_some_and(|h| Arc::ptr_eq(h, hub)) {
+                hubs.remove(&hub.key);
+                self.0.metrics.feed_closed(&hub.key.stream);
+            }
+        }
+        hub.phase.send_replace(Phase::Ended);
+        if announce {
+            hub.send(Item::End);
+        }
+    }
+
+    /// Feeds listed now.
+    pub fn len(&self) -> usize {
+        self.hubs().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(stream: &str) -> FeedKey {
+        FeedKey::new(
+            stream,
+            &["b.>".to_owned(), "a.>".to_owned()],
+            EncodingChoice::Auto,
+            None,
+        )
+    }
+
+    #[test]
+    fn filters_in_any_order_share_a_feed_but_encoding_and_prefix_do_not() {
+        let a = key("S");
+        let b = FeedKey::new(
+            "S",
+            &["a.>".to_owned(), "b.>".to_owned()],
+            EncodingChoice::Auto,
+            None,
+        );
+        assert_eq!(a, b);
+        let base64 = FeedKey::new("S", &a.filters, EncodingChoice::Base64, None);
+        assert_ne!(a, base64);
+        let tenant = FeedKey::new("S", &a.filters, EncodingChoice::Auto, Some("t"));
+        assert_ne!(a, tenant);
+    }
+
+    #[test]
+    fn the_first_member_creates_the_hub_and_the_last_one_removes_it() {
+        let feeds = Feeds::new(Metrics::default());
+        let (first, created) = feeds.join(&key("S"));
+        assert!(created);
+        let (second, created) = feeds.join(&key("S"));
+        assert!(!created);
+        assert!(Arc::ptr_eq(&first.hub, &second.hub));
+        assert_eq!(first.hub.members(), 2);
+        let stop = first.hub.stop.clone();
+        drop(first);
+        assert_eq!(feeds.len(), 1);
+        assert!(!stop.is_cancelled());
+        drop(second);
+        assert!(feeds.is_empty());
+        assert!(stop.is_cancelled());
+    }
+
+    #[test]
+    fn a_retired_hub_is_replaced_for_new_members() {
+        let feeds = Feeds::new(Metrics::default());
+        let (old, _) = feeds.join(&key("S"));
+        feeds.retire(&old.hub, true);
+        let (new, created) = feeds.join(&key("S"));
+        assert!(created);
+        assert!(!Arc::ptr_eq(&old.hub, &new.hub));
+        drop(old);
+        assert_eq!(
+            feeds.len(),
+            1,
+            "the old hub's last member leaving keeps the new hub"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_gets_everything_after_the_position_it_was_given() {
+        let feeds = Feeds::new(Metrics::default());
+        let (member, _) = feeds.join(&key("S"));
+        let hub = &member.hub;
+        hub.running(10);
+        let gap = |prev, from, to| Item::Gap { prev, from, to };
+        hub.send(gap(10, 11, 11));
+        let (mut rx, pos) = hub.subscribe();
+        assert_eq!(pos, 11);
+        hub.send(gap(11, 12, 12));
+        let item = rx.recv().await.expect("item");
+        assert_eq!((item.prev(), item.seq()), (Some(11), Some(12)));
+    }
+
+    #[tokio::test]
+    async fn a_receiver_more_than_the_ring_behind_is_told_it_lagged_and_the_feed_never_waits() {
+        let feeds = Feeds::new(Metrics::default());
+        let (member, _) = feeds.join(&key("S"));
+        let hub = &member.hub;
+        hub.running(0);
+        let (mut rx, _) = hub.subscribe();
+        let total = u64::try_from(FEED_BUFFER).expect("fits") + 5;
+        for seq in 1..=total {
+            hub.send(Item::Gap {
+                prev: seq - 1,
+                from: seq,
+                to: seq,
+            });
+        }
+        assert!(matches!(
+            rx.recv().await,
+            Err(broadcast::error::RecvError::Lagged(5))
+        ));
+    }
+}
