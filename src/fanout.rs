@@ -44,6 +44,8 @@ pub struct FeedKey {
     /// Sorted; order does not change what JetStream delivers.
     pub filters: Vec<String>,
     pub base64: bool,
+    /// WebSocket binary frames (the payload as it is, not rendered).
+    pub binary: bool,
     /// The tenant prefix removed from subjects when shown.
     pub prefix: Option<String>,
 }
@@ -61,8 +63,15 @@ impl FeedKey {
             stream: stream.to_owned(),
             filters,
             base64: encoding == EncodingChoice::Base64,
+            binary: false,
             prefix: prefix.map(str::to_owned),
         }
+    }
+
+    /// The same feed in WebSocket binary frames (a feed of its own).
+    pub fn with_binary(mut self, binary: bool) -> Self {
+        self.binary = binary;
+        self
     }
 
     pub fn encoding(&self) -> EncodingChoice {
@@ -74,16 +83,28 @@ impl FeedKey {
     }
 }
 
-/// A message as a subscriber is shown it, rendered as JSON once.
+/// A message as a subscriber is shown it, rendered once: as JSON, or, when it carries its
+/// payload as it is, as a WebSocket binary frame.
 #[derive(Debug)]
 pub struct Shown {
     pub message: Message,
-    /// `message` as a JSON object.
+    /// `message` as a JSON object (empty for a binary one).
     pub json: Bytes,
+    /// The binary frame of a message that carries its payload as it is (see
+    /// [`binary_frame`]), without a subscription id.
+    pub binary: Option<Bytes>,
 }
 
 impl Shown {
     pub fn new(message: Message) -> Self {
+        if let Some(raw) = &message.raw {
+            let binary = binary_frame(&message, raw);
+            return Self {
+                message,
+                json: Bytes::new(),
+                binary: Some(binary),
+            };
+        }
         let json = serde_json::to_vec(&message).unwrap_or_else(|err| {
             tracing::error!(error = %err, msg.seq = message.seq, "message not renderable as JSON");
             b"{}".to_vec()
@@ -91,8 +112,56 @@ impl Shown {
         Self {
             message,
             json: Bytes::from(json),
+            binary: None,
         }
     }
+}
+
+/// The JSON header of a binary `msg` frame: the message's fields but `data` and `encoding`.
+#[derive(serde::Serialize)]
+struct BinaryHeader<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    stream: &'a str,
+    subject: &'a str,
+    seq: u64,
+    time: &'a str,
+    headers: &'a std::collections::BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivered: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    consumer_seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ack_id: Option<&'a str>,
+}
+
+/// A WebSocket binary `msg` frame: the length of the header (4 bytes, big-endian), the header
+/// (a JSON object starting `{"type":"msg"`), then the payload as it is.
+pub fn binary_frame(message: &Message, payload: &[u8]) -> Bytes {
+    let header = BinaryHeader {
+        kind: "msg",
+        stream: &message.stream,
+        subject: &message.subject,
+        seq: message.seq,
+        time: &message.time,
+        headers: &message.headers,
+        delivered: message.delivered,
+        consumer_seq: message.consumer_seq,
+        pending: message.pending,
+        ack_id: message.ack_id.as_deref(),
+    };
+    let mut frame = Vec::with_capacity(4 + 160 + payload.len());
+    frame.extend_from_slice(&[0; 4]);
+    if serde_json::to_writer(&mut frame, &header).is_err() {
+        frame.truncate(4);
+        frame.extend_from_slice(br#"{"type":"msg"}"#);
+    }
+    let header_len = u32::try_from(frame.len() - 4).unwrap_or(u32::MAX);
+    frame[..4].copy_from_slice(&header_len.to_be_bytes());
+    frame.extend_from_slice(payload);
+    Bytes::from(frame)
 }
 
 /// What a feed sends.
@@ -335,6 +404,7 @@ mod tests {
         assert_ne!(a, base64);
         let tenant = FeedKey::new("S", &a.filters, EncodingChoice::Auto, Some("t"));
         assert_ne!(a, tenant);
+        assert_ne!(a, key("S").with_binary(true));
     }
 
     #[test]

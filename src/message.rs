@@ -77,6 +77,10 @@ pub struct Message {
     /// Bytes JetStream counted for this delivery (subject, headers, payload); not serialized.
     #[serde(skip)]
     pub size: usize,
+    /// The payload as it is, for WebSocket binary frames (`encoding=binary`), where `data`
+    /// is not used; not serialized.
+    #[serde(skip)]
+    pub raw: Option<bytes::Bytes>,
 }
 
 impl Message {
@@ -106,6 +110,7 @@ impl Message {
             pending: None,
             ack_id: None,
             size: 0,
+            raw: None,
         }
     }
 }

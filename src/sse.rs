@@ -56,6 +56,13 @@ pub async fn stream_events(
     SubscribeTo(stream, mut params): SubscribeTo,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    if params.binary {
+        return Err(ApiError::InvalidParameter(
+            "encoding=binary frames messages as WebSocket binary messages; SSE carries text: \
+             use encoding=auto or base64, or the WebSocket route"
+                .to_owned(),
+        ));
+    }
     // With a durable consumer the consumer keeps its own position: a resume just reconnects.
     let last_event_id = headers
         .get("last-event-id")

@@ -86,7 +86,8 @@ impl Tail {
             &spec.filters,
             spec.encoding,
             principal.tenant(),
-        );
+        )
+        .with_binary(spec.binary);
         let mut live = Live {
             state: state.clone(),
             principal: principal.clone(),
@@ -455,6 +456,7 @@ async fn run_feed(state: &AppState, hub: &Hub) {
         filters: key.filters.clone(),
         consumer: None,
         encoding: key.encoding(),
+        binary: key.binary,
         batch_messages: state.config.replay_batch,
         batch_bytes: usize::try_from(state.config.ws_max_buffered_bytes).unwrap_or(usize::MAX),
         heartbeat: state.config.replay_heartbeat,

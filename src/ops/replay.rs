@@ -102,6 +102,8 @@ pub struct ReplaySpec {
     /// Durable consumer for ack mode; `None` for an ordered replay.
     pub consumer: Option<String>,
     pub encoding: EncodingChoice,
+    /// Keep each payload as it is (WebSocket binary frames) instead of rendering `data`.
+    pub binary: bool,
     /// Most messages asked of JetStream at a time.
     pub batch_messages: usize,
     /// Most bytes asked of JetStream at a time.
@@ -528,9 +530,17 @@ impl Replay {
             target.stream_seq,
             time,
             reply.headers.as_ref(),
-            &reply.payload,
+            // Binary frames carry the payload as it is: nothing to render.
+            if self.spec.binary {
+                &[]
+            } else {
+                &reply.payload
+            },
             self.spec.encoding,
         );
+        if self.spec.binary {
+            message.raw = Some(reply.payload.clone());
+        }
         if self.spec.consumer.is_some() {
             message.delivered = Some(target.delivered);
             message.consumer_seq = Some(target.consumer_seq);

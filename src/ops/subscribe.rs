@@ -32,7 +32,8 @@ pub struct SubscriptionQuery {
     filter: Option<String>,
     /// Durable consumer: ack mode (messages carry ack_id and are redelivered until acked)
     consumer: Option<String>,
-    /// auto (default) or base64
+    /// auto (default), base64, or binary (WebSocket only: binary frames carrying the payload as
+    /// it is)
     encoding: Option<String>,
 }
 
@@ -47,6 +48,8 @@ pub struct Subscription {
     pub filters: Vec<String>,
     pub consumer: Option<String>,
     pub encoding: EncodingChoice,
+    /// WebSocket binary frames: a JSON header and the payload as it is.
+    pub binary: bool,
     pub credit: Option<u64>,
 }
 
@@ -80,10 +83,11 @@ impl Subscription {
                 ),
                 "consumer" => params.consumer = Some(value.to_string()),
                 "encoding" => {
-                    params.encoding = match value.as_ref() {
-                        "auto" => EncodingChoice::Auto,
-                        "base64" => EncodingChoice::Base64,
-                        other => return Err(bad("encoding (auto, base64)", other)),
+                    (params.encoding, params.binary) = match value.as_ref() {
+                        "auto" => (EncodingChoice::Auto, false),
+                        "base64" => (EncodingChoice::Base64, false),
+                        "binary" => (EncodingChoice::Auto, true),
+                        other => return Err(bad("encoding (auto, base64, binary)", other)),
                     }
                 }
                 "credit" => params.credit = Some(value.parse().map_err(|_| bad("credit", &value))?),
@@ -128,6 +132,7 @@ impl Subscription {
             },
             self.consumer.clone(),
             self.encoding,
+            self.binary,
         ))
     }
 }
@@ -139,6 +144,7 @@ fn replay_spec(
     filters: Vec<String>,
     consumer: Option<String>,
     encoding: EncodingChoice,
+    binary: bool,
 ) -> ReplaySpec {
     let config = &state.config;
     ReplaySpec {
@@ -147,6 +153,7 @@ fn replay_spec(
         filters,
         consumer,
         encoding,
+        binary,
         batch_messages: config.replay_batch,
         batch_bytes: usize::try_from(config.ws_max_buffered_bytes).unwrap_or(usize::MAX),
         heartbeat: config.replay_heartbeat,

@@ -73,7 +73,8 @@ fn configure(ws: WebSocketUpgrade, state: &AppState) -> WebSocketUpgrade {
 ///
 /// Query: `deliver` (`all`, `last`, `new`, `last_per_subject`) or `start_seq` or `start_time`
 /// (RFC 3339); `filter` (repeatable or comma-separated, wildcards allowed); `consumer` for ack
-/// mode; `encoding=base64`; `credit` for explicit flow control. Every server frame is JSON text
+/// mode; `encoding=base64`, or `encoding=binary` for binary `msg` frames carrying the payload as it
+/// is; `credit` for explicit flow control. Every server frame is JSON text
 /// with a `type`: `msg`, `caught_up`, `gap`, `ack_result`, `error`, `pong`. The client may send
 /// `ack`/`nak`/`term`/`progress`, `credit` and `ping` ops. An unknown stream or consumer answers
 /// 404 before the upgrade. See docs/websocket.md.
@@ -160,9 +161,30 @@ fn upgrade_required(rejection: WebSocketUpgradeRejection) -> ApiError {
     ))
 }
 
+/// What the writer sends: a JSON text frame or a binary `msg` frame.
+enum Out {
+    Text(String),
+    Binary(bytes::Bytes),
+}
+
+impl Out {
+    fn len(&self) -> usize {
+        match self {
+            Self::Text(text) => text.len(),
+            Self::Binary(bytes) => bytes.len(),
+        }
+    }
+}
+
+impl From<String> for Out {
+    fn from(text: String) -> Self {
+        Self::Text(text)
+    }
+}
+
 /// A frame queued for the writer, holding its share of the socket's byte budget.
 struct Outbound {
-    text: String,
+    frame: Out,
     _budget: Option<tokio::sync::OwnedSemaphorePermit>,
     _gauge: Option<GaugeGuard>,
 }
@@ -178,8 +200,9 @@ struct Queue {
 
 impl Queue {
     /// Queues a frame once the budget has room for it; `false` when the session has ended.
-    async fn push(&self, text: String) -> bool {
-        let cost = text.len().clamp(1, self.budget_bytes);
+    async fn push(&self, frame: impl Into<Out>) -> bool {
+        let frame = frame.into();
+        let cost = frame.len().clamp(1, self.budget_bytes);
         let Ok(permit) = self
             .budget
             .clone()
@@ -191,7 +214,7 @@ impl Queue {
         let gauge = self.metrics.ws_buffered(cost);
         self.out
             .send(Outbound {
-                text,
+                frame,
                 _budget: Some(permit),
                 _gauge: Some(gauge),
             })
@@ -202,7 +225,7 @@ impl Queue {
     /// get through).
     fn close(&self, code: u16, reason: &str) {
         let _ = self.out.send(Outbound {
-            text: close_marker(code, reason),
+            frame: Out::Text(close_marker(code, reason)),
             _budget: None,
             _gauge: None,
         });
@@ -525,6 +548,7 @@ impl Session {
                     )
                     .await;
                 } else {
+                    let (encoding, binary) = encoding.split();
                     let subscription = Subscription {
                         deliver,
                         start_seq,
@@ -532,6 +556,7 @@ impl Session {
                         filters: filter,
                         consumer,
                         encoding,
+                        binary,
                         credit,
                     };
                     let started = match StreamName::parse(stream) {
@@ -697,7 +722,7 @@ async fn feed(
     loop {
         let want = credit.map_or(batch, |c| c.available_permits().clamp(1, batch));
         let event = replay.next(want).await?;
-        let text = match event {
+        let frame: Out = match event {
             Event::Message(shown) => {
                 if let Some(credit) = credit {
                     if credit.available_permits() == 0 {
@@ -710,21 +735,26 @@ async fn feed(
                     }
                 }
                 // Rendered once per message (per feed when shared), framed per socket.
-                ServerFrame::msg_text(sub, &shown.json)
+                match &shown.binary {
+                    Some(binary) => Out::Binary(ServerFrame::msg_binary(sub, binary)),
+                    None => Out::Text(ServerFrame::msg_text(sub, &shown.json)),
+                }
             }
             Event::Gap { from, to } => ServerFrame::Gap {
                 sub: sub.map(str::to_owned),
                 from,
                 to,
             }
-            .to_text(),
+            .to_text()
+            .into(),
             Event::CaughtUp { seq } => ServerFrame::CaughtUp {
                 sub: sub.map(str::to_owned),
                 seq,
             }
-            .to_text(),
+            .to_text()
+            .into(),
         };
-        if !queue.push(text).await {
+        if !queue.push(frame).await {
             return Ok(());
         }
     }
@@ -790,16 +820,22 @@ async fn write_loop(
             }
             frame = queue.recv() => {
                 let Some(frame) = frame else { break };
-                if let Some(rest) = frame.text.strip_prefix("\u{0}close:") {
+                if let Out::Text(text) = &frame.frame
+                    && let Some(rest) = text.strip_prefix("\u{0}close:")
+                {
                     let (code, reason) = rest.split_once(':').unwrap_or((rest, ""));
                     let code = code.parse().unwrap_or(close_code::NORMAL);
                     let _ = tokio::time::timeout(close_timeout, sink.send(close(code, reason))).await;
                     break;
                 }
-                let len = frame.text.len();
+                let len = frame.frame.len();
                 // Flush once the queue is drained; while frames keep coming they share writes.
                 let flush = queue.is_empty();
-                if !write(&mut sink, WsMessage::Text(Utf8Bytes::from(frame.text)), flush, &shutdown, stall, &metrics).await {
+                let message = match frame.frame {
+                    Out::Text(text) => WsMessage::Text(Utf8Bytes::from(text)),
+                    Out::Binary(bytes) => WsMessage::Binary(bytes),
+                };
+                if !write(&mut sink, message, flush, &shutdown, stall, &metrics).await {
                     if shutdown.is_cancelled() {
                         let _ = tokio::time::timeout(close_timeout, sink.send(close(close_code::AWAY, "gateway shutting down"))).await;
                     }

@@ -133,6 +133,32 @@ pub enum ServerFrame {
 
 pub use crate::ops::replay::ReplayFrom;
 
+/// How a subscription's messages are framed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WsEncoding {
+    /// Text frames; `data` is JSON, UTF-8 text or base64, whichever is lossless and most
+    /// readable.
+    #[default]
+    Auto,
+    /// Text frames; `data` is always base64.
+    Base64,
+    /// Binary frames: a 4-byte big-endian header length, a JSON header (the message without
+    /// `data` and `encoding`), then the payload as it is.
+    Binary,
+}
+
+impl WsEncoding {
+    /// The payload encoding of text frames, and whether frames are binary.
+    pub fn split(self) -> (EncodingChoice, bool) {
+        match self {
+            Self::Auto => (EncodingChoice::Auto, false),
+            Self::Base64 => (EncodingChoice::Base64, false),
+            Self::Binary => (EncodingChoice::Auto, true),
+        }
+    }
+}
+
 /// An op a client sends.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
@@ -164,7 +190,7 @@ pub enum ClientOp {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         credit: Option<u64>,
         #[serde(default)]
-        encoding: EncodingChoice,
+        encoding: WsEncoding,
     },
     /// End a subscription.
     Unsubscribe { id: String },
@@ -270,6 +296,38 @@ impl ServerFrame {
         })
     }
 
+    /// A binary `msg` frame for `sub`, from the frame rendered once for every subscriber
+    /// ([`crate::fanout::binary_frame`]): shared as it is without a subscription id, else with
+    /// `"sub"` put into its header.
+    pub fn msg_binary(sub: Option<&str>, frame: &bytes::Bytes) -> bytes::Bytes {
+        let Some(sub) = sub else {
+            return frame.clone();
+        };
+        const OPEN: &[u8] = br#"{"type":"msg""#;
+        let header_len = frame
+            .get(..4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, |b| u32::from_be_bytes(b) as usize);
+        let (Some(header), Some(payload)) =
+            (frame.get(4..4 + header_len), frame.get(4 + header_len..))
+        else {
+            return frame.clone();
+        };
+        let Some(rest) = header.strip_prefix(OPEN) else {
+            return frame.clone();
+        };
+        let sub = serde_json::to_string(sub).unwrap_or_default();
+        let mut out = Vec::with_capacity(frame.len() + sub.len() + 8);
+        let new_len = u32::try_from(OPEN.len() + 7 + sub.len() + rest.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&new_len.to_be_bytes());
+        out.extend_from_slice(OPEN);
+        out.extend_from_slice(br#","sub":"#);
+        out.extend_from_slice(sub.as_bytes());
+        out.extend_from_slice(rest);
+        out.extend_from_slice(payload);
+        bytes::Bytes::from(out)
+    }
+
     /// The text of a `msg` frame for a message already rendered as a JSON object (shared by
     /// every subscriber of a feed): the same text as [`ServerFrame::Msg`]'s, without rendering
     /// the message again for each socket.
@@ -330,6 +388,7 @@ mod tests {
             pending: None,
             ack_id: None,
             size: 0,
+            raw: None,
         };
         let json = serde_json::to_vec(&message).unwrap();
         for sub in [None, Some("live \"1\"")] {

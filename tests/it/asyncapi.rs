@@ -10,10 +10,12 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use jetway::error::ApiError;
-use jetway::message::{Encoding, EncodingChoice, Message};
+use jetway::message::{Encoding, Message};
 use jetway::nats::consumers::AckAction;
 use jetway::ops::subscribe::Subscription;
-use jetway::ws::protocol::{CLIENT_OPS, ClientOp, ReplayFrom, SERVER_FRAME_TYPES, ServerFrame};
+use jetway::ws::protocol::{
+    CLIENT_OPS, ClientOp, ReplayFrom, SERVER_FRAME_TYPES, ServerFrame, WsEncoding,
+};
 use serde_json::{Value, json};
 
 use crate::node;
@@ -35,6 +37,7 @@ fn message(seq: u64, data: Value, encoding: Encoding, ack_mode: bool) -> Message
         pending: ack_mode.then_some(0),
         ack_id: ack_mode.then(|| "JEpTLkFDSy5PUkRFUlMuMQ.c2ln".to_owned()),
         size: 120,
+        raw: None,
     }
 }
 
@@ -150,7 +153,7 @@ fn client_ops() -> Vec<ClientOp> {
             filter: Vec::new(),
             consumer: None,
             credit: None,
-            encoding: EncodingChoice::Auto,
+            encoding: WsEncoding::Auto,
         },
         ClientOp::Subscribe {
             id: "orders".to_owned(),
@@ -161,7 +164,7 @@ fn client_ops() -> Vec<ClientOp> {
             filter: vec!["orders.new".to_owned(), "orders.*.paid".to_owned()],
             consumer: Some("workers".to_owned()),
             credit: Some(100),
-            encoding: EncodingChoice::Base64,
+            encoding: WsEncoding::Base64,
         },
         ClientOp::Unsubscribe {
             id: "orders".to_owned(),

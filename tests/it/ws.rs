@@ -1018,6 +1018,112 @@ async fn multiplexed_credit_for_a_subscription_grants_exactly_that_many_more_mes
     assert!(after.is_empty(), "sent beyond the credit: {after:#?}");
 }
 
+/// A binary `msg` frame split into its JSON header and payload; any other frame is text.
+enum Framed {
+    Binary(Value, Vec<u8>),
+    Text(Value),
+}
+
+async fn next_framed(ws: &mut Ws) -> Framed {
+    loop {
+        let next = tokio::time::timeout(READ_TIMEOUT, ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("socket open")
+            .expect("frame");
+        match next {
+            Message::Binary(bytes) => {
+                let len = u32::from_be_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
+                let header: Value =
+                    serde_json::from_slice(&bytes[4..4 + len]).expect("a JSON header");
+                return Framed::Binary(header, bytes[4 + len..].to_vec());
+            }
+            Message::Text(text) => {
+                return Framed::Text(serde_json::from_str(text.as_str()).expect("JSON text"));
+            }
+            Message::Close(close) => panic!("closed: {close:?}"),
+            _ => {}
+        }
+    }
+}
+
+async fn binary_encoding_carries_each_payload_as_it_is_after_a_json_header(topology: Topology) {
+    let app = spawn_app_on(topology).await;
+    orders_with(&app, 0).await;
+    let payloads: [&[u8]; 3] = [&[0, 159, 255, b'"', b'\\'], b"plain text", br#"{"a":1}"#];
+    for payload in payloads {
+        publish_direct(&app.js, "orders.new", Bytes::copy_from_slice(payload)).await;
+    }
+
+    // The single-stream endpoint: replay, caught_up (text), then a live message.
+    let mut ws = connect(&app, &stream_ws("encoding=binary")).await;
+    for (i, payload) in payloads.iter().enumerate() {
+        let Framed::Binary(header, body) = next_framed(&mut ws).await else {
+            panic!("message {i} is not a binary frame");
+        };
+        assert_eq!(header["type"], "msg", "{header}");
+        assert_eq!(header["seq"], i as u64 + 1, "{header}");
+        assert_eq!(header["stream"], STREAM);
+        assert_eq!(header["subject"], "orders.new");
+        assert!(header["time"].is_string(), "{header}");
+        assert!(
+            header.get("data").is_none() && header.get("encoding").is_none(),
+            "{header}"
+        );
+        assert!(header.get("sub").is_none(), "{header}");
+        assert_eq!(body, *payload, "payload {i} byte for byte");
+    }
+    let Framed::Text(caught_up) = next_framed(&mut ws).await else {
+        panic!("caught_up is text");
+    };
+    assert_eq!(caught_up["type"], "caught_up");
+    publish_direct(
+        &app.js,
+        "orders.new",
+        Bytes::from_static(b"live \x00 bytes"),
+    )
+    .await;
+    let Framed::Binary(header, body) = next_framed(&mut ws).await else {
+        panic!("the live message is not a binary frame");
+    };
+    assert_eq!(header["seq"], 4);
+    assert_eq!(body, b"live \x00 bytes");
+
+    // The multiplexed endpoint: the subscription id is in the header.
+    let mut mux = connect(&app, "/v1/ws").await;
+    send(
+        &mut mux,
+        &json!({"op": "subscribe", "id": "raw", "stream": STREAM, "start_seq": 3, "encoding": "binary"}),
+    )
+    .await;
+    let Framed::Text(subscribed) = next_framed(&mut mux).await else {
+        panic!("subscribed is text");
+    };
+    assert_eq!(subscribed["type"], "subscribed");
+    for seq in [3u64, 4] {
+        let Framed::Binary(header, body) = next_framed(&mut mux).await else {
+            panic!("message {seq} is not a binary frame");
+        };
+        assert_eq!(header["sub"], "raw", "{header}");
+        assert_eq!(header["seq"], seq, "{header}");
+        let expected: &[u8] = if seq == 3 {
+            payloads[2]
+        } else {
+            b"live \x00 bytes"
+        };
+        assert_eq!(body, expected);
+    }
+
+    // SSE carries text only.
+    let refused = app
+        .http
+        .get(app.url(&format!("/v1/streams/{STREAM}/events?encoding=binary")))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(refused.status(), 400);
+}
+
 async fn multiplexed_publish_ops_sent_back_to_back_are_all_acked_and_stored_in_op_order(
     topology: Topology,
 ) {
@@ -1505,6 +1611,7 @@ crate::on_r1_and_r3!(
     multiplexed_credit_for_a_subscription_grants_exactly_that_many_more_messages,
     multiplexed_publish_with_a_repeated_idempotency_key_answers_duplicate_with_the_same_seq,
     multiplexed_publish_ops_sent_back_to_back_are_all_acked_and_stored_in_op_order,
+    binary_encoding_carries_each_payload_as_it_is_after_a_json_header,
     credit_3_sends_exactly_3_messages_until_more_credit_is_granted,
     unsubscribe_deletes_the_replay_consumer_and_stops_its_messages,
 );
