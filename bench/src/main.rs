@@ -294,6 +294,9 @@ async fn run(opts: Opts) -> Result<bool> {
         .await;
     runner.run(replay::WS_REPLAY, replay::ws_replay(&ctx)).await;
     runner
+        .run(replay::WS_BINARY_REPLAY, replay::ws_binary_replay(&ctx))
+        .await;
+    runner
         .run(replay::SSE_REPLAY, replay::sse_replay(&ctx))
         .await;
     runner
@@ -772,9 +775,22 @@ impl Runner {
                 &format!("{} ÷ {} (msgs/s)", replay::WS_REPLAY, replay::DIRECT_REPLAY),
                 replay::WS_REPLAY,
                 ratio(ws, ordered, |s| s.msgs_per_s),
-                0.7,
+                0.75,
             )
             .noisy_if([ws, ordered].into_iter()),
+            Check::at_least(
+                &format!(
+                    "{} ÷ {} (msgs/s)",
+                    replay::WS_BINARY_REPLAY,
+                    replay::DIRECT_REPLAY
+                ),
+                replay::WS_BINARY_REPLAY,
+                ratio(self.row(replay::WS_BINARY_REPLAY), ordered, |s| {
+                    s.msgs_per_s
+                }),
+                0.85,
+            )
+            .noisy_if([self.row(replay::WS_BINARY_REPLAY), ordered].into_iter()),
             Check::report_only(
                 &format!(
                     "{} ÷ {} (msgs/s)",

@@ -24,6 +24,7 @@ use crate::report::Scenario;
 use crate::scenarios::{Ctx, STREAM};
 
 pub const WS_REPLAY: &str = "ws replay";
+pub const WS_BINARY_REPLAY: &str = "ws replay binary";
 pub const SSE_REPLAY: &str = "sse replay";
 pub const DIRECT_REPLAY: &str = "direct ordered replay";
 
@@ -119,6 +120,34 @@ pub async fn ws_replay(ctx: &Ctx) -> Result<Scenario> {
     Ok(row(WS_REPLAY, "jetway", what, &m, &seen))
 }
 
+/// `ws replay binary`: the same with `encoding=binary`: binary `msg` frames carrying the
+/// payload as it is after a JSON header.
+pub async fn ws_binary_replay(ctx: &Ctx) -> Result<Scenario> {
+    let url = format!(
+        "ws://{}/v1/streams/{STREAM}/ws?start_seq=1&encoding=binary",
+        ctx.gateway
+    );
+    let (m, seen) = measure(ctx, |until| ws_read(&url, until)).await?;
+    let what = format!(
+        "ws /v1/streams/{STREAM}/ws?start_seq=1&encoding=binary read to seq {MESSAGES}, \
+         {PAYLOAD_BYTES} B each"
+    );
+    Ok(row(WS_BINARY_REPLAY, "jetway", what, &m, &seen))
+}
+
+/// A binary `msg` frame's header (after its 4-byte length) and payload length.
+fn binary_frame(bytes: &[u8]) -> Result<(&[u8], usize)> {
+    let len = bytes
+        .get(..4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(u32::from_be_bytes)
+        .context("a binary frame shorter than its header length")? as usize;
+    let header = bytes
+        .get(4..4 + len)
+        .context("a binary frame shorter than its header")?;
+    Ok((header, bytes.len() - 4 - len))
+}
+
 async fn ws_read(url: &str, until: Until) -> Result<Read> {
     let began = Instant::now();
     let (mut socket, _) = tokio_tungstenite::connect_async(url)
@@ -127,15 +156,21 @@ async fn ws_read(url: &str, until: Until) -> Result<Read> {
     let mut next = 1;
     let mut wire_bytes = 0;
     while let Some(frame) = socket.next().await {
-        let text = match frame.context("WebSocket read failed")? {
-            WsMessage::Text(text) => text,
+        let message = frame.context("WebSocket read failed")?;
+        let (header, payload_len): (&[u8], usize) = match &message {
+            WsMessage::Text(text) => (text.as_bytes(), 0),
             WsMessage::Close(close) => bail!("the gateway closed the socket at {next}: {close:?}"),
-            WsMessage::Binary(_) => bail!("unexpected binary frame"),
+            WsMessage::Binary(bytes) => binary_frame(bytes)?,
             _ => continue,
         };
-        wire_bytes += text.len() as u64;
-        let frame: Frame =
-            serde_json::from_str(&text).with_context(|| format!("not a frame: {text}"))?;
+        if let WsMessage::Binary(_) = &message
+            && payload_len != PAYLOAD_BYTES
+        {
+            bail!("a binary frame with {payload_len} payload bytes at {next}");
+        }
+        wire_bytes += (header.len() + payload_len) as u64;
+        let frame: Frame = serde_json::from_slice(header)
+            .with_context(|| format!("not a frame: {}", String::from_utf8_lossy(header)))?;
         match frame.kind {
             "msg" => {
                 if frame.seq != next {
@@ -151,7 +186,10 @@ async fn ws_read(url: &str, until: Until) -> Result<Read> {
                 next += 1;
             }
             "caught_up" => {}
-            _ => bail!("unexpected frame at sequence {next}: {text}"),
+            _ => bail!(
+                "unexpected frame at sequence {next}: {}",
+                String::from_utf8_lossy(header)
+            ),
         }
     }
     bail!("the socket ended at sequence {next}")
