@@ -6,6 +6,7 @@
 //! `bench-results/latest.md` and `bench-results/latest.json`.
 
 mod consume;
+mod fanout;
 mod http;
 mod load;
 mod pipelined;
@@ -77,6 +78,12 @@ struct Opts {
     /// consumer on nats-server.
     #[arg(long, default_value_t = 10_000)]
     live_sockets: usize,
+    /// Live-tail sockets of the fan-out scenarios (repeatable; one scenario each).
+    #[arg(long, default_values_t = [1_000, 10_000])]
+    fanout_sockets: Vec<usize>,
+    /// Messages published per second in the fan-out scenarios.
+    #[arg(long, default_value_t = 10)]
+    fanout_rate: u32,
 }
 
 fn parse_env(text: &str) -> Result<(String, String), String> {
@@ -139,7 +146,10 @@ async fn terminated() {
 
 /// Runs every scenario; `Ok(false)` when one failed.
 async fn run(opts: Opts) -> Result<bool> {
-    let most = opts.sockets.max(opts.live_sockets);
+    let most = opts
+        .fanout_sockets
+        .iter()
+        .fold(opts.sockets.max(opts.live_sockets), |most, &n| most.max(n));
     if most > procs::MAX_CONNECTIONS {
         bail!(
             "at most {} sockets: the gateway is started with that connection limit",
@@ -219,6 +229,7 @@ async fn run(opts: Opts) -> Result<bool> {
         only: opts.only,
         rows: Vec::new(),
         sockets: Vec::new(),
+        fanouts: Vec::new(),
         failures: Vec::new(),
     };
     let c = HIGH_CONCURRENCY;
@@ -339,6 +350,39 @@ async fn run(opts: Opts) -> Result<bool> {
         runner.run_sockets(name, scenario).await;
     }
 
+    // Live fan-out, each size on a gateway of its own.
+    for &count in &opts.fanout_sockets {
+        let name = fanout::name(count);
+        if !runner.selected(&name) {
+            continue;
+        }
+        eprint!("jetway-bench: {name} ... ");
+        let scenario = async {
+            if nofile < count as u64 + 1024 {
+                bail!("the open-file limit is {nofile}, too low for {count} sockets");
+            }
+            let fresh =
+                Gateway::start(&gateway_spec, &format!("jetway-fanout-{count}.log")).await?;
+            let ctx = ctx.with_gateway(fresh.addr, fresh.proc.pid());
+            fanout::fanout(&ctx, count, opts.fanout_rate).await
+        };
+        match scenario.await {
+            Ok(f) => {
+                eprintln!(
+                    "{} consumer(s), {:.0} frames/s, p50 {:.1} ms, p99 {:.1} ms, jetway {:.1} µs and nats-server {:.2} µs CPU per frame",
+                    f.consumers,
+                    f.frames_per_s,
+                    f.p50_ms,
+                    f.p99_ms,
+                    f.gateway_us_per_frame,
+                    f.nats_server_us_per_frame
+                );
+                runner.fanouts.push(f);
+            }
+            Err(err) => runner.fail(&name, &err),
+        }
+    }
+
     // The single server and its gateway are done: stopped before the cluster starts, so that
     // they take no share of the machine during the R3 rows.
     drop(ctx);
@@ -426,6 +470,7 @@ async fn run(opts: Opts) -> Result<bool> {
         stream: scenarios::STREAM.to_owned(),
         scenarios: runner.rows,
         sockets: runner.sockets,
+        fanouts: runner.fanouts,
         gateway_env: opts
             .gateway_env
             .iter()
@@ -560,6 +605,7 @@ struct Runner {
     only: Vec<String>,
     rows: Vec<Scenario>,
     sockets: Vec<SocketMemory>,
+    fanouts: Vec<fanout::Fanout>,
     failures: Vec<Failure>,
 }
 
@@ -808,12 +854,23 @@ impl Runner {
                 64.0,
                 "KiB",
             ),
+            // Live sockets share one feed: what a socket costs beyond its connection is small.
             Check::at_most(
                 "gateway memory per idle live-tail socket (?deliver=new)",
                 sockets::IDLE_LIVE,
                 socket_kib(sockets::IDLE_LIVE),
-                64.0,
+                24.0,
                 "KiB",
+            ),
+            Check::at_most(
+                "p99 publish → receipt, fan-out to 10,000 live sockets",
+                &fanout::name(10_000),
+                self.fanouts
+                    .iter()
+                    .find(|f| f.sockets == 10_000)
+                    .map(|f| f.p99_ms),
+                250.0,
+                "ms",
             ),
         ]
     }

@@ -121,6 +121,9 @@ pub struct SocketMemory {
     pub idle_cpu: CpuSplit,
     /// Seconds from asking every socket to close until the gateway counted none.
     pub close_s: f64,
+    /// JetStream consumers on the stream with every socket open (live-tail sockets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consumers: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
@@ -338,6 +341,8 @@ pub struct Report {
     pub scenarios: Vec<Scenario>,
     /// Idle WebSocket connections and the memory they hold.
     pub sockets: Vec<SocketMemory>,
+    /// Live fan-out runs.
+    pub fanouts: Vec<crate::fanout::Fanout>,
     /// Extra gateway settings given with `--gateway-env` (none for comparable results).
     pub gateway_env: Vec<String>,
     pub checks: Vec<Check>,
@@ -470,8 +475,8 @@ impl Report {
         );
         if !self.sockets.is_empty() {
             out.push_str(
-                "| idle sockets | path | sockets | opened in | jetway RSS before → after | jetway per socket | nats-server per socket | idle CPU jetway | idle CPU nats-server | closed in |\n\
-                 |---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+                "| idle sockets | path | sockets | JetStream consumers | opened in | jetway RSS before → after | jetway per socket | nats-server per socket | idle CPU jetway | idle CPU nats-server | closed in |\n\
+                 |---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
             );
             for m in &self.sockets {
                 let name = match &m.note {
@@ -480,10 +485,12 @@ impl Report {
                 };
                 let _ = writeln!(
                     out,
-                    "| {} | `{}` | {} | {:.1} s | {:.1} → {:.1} MiB | {:.1} KiB | {:.1} KiB | {:.0}% | {:.0}% | {:.1} s |",
+                    "| {} | `{}` | {} | {} | {:.1} s | {:.1} → {:.1} MiB | {:.1} KiB | {:.1} KiB | {:.0}% | {:.0}% | {:.1} s |",
                     name,
                     m.path,
                     thousands(m.sockets as f64),
+                    m.consumers
+                        .map_or_else(|| "–".to_owned(), |c| thousands(c as f64)),
                     m.open_s,
                     m.rss_before_kib as f64 / 1024.0,
                     m.rss_after_kib as f64 / 1024.0,
@@ -497,6 +504,46 @@ impl Report {
             out.push_str(
                 "\nPer socket = (VmRSS with every socket open and idle, once stable − VmRSS before the \
                  first) ÷ sockets. Idle CPU is over a few seconds with all of them open.\n\n",
+            );
+        }
+        if !self.fanouts.is_empty() {
+            out.push_str(
+                "| live fan-out | sockets | JetStream consumers | published/s | frames/s delivered | delivered / expected | CPU jetway | CPU nats-server | CPU load tool | jetway µs/frame | nats-server µs/frame | publish → receipt p50 | p99 | max | jetway RSS | nats-server RSS |\n\
+                 |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+            );
+            for f in &self.fanouts {
+                let noisy = if f.cpu.other_pct > NOISE_PCT {
+                    " (noisy)"
+                } else {
+                    ""
+                };
+                let _ = writeln!(
+                    out,
+                    "| {}{} | {} | {} | {} | {} | {} / {} | {:.0}% | {:.0}% | {:.0}% | {:.1} | {:.2} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} MiB | {:.1} MiB |",
+                    f.name,
+                    noisy,
+                    thousands(f.sockets as f64),
+                    f.consumers,
+                    f.rate,
+                    thousands(f.frames_per_s),
+                    thousands(f.frames as f64),
+                    thousands(f.expected_frames as f64),
+                    f.cpu.gateway_pct,
+                    f.cpu.nats_server_pct,
+                    f.cpu.load_tool_pct,
+                    f.gateway_us_per_frame,
+                    f.nats_server_us_per_frame,
+                    f.p50_ms,
+                    f.p99_ms,
+                    f.max_ms,
+                    f.gateway_rss_kib as f64 / 1024.0,
+                    f.nats_server_rss_kib as f64 / 1024.0,
+                );
+            }
+            out.push_str(
+                "\nEach message carries its publish time; publish → receipt is measured by the \
+                 reading client for every frame of a message published in the window. CPU per \
+                 frame = CPU time over the window ÷ frames of the window.\n\n",
             );
         }
         out.push_str("| target | measured | target | result |\n|---|--:|---|---|\n");

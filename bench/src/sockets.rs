@@ -38,7 +38,7 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 /// The idle window over which CPU is measured, once memory is stable.
 const IDLE_WINDOW: Duration = Duration::from_secs(3);
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Opens `count` sockets to `path`, measures, closes them all.
 pub async fn idle_sockets(
@@ -93,6 +93,11 @@ pub async fn idle_sockets(
         }
         tokio::time::sleep(SAMPLE_EVERY).await;
     }
+    let consumers = if live {
+        ctx.stream_info().await?["state"]["consumer_count"].as_u64()
+    } else {
+        None
+    };
     let mark = ctx.probe.mark()?;
     tokio::time::sleep(IDLE_WINDOW).await;
     let idle_cpu = mark.finish()?;
@@ -141,6 +146,7 @@ pub async fn idle_sockets(
         nats_bytes_per_socket: per(nats_rss_before_kib, nats_rss_after_kib),
         idle_cpu,
         close_s,
+        consumers,
         note,
     })
 }
@@ -151,7 +157,7 @@ pub fn live_path() -> String {
 }
 
 /// Opens one socket; a live-tail one is open once it said `caught_up`.
-async fn open(url: &str, live: bool) -> Result<Socket> {
+pub async fn open(url: &str, live: bool) -> Result<Socket> {
     // Small client buffers: the bench holds as many sockets as the gateway.
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
@@ -219,13 +225,18 @@ async fn wait_connections(ctx: &Ctx, expected: i64, timeout: Duration) -> Result
     .await
 }
 
-/// `jetway_ws_connections` from `/metrics`.
-async fn ws_connections(ctx: &Ctx) -> Result<i64> {
+/// The gateway's `/metrics` text.
+pub async fn metrics(ctx: &Ctx) -> Result<String> {
     let (status, body) = http::request(ctx.gateway, "GET", "/metrics", None).await?;
     if !status.is_success() {
         bail!("GET /metrics answered {status}");
     }
-    let text = String::from_utf8_lossy(&body);
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// `jetway_ws_connections` from `/metrics`.
+async fn ws_connections(ctx: &Ctx) -> Result<i64> {
+    let text = metrics(ctx).await?;
     text.lines()
         .find_map(|line| line.strip_prefix("jetway_ws_connections "))
         .and_then(|v| v.trim().parse().ok())

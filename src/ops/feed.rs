@@ -125,8 +125,11 @@ impl Tail {
     /// The next event. `want` is how many messages the caller could take now (its credit); it
     /// sizes pulls from a consumer of the subscription's own.
     pub async fn next(&mut self, want: usize) -> Result<Event, ApiError> {
+        // The futures of a consumer of the subscription's own (pull, recovery, recreation) are
+        // boxed: every open subscription's task is as large as its largest future, and most
+        // subscriptions only wait on their feed.
         match &mut self.0 {
-            Mode::Durable { replay, principal } => Ok(match replay.next(want).await? {
+            Mode::Durable { replay, principal } => Ok(match Box::pin(replay.next(want)).await? {
                 replay::Event::Message(message) => {
                     Event::Message(Arc::new(show(principal, *message)))
                 }
@@ -141,10 +144,10 @@ impl Tail {
     /// feed (the last subscriber to leave stops it).
     pub async fn close(self) {
         match self.0 {
-            Mode::Durable { replay, .. } => replay.close().await,
+            Mode::Durable { replay, .. } => Box::pin(replay.close()).await,
             Mode::Live(mut live) => {
                 if let Some(own) = live.own.take() {
-                    own.close().await;
+                    Box::pin(own.close()).await;
                 }
             }
         }
@@ -221,14 +224,14 @@ impl Live {
             }
             if self.own.is_some() {
                 self.join_when_due();
-                self.feed_started().await;
+                Box::pin(self.feed_started()).await;
                 if self.hand_over() {
                     continue;
                 }
                 let Some(own) = self.own.as_mut() else {
                     continue;
                 };
-                let event = own.next(want).await?;
+                let event = Box::pin(own.next(want)).await?;
                 self.take_own(event);
                 continue;
             }
@@ -236,7 +239,7 @@ impl Live {
                 Some(item) => item,
                 None => {
                     let Some(rx) = self.rx.as_mut() else {
-                        self.catch_up().await?;
+                        Box::pin(self.catch_up()).await?;
                         continue;
                     };
                     match rx.recv().await {
@@ -244,11 +247,11 @@ impl Live {
                         Err(RecvError::Lagged(_)) => {
                             // A slow client: it reads through a consumer of its own, at its pace.
                             self.state.metrics.feed_catch_up();
-                            self.catch_up().await?;
+                            Box::pin(self.catch_up()).await?;
                             continue;
                         }
                         Err(RecvError::Closed) => {
-                            self.catch_up().await?;
+                            Box::pin(self.catch_up()).await?;
                             continue;
                         }
                     }
@@ -257,7 +260,7 @@ impl Live {
             let (Some(seq), Some(prev)) = (item.seq(), item.prev()) else {
                 // The feed stopped: carry on alone, and join a new feed once caught up.
                 self.member = None;
-                self.catch_up().await?;
+                Box::pin(self.catch_up()).await?;
                 continue;
             };
             if seq <= self.last {
@@ -266,7 +269,7 @@ impl Live {
             if prev > self.last {
                 // Something between what was delivered and this item did not come through the
                 // feed: read it through a consumer of its own.
-                self.catch_up().await?;
+                Box::pin(self.catch_up()).await?;
                 continue;
             }
             match &*item {
