@@ -13,12 +13,17 @@
 //! `prev <= L < seq` without a gap or a duplicate. The hub's position (the last sequence sent)
 //! lets a subscriber that is already ahead of the feed take over at once.
 //!
+//! The ring is bounded twice: by entries ([`FEED_BUFFER`]) and by bytes ([`FEED_BUFFER_BYTES`]):
+//! once the entries sent since the oldest one still held exceed the byte bound, the oldest
+//! entries give up their message, and a subscriber that reaches such an entry has fallen too far
+//! behind, as if it had lagged.
+//!
 //! Membership is counted under the registry's lock: the first member creates the hub, the last
 //! one to leave removes it and stops its feed, which deletes the consumer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use bytes::Bytes;
 use tokio::sync::{broadcast, watch};
@@ -30,6 +35,10 @@ use crate::metrics::Metrics;
 /// Items a feed's ring holds: how far (in messages) a subscriber may fall behind its feed before
 /// it is moved to a catch-up consumer of its own.
 pub const FEED_BUFFER: usize = 1024;
+
+/// Bytes of rendered messages a feed's ring keeps for subscribers behind it: large messages
+/// move a slow subscriber to its own consumer after fewer than [`FEED_BUFFER`] of them.
+pub const FEED_BUFFER_BYTES: usize = 16 << 20;
 
 /// The hub's position while its feed has not started yet: no subscriber is ahead of it.
 const NOT_STARTED: u64 = u64::MAX;
@@ -87,8 +96,9 @@ impl FeedKey {
 /// payload as it is, as a WebSocket binary frame.
 #[derive(Debug)]
 pub struct Shown {
-    pub message: Message,
-    /// `message` as a JSON object (empty for a binary one).
+    /// Its stream sequence.
+    pub seq: u64,
+    /// The message as a JSON object (empty for a binary one).
     pub json: Bytes,
     /// The binary frame of a message that carries its payload as it is (see
     /// [`binary_frame`]), without a subscription id.
@@ -96,21 +106,20 @@ pub struct Shown {
 }
 
 impl Shown {
-    pub fn new(message: Message) -> Self {
+    pub fn new(message: &Message) -> Self {
         if let Some(raw) = &message.raw {
-            let binary = binary_frame(&message, raw);
             return Self {
-                message,
+                seq: message.seq,
                 json: Bytes::new(),
-                binary: Some(binary),
+                binary: Some(binary_frame(message, raw)),
             };
         }
-        let json = serde_json::to_vec(&message).unwrap_or_else(|err| {
+        let json = serde_json::to_vec(message).unwrap_or_else(|err| {
             tracing::error!(error = %err, msg.seq = message.seq, "message not renderable as JSON");
             b"{}".to_vec()
         });
         Self {
-            message,
+            seq: message.seq,
             json: Bytes::from(json),
             binary: None,
         }
@@ -168,8 +177,12 @@ pub fn binary_frame(message: &Message, payload: &[u8]) -> Bytes {
 #[derive(Debug)]
 pub enum Item {
     /// The next message; `prev` is the sequence of the item before it (or where the feed
-    /// started).
-    Message { prev: u64, shown: Arc<Shown> },
+    /// started). The message is taken away when the ring holds too many bytes.
+    Message {
+        prev: u64,
+        seq: u64,
+        shown: Mutex<Option<Arc<Shown>>>,
+    },
     /// Sequences `from..=to` will never be delivered.
     Gap { prev: u64, from: u64, to: u64 },
     /// The feed stopped (it could not recover its consumer): subscribers carry on without it.
@@ -177,10 +190,40 @@ pub enum Item {
 }
 
 impl Item {
+    pub fn message(prev: u64, shown: Shown) -> Self {
+        Self::Message {
+            prev,
+            seq: shown.seq,
+            shown: Mutex::new(Some(Arc::new(shown))),
+        }
+    }
+
+    /// The message of a message item, unless the ring gave it up.
+    pub fn shown(&self) -> Option<Arc<Shown>> {
+        match self {
+            Self::Message { shown, .. } => {
+                shown.lock().unwrap_or_else(PoisonError::into_inner).clone()
+            }
+            _ => None,
+        }
+    }
+
+    fn evict(&self) {
+        if let Self::Message { shown, .. } = self {
+            shown.lock().unwrap_or_else(PoisonError::into_inner).take();
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.shown().map_or(0, |shown| {
+            shown.json.len() + shown.binary.as_ref().map_or(0, Bytes::len)
+        })
+    }
+
     /// The last stream sequence this item covers (`None` for `End`).
     pub fn seq(&self) -> Option<u64> {
         match self {
-            Self::Message { shown, .. } => Some(shown.message.seq),
+            Self::Message { seq, .. } => Some(*seq),
             Self::Gap { to, .. } => Some(*to),
             Self::End => None,
         }
@@ -194,6 +237,9 @@ impl Item {
         }
     }
 }
+
+/// The items a hub sent that may still be held, oldest first, with their bytes; and the sum.
+type Window = (VecDeque<(Weak<Item>, usize)>, usize);
 
 /// Where a hub's feed is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,6 +259,8 @@ pub struct Hub {
     phase: watch::Sender<Phase>,
     /// Changed only under the registry's lock.
     members: AtomicUsize,
+    /// The items sent that may still be held, oldest first, and their bytes.
+    window: Mutex<Window>,
     /// Cancelled when the last member leaves: the feed stops and deletes its consumer.
     pub stop: CancellationToken,
 }
@@ -225,6 +273,7 @@ impl Hub {
             pos: AtomicU64::new(NOT_STARTED),
             phase: watch::channel(Phase::Starting).0,
             members: AtomicUsize::new(0),
+            window: Mutex::new((VecDeque::new(), 0)),
             stop: CancellationToken::new(),
         }
     }
@@ -240,13 +289,37 @@ impl Hub {
         self.pos.load(Ordering::SeqCst)
     }
 
-    /// Sends an item to every subscriber; never waits.
+    /// Sends an item to every subscriber; never waits. Past [`FEED_BUFFER_BYTES`] of messages
+    /// sent since the oldest one still held, the oldest give up their message.
     pub fn send(&self, item: Item) {
         if let Some(seq) = item.seq() {
             self.pos.store(seq, Ordering::SeqCst);
         }
+        let item = Arc::new(item);
+        let bytes = item.bytes();
+        if bytes > 0 {
+            let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
+            let (items, held) = &mut *window;
+            items.push_back((Arc::downgrade(&item), bytes));
+            *held += bytes;
+            loop {
+                // The newest item always keeps its message.
+                let over_bytes = *held > FEED_BUFFER_BYTES && items.len() > 1;
+                if !over_bytes && items.len() <= FEED_BUFFER {
+                    break;
+                }
+                let Some((oldest, size)) = items.pop_front() else {
+                    break;
+                };
+                *held -= size;
+                // Past the entry bound the ring itself has dropped it.
+                if over_bytes && let Some(oldest) = oldest.upgrade() {
+                    oldest.evict();
+                }
+            }
+        }
         // No receiver right now is fine: members subscribe again when they need the feed.
-        let _ = self.tx.send(Arc::new(item));
+        let _ = self.tx.send(item);
     }
 
     /// A receiver of every item sent from now on, and the position before them: every item
@@ -454,6 +527,58 @@ mod tests {
         hub.send(gap(11, 12, 12));
         let item = rx.recv().await.expect("item");
         assert_eq!((item.prev(), item.seq()), (Some(11), Some(12)));
+    }
+
+    fn big(seq: u64, bytes: usize) -> Item {
+        Item::message(
+            seq - 1,
+            Shown {
+                seq,
+                json: Bytes::from(vec![b'x'; bytes]),
+                binary: None,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn past_the_byte_bound_the_oldest_messages_are_given_up_and_the_newest_kept() {
+        let feeds = Feeds::new(Metrics::default());
+        let (member, _) = feeds.join(&key("S"));
+        let hub = &member.hub;
+        hub.running(0);
+        let (mut rx, _) = hub.subscribe();
+        let size = FEED_BUFFER_BYTES / 4;
+        for seq in 1..=6 {
+            hub.send(big(seq, size));
+        }
+        hub.send(big(7, FEED_BUFFER_BYTES * 2));
+        let mut kept = Vec::new();
+        for seq in 1..=7 {
+            let item = rx.recv().await.expect("item");
+            assert_eq!(item.seq(), Some(seq));
+            kept.push(item.shown().is_some());
+        }
+        assert_eq!(kept, [false, false, false, false, false, false, true]);
+        let held = hub.window.lock().expect("window").1;
+        assert_eq!(held, FEED_BUFFER_BYTES * 2, "only the newest is held");
+    }
+
+    #[tokio::test]
+    async fn a_receiver_further_behind_than_the_byte_bound_finds_the_oldest_messages_given_up() {
+        let feeds = Feeds::new(Metrics::default());
+        let (member, _) = feeds.join(&key("S"));
+        let hub = &member.hub;
+        hub.running(0);
+        let (mut rx, _) = hub.subscribe();
+        let size = FEED_BUFFER_BYTES / 4;
+        for seq in 1..=6 {
+            hub.send(big(seq, size));
+        }
+        let mut kept = Vec::new();
+        for _ in 1..=6 {
+            kept.push(rx.recv().await.expect("item").shown().is_some());
+        }
+        assert_eq!(kept, [false, false, true, true, true, true]);
     }
 
     #[tokio::test]

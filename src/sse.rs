@@ -124,9 +124,7 @@ fn events(
                     metrics.sse_sent();
                     // Rendered once per message (per feed when shared).
                     let data = std::str::from_utf8(&shown.json).unwrap_or_default();
-                    SseEvent::default()
-                        .id(shown.message.seq.to_string())
-                        .data(data)
+                    SseEvent::default().id(shown.seq.to_string()).data(data)
                 }
                 Ok(Event::CaughtUp { seq }) => SseEvent::default()
                     .event("caught_up")

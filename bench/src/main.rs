@@ -862,16 +862,18 @@ impl Runner {
                 24.0,
                 "KiB",
             ),
-            Check::at_most(
-                "p99 publish → receipt, fan-out to 10,000 live sockets",
-                &fanout::name(10_000),
-                self.fanouts
-                    .iter()
-                    .find(|f| f.sockets == 10_000)
-                    .map(|f| f.p99_ms),
-                250.0,
-                "ms",
-            ),
+            {
+                let at_10k = self.fanouts.iter().find(|f| f.sockets == 10_000);
+                let mut check = Check::at_most(
+                    "p99 publish → receipt, fan-out to 10,000 live sockets",
+                    &fanout::name(10_000),
+                    at_10k.map(|f| f.p99_ms),
+                    250.0,
+                    "ms",
+                );
+                check.noisy = at_10k.is_some_and(|f| f.cpu.other_pct > report::NOISE_PCT);
+                check
+            },
         ]
     }
 }

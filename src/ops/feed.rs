@@ -156,7 +156,7 @@ impl Tail {
 
 fn show(principal: &Principal, mut message: Message) -> Shown {
     principal.present(&mut message);
-    Shown::new(message)
+    Shown::new(&message)
 }
 
 /// A live (ordered, ack-less) subscription.
@@ -273,10 +273,16 @@ impl Live {
                 continue;
             }
             match &*item {
-                Item::Message { shown, .. } => {
+                Item::Message { .. } => {
+                    let Some(shown) = item.shown() else {
+                        // The ring gave up the message (too many bytes behind): catch up alone.
+                        self.state.metrics.feed_catch_up();
+                        Box::pin(self.catch_up()).await?;
+                        continue;
+                    };
                     self.last = seq;
                     self.delivered_any = true;
-                    return Ok(Event::Message(shown.clone()));
+                    return Ok(Event::Message(shown));
                 }
                 Item::Gap { from, to, .. } => {
                     let from = (*from).max(self.last + 1);
@@ -492,10 +498,7 @@ async fn run_feed(state: &AppState, hub: &Hub) {
                     message.subject = crate::auth::shown_under(prefix, &message.subject).to_owned();
                 }
                 let seq = message.seq;
-                hub.send(Item::Message {
-                    prev,
-                    shown: Arc::new(Shown::new(message)),
-                });
+                hub.send(Item::message(prev, Shown::new(&message)));
                 prev = seq;
             }
             Ok(replay::Event::Gap { from, to }) => {
