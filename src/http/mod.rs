@@ -47,7 +47,7 @@ pub fn v1_routes(limits: &Limits) -> OpenApiRouter<AppState> {
             SMALL_BODY,
         ))
         .merge(limited(routes!(streams::purge_stream), SMALL_BODY))
-        .routes(routes!(messages::get_message))
+        .routes(routes!(messages::get_message, messages::delete_message))
         .routes(routes!(messages::get_last_message))
         .routes(routes!(messages::list_messages))
         .routes(routes!(consumers::list_consumers))

@@ -20,6 +20,8 @@ pub enum Op<'a> {
     Account,
     /// Reading or deleting a stream or its messages.
     Stream(&'a str),
+    /// Deleting one message of a stream.
+    MessageDelete(&'a str),
     /// Creating a stream.
     StreamCreate(&'a str),
     /// Updating an existing stream.
@@ -55,7 +57,10 @@ pub fn from_jetstream(err: &jetstream::Error, op: Op<'_>) -> ApiError {
     match code {
         // Not found.
         10059 => ApiError::StreamNotFound(match op {
-            Op::Stream(name) | Op::StreamCreate(name) | Op::StreamUpdate(name) => name.to_owned(),
+            Op::Stream(name)
+            | Op::MessageDelete(name)
+            | Op::StreamCreate(name)
+            | Op::StreamUpdate(name) => name.to_owned(),
             Op::Consumer(stream, _)
             | Op::ConsumerCreate(stream, _)
             | Op::ConsumerUpdate(stream, _) => stream.to_owned(),
@@ -127,6 +132,13 @@ pub fn from_jetstream(err: &jetstream::Error, op: Op<'_>) -> ApiError {
             Op::StreamUpdate(name) => ApiError::StreamConflict {
                 detail: format!(
                     "JetStream refused to apply this change to stream '{name}': {description}"
+                ),
+                jetstream_code,
+            },
+            // A sealed stream keeps every message.
+            Op::MessageDelete(name) if code == 10109 => ApiError::StreamConflict {
+                detail: format!(
+                    "stream '{name}' is sealed: its messages cannot be deleted ({description})"
                 ),
                 jetstream_code,
             },
