@@ -1,4 +1,4 @@
-//! Durable pull consumers: administration and long-poll fetch.
+//! Durable pull consumers: administration, pause and resume, and long-poll fetch.
 
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use crate::edge::extract::{Json, JsonOrEmpty, Path};
 use crate::edge::responses::{FetchErrors, ReadErrors, WriteErrors};
 use crate::error::ApiError;
 use crate::message::{EncodingChoice, Message};
-use crate::nats::consumers::{ConsumerConfig, ConsumerInfo, ConsumerList};
+use crate::nats::consumers::{ConsumerConfig, ConsumerInfo, ConsumerList, PauseState};
 use crate::ops;
 use crate::ops::consumers::Fetch;
 use crate::ops::names::{ConsumerName, StreamName};
@@ -127,6 +127,77 @@ pub async fn delete_consumer(
     let (stream, consumer) = names(stream, consumer)?;
     ops::consumers::delete(&state, &principal, &stream, &consumer).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Until when to pause a consumer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"pause_until": "2026-11-26T12:00:00Z"}))]
+pub struct PauseRequest {
+    /// When the pause ends (RFC 3339, 1970 to 2262). A time already past resumes the consumer.
+    pub pause_until: String,
+}
+
+/// Pause a consumer.
+///
+/// The consumer delivers nothing until `pause_until`, then resumes by itself. While paused,
+/// a fetch waits its `wait` and answers an empty list (`200`), WebSocket and SSE subscriptions
+/// bound to the consumer receive nothing, and acks of messages delivered before the pause still
+/// work; messages already delivered keep their `ack_wait` and are redelivered once the pause
+/// ends. Pausing again moves the end. Administrators only.
+#[utoipa::path(
+    post,
+    path = "/v1/streams/{stream}/consumers/{consumer}/pause",
+    tag = "consumers",
+    operation_id = "pause_consumer",
+    params(
+        ("stream" = String, Path, description = "Stream name", example = "ORDERS"),
+        ("consumer" = String, Path, description = "Durable consumer name", example = "workers"),
+    ),
+    request_body = PauseRequest,
+    responses((status = 200, description = "The consumer's pause state", body = PauseState), WriteErrors)
+)]
+pub async fn pause_consumer(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((stream, consumer)): Path<(String, String)>,
+    Json(request): Json<PauseRequest>,
+) -> Result<Json<PauseState>, ApiError> {
+    let (stream, consumer) = names(stream, consumer)?;
+    let pause = ops::consumers::pause(
+        &state,
+        &principal,
+        &stream,
+        &consumer,
+        Some(&request.pause_until),
+    )
+    .await?;
+    Ok(Json(pause))
+}
+
+/// Resume a consumer.
+///
+/// Ends a pause at once: the consumer delivers again (waiting fetches get messages). Resuming
+/// a consumer that is not paused changes nothing. Administrators only.
+#[utoipa::path(
+    delete,
+    path = "/v1/streams/{stream}/consumers/{consumer}/pause",
+    tag = "consumers",
+    operation_id = "resume_consumer",
+    params(
+        ("stream" = String, Path, description = "Stream name", example = "ORDERS"),
+        ("consumer" = String, Path, description = "Durable consumer name", example = "workers"),
+    ),
+    responses((status = 200, description = "The consumer's pause state", body = PauseState), WriteErrors)
+)]
+pub async fn resume_consumer(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((stream, consumer)): Path<(String, String)>,
+) -> Result<Json<PauseState>, ApiError> {
+    let (stream, consumer) = names(stream, consumer)?;
+    let pause = ops::consumers::pause(&state, &principal, &stream, &consumer, None).await?;
+    Ok(Json(pause))
 }
 
 /// What to fetch. Every field is optional.

@@ -139,6 +139,11 @@ pub struct ConsumerConfig {
     /// terminated (a stream must capture it to keep the copies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter_subject: Option<String>,
+    /// Deliver nothing until this RFC 3339 time (a paused consumer). On create, the consumer
+    /// starts paused; on update, the pause is moved to this time, and left as it is when the
+    /// field is absent (resume with `DELETE …/pause`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_until: Option<String>,
 }
 
 /// A position in the stream and in the consumer.
@@ -173,6 +178,46 @@ pub struct ConsumerInfo {
     pub config: ConsumerConfig,
     pub state: ConsumerState,
     pub created: String,
+    /// The consumer is paused: it delivers nothing until `pause_until`.
+    pub paused: bool,
+    /// When the pause ends (RFC 3339); absent when no pause is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_until: Option<String>,
+    /// How long the pause still lasts; absent when not paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "1h")]
+    pub pause_remaining: Option<String>,
+}
+
+/// Whether a consumer is paused, and until when.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"paused": true, "pause_until": "2026-11-26T12:00:00Z", "pause_remaining": "1h"}))]
+pub struct PauseState {
+    /// The consumer delivers nothing now: fetches wait and answer empty, WebSocket and SSE
+    /// subscriptions bound to it receive nothing until the pause ends.
+    pub paused: bool,
+    /// When the pause ends (RFC 3339); absent when no pause is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_until: Option<String>,
+    /// How long the pause still lasts (e.g. `59m59s`, rounded down to the millisecond);
+    /// absent when not paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "1h")]
+    pub pause_remaining: Option<String>,
+}
+
+impl PauseState {
+    fn new(paused: bool, until: Option<OffsetDateTime>, remaining: Option<Duration>) -> Self {
+        Self {
+            paused,
+            pause_until: until.filter(|t| t.unix_timestamp() > 0).map(format_time),
+            pause_remaining: remaining.filter(|_| paused).map(|r| {
+                duration::format(Duration::from_millis(
+                    u64::try_from(r.as_millis()).unwrap_or(u64::MAX),
+                ))
+            }),
+        }
+    }
 }
 
 /// A stream's consumers.
@@ -285,6 +330,15 @@ impl ConsumerConfig {
             inactive_threshold: self.inactive_threshold.unwrap_or_default(),
             metadata,
             backoff: self.backoff.clone(),
+            pause_until: self
+                .pause_until
+                .as_deref()
+                .map(crate::timestamp::parse_time)
+                .transpose()
+                .map_err(|err| ApiError::InvalidConfig {
+                    detail: format!("pause_until: {err}"),
+                    jetstream_code: None,
+                })?,
             ..Default::default()
         })
     }
@@ -330,6 +384,10 @@ impl ConsumerConfig {
             description: config.description.clone().filter(|d| !d.is_empty()),
             metadata,
             dead_letter_subject,
+            pause_until: config
+                .pause_until
+                .filter(|t| t.unix_timestamp() > 0)
+                .map(format_time),
         }
     }
 }
@@ -340,6 +398,7 @@ impl ConsumerInfo {
             consumer_seq: s.consumer_sequence,
             stream_seq: s.stream_sequence,
         };
+        let pause = PauseState::new(info.paused, info.config.pause_until, info.pause_remaining);
         Self {
             stream: info.stream_name.clone(),
             name: info.name.clone(),
@@ -353,6 +412,9 @@ impl ConsumerInfo {
                 ack_floor: pair(&info.ack_floor),
             },
             created: format_time(info.created),
+            paused: pause.paused,
+            pause_until: pause.pause_until,
+            pause_remaining: pause.pause_remaining,
         }
     }
 }
@@ -451,9 +513,16 @@ impl Nats {
         config: &ConsumerConfig,
     ) -> Result<(consumer::Info, bool), ApiError> {
         config.validate()?;
-        let nats_config = config.to_nats(name)?;
+        let mut nats_config = config.to_nats(name)?;
         let exists = match self.consumer_info(stream, name).await {
-            Ok(_) => true,
+            Ok(existing) => {
+                // An update without `pause_until` leaves the pause as it is: resuming is its
+                // own request.
+                if nats_config.pause_until.is_none() {
+                    nats_config.pause_until = existing.config.pause_until;
+                }
+                true
+            }
             Err(ApiError::ConsumerNotFound { .. }) => false,
             Err(err) => return Err(err),
         };
@@ -468,6 +537,46 @@ impl Nats {
             .api(&format!("CONSUMER.CREATE.{stream}.{name}"), &body, op)
             .await?;
         Ok((info, !exists))
+    }
+
+    /// Pauses a consumer until `until`, or resumes it (`None`), through JetStream's
+    /// `CONSUMER.PAUSE`; answers the consumer's pause state afterwards.
+    pub async fn pause_consumer(
+        &self,
+        stream: &str,
+        consumer: &str,
+        until: Option<OffsetDateTime>,
+    ) -> Result<PauseState, ApiError> {
+        #[derive(Serialize)]
+        struct PauseRequest {
+            #[serde(
+                skip_serializing_if = "Option::is_none",
+                with = "time::serde::rfc3339::option"
+            )]
+            pause_until: Option<OffsetDateTime>,
+        }
+        #[derive(Deserialize)]
+        struct PauseAnswer {
+            #[serde(default)]
+            paused: bool,
+            #[serde(default, with = "time::serde::rfc3339::option")]
+            pause_until: Option<OffsetDateTime>,
+            /// Nanoseconds.
+            #[serde(default)]
+            pause_remaining: Option<u64>,
+        }
+        let answer: PauseAnswer = self
+            .api(
+                &format!("CONSUMER.PAUSE.{stream}.{consumer}"),
+                &PauseRequest { pause_until: until },
+                Op::Consumer(stream, consumer),
+            )
+            .await?;
+        Ok(PauseState::new(
+            answer.paused,
+            answer.pause_until,
+            answer.pause_remaining.map(Duration::from_nanos),
+        ))
     }
 
     /// Deletes a consumer.

@@ -10,7 +10,7 @@ use crate::auth::Principal;
 use crate::duration;
 use crate::error::ApiError;
 use crate::message::{EncodingChoice, Message};
-use crate::nats::consumers::{ConsumerConfig, FetchSpec, filter_subjects};
+use crate::nats::consumers::{ConsumerConfig, FetchSpec, PauseState, filter_subjects};
 use crate::state::AppState;
 
 /// Shortest `ack_wait` (and backoff step): below a second, redeliveries race the client's own
@@ -74,6 +74,9 @@ fn check_bounds(config: &ConsumerConfig) -> Result<(), ApiError> {
     if let Some(text) = &config.opt_start_time {
         crate::timestamp::parse_time(text)
             .map_err(|err| invalid(format!("opt_start_time: {err}")))?;
+    }
+    if let Some(text) = &config.pause_until {
+        crate::timestamp::parse_time(text).map_err(|err| invalid(format!("pause_until: {err}")))?;
     }
     Ok(())
 }
@@ -141,6 +144,30 @@ pub async fn delete(
     state.nats.delete_consumer(stream, name).await?;
     state.dead_letters.forget(stream, name);
     Ok(())
+}
+
+/// Pauses a consumer until `until` (RFC 3339), or resumes it (`None`): administrators only,
+/// and a tenant only a consumer inside its namespace. A time already past resumes it too.
+pub async fn pause(
+    state: &AppState,
+    who: &Principal,
+    stream: &StreamName,
+    name: &ConsumerName,
+    until: Option<&str>,
+) -> Result<PauseState, ApiError> {
+    who.check_admin()?;
+    let until = until.map(crate::timestamp::parse_time).transpose()?;
+    authz::use_consumer(&state.nats, who, stream, name).await?;
+    let answer = state.nats.pause_consumer(stream, name, until).await?;
+    tracing::info!(
+        stream.name = %stream,
+        consumer.name = %name,
+        paused = answer.paused,
+        pause_until = answer.pause_until.as_deref().unwrap_or_default(),
+        principal = %who.id,
+        "consumer pause changed"
+    );
+    Ok(answer)
 }
 
 /// What a fetch asks for; `None` takes the default (one message, the byte limit, no wait).

@@ -17,6 +17,7 @@ mod console;
 mod consumers;
 mod container;
 mod contract;
+mod control;
 mod deploy;
 mod faults;
 mod hardening;
