@@ -1,4 +1,4 @@
-//! Durable pull consumers: administration, pause and resume, and long-poll fetch.
+//! Durable pull consumers: administration, pause and resume, seek, and long-poll fetch.
 
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::message::{EncodingChoice, Message};
 use crate::nats::consumers::{ConsumerConfig, ConsumerInfo, ConsumerList, PauseState};
 use crate::ops;
-use crate::ops::consumers::Fetch;
+use crate::ops::consumers::{Fetch, SeekTo};
 use crate::ops::names::{ConsumerName, StreamName};
 use crate::state::AppState;
 
@@ -198,6 +198,78 @@ pub async fn resume_consumer(
     let (stream, consumer) = names(stream, consumer)?;
     let pause = ops::consumers::pause(&state, &principal, &stream, &consumer, None).await?;
     Ok(Json(pause))
+}
+
+/// Where to move a consumer: exactly one of `seq` and `time`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"seq": 42}))]
+pub struct SeekRequest {
+    /// Deliver next the first message at or after this stream sequence (at least 1).
+    #[serde(
+        default,
+        deserialize_with = "crate::json::whole::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub seq: Option<u64>,
+    /// Deliver next the first message stored at or after this RFC 3339 time (1970 to 2262).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+}
+
+/// Where a consumer was moved, and the consumer afterwards.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SeekResult {
+    /// The stream sequence the consumer delivers from next (the first message at or after it
+    /// that matches its filters).
+    pub seq: u64,
+    pub consumer: ConsumerInfo,
+}
+
+/// Move a consumer to a sequence or a time.
+///
+/// Rewinds (replay) or fast-forwards (skip) a durable consumer with JetStream's consumer reset
+/// (nats-server 2.14 or later): the next fetch starts at the first message at or after `seq`,
+/// or stored at or after `time` (a time after the last message moves it to the end). Every
+/// delivery still awaiting its ack is forgotten: those at or after the new position are
+/// delivered again (as first deliveries) and their old ack ids answer `410 ack_not_confirmed`;
+/// old ack ids before it answer `200` and change nothing. The ack floor becomes the position
+/// minus one. Consumers with
+/// `deliver_policy` `last`, `new` or `last_per_subject` cannot be moved, nor can a consumer be
+/// moved before its `opt_start_seq`/`opt_start_time` (`409`). Administrators only.
+#[utoipa::path(
+    post,
+    path = "/v1/streams/{stream}/consumers/{consumer}/seek",
+    tag = "consumers",
+    operation_id = "seek_consumer",
+    params(
+        ("stream" = String, Path, description = "Stream name", example = "ORDERS"),
+        ("consumer" = String, Path, description = "Durable consumer name", example = "workers"),
+    ),
+    request_body = SeekRequest,
+    responses((status = 200, description = "Moved", body = SeekResult), WriteErrors)
+)]
+pub async fn seek_consumer(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((stream, consumer)): Path<(String, String)>,
+    Json(request): Json<SeekRequest>,
+) -> Result<Json<SeekResult>, ApiError> {
+    let (stream, consumer) = names(stream, consumer)?;
+    let to = match (request.seq, request.time) {
+        (Some(seq), None) => SeekTo::Sequence(seq),
+        (None, Some(time)) => SeekTo::Time(time),
+        _ => {
+            return Err(ApiError::InvalidBody(
+                "give exactly one of seq and time".to_owned(),
+            ));
+        }
+    };
+    let (info, seq) = ops::consumers::seek(&state, &principal, &stream, &consumer, to).await?;
+    Ok(Json(SeekResult {
+        seq,
+        consumer: ConsumerInfo::from_nats(&info),
+    }))
 }
 
 /// What to fetch. Every field is optional.

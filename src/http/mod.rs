@@ -63,6 +63,7 @@ pub fn v1_routes(limits: &Limits) -> OpenApiRouter<AppState> {
             routes!(consumers::pause_consumer, consumers::resume_consumer),
             SMALL_BODY,
         ))
+        .merge(limited(routes!(consumers::seek_consumer), SMALL_BODY))
         .merge(limited(routes!(consumers::fetch_messages), SMALL_BODY))
         .merge(limited(routes!(acks::ack_messages), ACKS_BODY))
 }

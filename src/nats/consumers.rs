@@ -579,6 +579,32 @@ impl Nats {
         ))
     }
 
+    /// Moves a consumer so that the next message it delivers is the first at or after stream
+    /// sequence `seq`, through JetStream's `CONSUMER.RESET` (nats-server 2.14 and later).
+    /// JetStream forgets the consumer's pending deliveries and sets its ack floor to `seq - 1`.
+    /// Answers the consumer afterwards and the sequence it was moved to.
+    pub async fn reset_consumer(
+        &self,
+        stream: &str,
+        consumer: &str,
+        seq: u64,
+    ) -> Result<(consumer::Info, u64), ApiError> {
+        #[derive(Deserialize)]
+        struct ResetAnswer {
+            #[serde(flatten)]
+            info: consumer::Info,
+            reset_seq: u64,
+        }
+        let answer: ResetAnswer = self
+            .api(
+                &format!("CONSUMER.RESET.{stream}.{consumer}"),
+                &serde_json::json!({ "seq": seq }),
+                Op::Consumer(stream, consumer),
+            )
+            .await?;
+        Ok((answer.info, answer.reset_seq))
+    }
+
     /// Deletes a consumer.
     pub async fn delete_consumer(&self, stream: &str, consumer: &str) -> Result<(), ApiError> {
         let answer: DeleteAnswer = self

@@ -97,6 +97,22 @@ pub fn from_jetstream(err: &jetstream::Error, op: Op<'_>) -> ApiError {
                 jetstream_code,
             },
         },
+        // A consumer reset its configuration does not allow (below its start, or a deliver
+        // policy that cannot be reset).
+        10204 => match op {
+            Op::Consumer(stream, consumer) => ApiError::ConsumerConflict {
+                detail: format!(
+                    "consumer '{consumer}' on stream '{stream}' cannot be moved there: {description}; \
+                     only consumers with deliver_policy all (anywhere), by_start_sequence or \
+                     by_start_time (not before their start) can be moved"
+                ),
+                jetstream_code,
+            },
+            _ => ApiError::InvalidConfig {
+                detail,
+                jetstream_code,
+            },
+        },
         10079..=10095
         | 10098..=10104
         | 10107

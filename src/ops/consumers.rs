@@ -11,6 +11,7 @@ use crate::duration;
 use crate::error::ApiError;
 use crate::message::{EncodingChoice, Message};
 use crate::nats::consumers::{ConsumerConfig, FetchSpec, PauseState, filter_subjects};
+use crate::nats::messages::Start;
 use crate::state::AppState;
 
 /// Shortest `ack_wait` (and backoff step): below a second, redeliveries race the client's own
@@ -156,7 +157,9 @@ pub async fn pause(
     until: Option<&str>,
 ) -> Result<PauseState, ApiError> {
     who.check_admin()?;
-    let until = until.map(crate::timestamp::parse_time).transpose()?;
+    let until = until
+        .map(|text| body_time("pause_until", text))
+        .transpose()?;
     authz::use_consumer(&state.nats, who, stream, name).await?;
     let answer = state.nats.pause_consumer(stream, name, until).await?;
     tracing::info!(
@@ -168,6 +171,79 @@ pub async fn pause(
         "consumer pause changed"
     );
     Ok(answer)
+}
+
+/// A time in a request body: problems with it are the body's.
+fn body_time(field: &str, text: &str) -> Result<time::OffsetDateTime, ApiError> {
+    crate::timestamp::parse_time(text)
+        .map_err(|err| ApiError::InvalidBody(format!("{field}: {err}")))
+}
+
+/// Where to move a consumer.
+#[derive(Debug, Clone)]
+pub enum SeekTo {
+    /// The first message at or after this stream sequence.
+    Sequence(u64),
+    /// The first message stored at or after this RFC 3339 time.
+    Time(String),
+}
+
+/// Moves a durable consumer (administrators only; a tenant only a consumer inside its
+/// namespace) so that it delivers next the first message at or after a sequence or a time.
+/// A time after the last stored message moves it to the end: it delivers only new messages.
+/// Answers the consumer afterwards and the stream sequence it was moved to.
+pub async fn seek(
+    state: &AppState,
+    who: &Principal,
+    stream: &StreamName,
+    name: &ConsumerName,
+    to: SeekTo,
+) -> Result<(consumer::Info, u64), ApiError> {
+    who.check_admin()?;
+    let seq = match &to {
+        SeekTo::Sequence(seq) if *seq == 0 || i64::try_from(*seq).is_err() => {
+            return Err(ApiError::InvalidBody(format!(
+                "seq must be between 1 and {}",
+                i64::MAX
+            )));
+        }
+        SeekTo::Sequence(seq) => Some(*seq),
+        SeekTo::Time(text) => {
+            body_time("time", text)?;
+            None
+        }
+    };
+    // Asked first: JetStream does not answer a reset of a consumer that does not exist (the
+    // request would time out), and a tenant may move only a consumer inside its namespace.
+    let existing = state.nats.consumer_info(stream, name).await?;
+    who.check_consumer(stream, name, &filter_subjects(&existing.config))?;
+    let seq = match (seq, to) {
+        (Some(seq), _) => seq,
+        (None, SeekTo::Time(text)) => {
+            let time = body_time("time", &text)?;
+            match state
+                .nats
+                .first_sequence(stream, Start::Time(time), ">")
+                .await?
+            {
+                Some(seq) => seq,
+                None => {
+                    let info = state.nats.stream_info(stream).await?;
+                    info.state.last_sequence.saturating_add(1)
+                }
+            }
+        }
+        (None, SeekTo::Sequence(seq)) => seq,
+    };
+    let (info, moved_to) = state.nats.reset_consumer(stream, name, seq).await?;
+    tracing::info!(
+        stream.name = %stream,
+        consumer.name = %name,
+        msg.seq = moved_to,
+        principal = %who.id,
+        "consumer moved"
+    );
+    Ok((info, moved_to))
 }
 
 /// What a fetch asks for; `None` takes the default (one message, the byte limit, no wait).

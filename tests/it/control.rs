@@ -1,4 +1,5 @@
-//! Consumer control: pausing and resuming a durable consumer, on one node and on an R3 cluster.
+//! Consumer control: pausing, resuming and moving (seek) a durable consumer, on one node and on
+//! an R3 cluster.
 //!
 //! What JetStream holds is read with the direct client (`app.js`): the consumer's `paused`,
 //! `pause_until` and its ack floor. Long-poll fetches measure what a paused consumer delivers:
@@ -263,7 +264,7 @@ async fn a_consumer_created_paused_stays_paused_across_an_update_without_pause_u
 }
 
 #[tokio::test]
-async fn pause_refuses_bad_times_unknown_consumers_and_callers_without_admin() {
+async fn pause_and_seek_refuse_bad_times_unknown_consumers_and_callers_without_admin() {
     let app = spawn_app_on_with(Topology::Single, |c| {
         c.no_auth = false;
         c.jwt_secret = vec![SECRET.to_owned()];
@@ -359,6 +360,33 @@ async fn pause_refuses_bad_times_unknown_consumers_and_callers_without_admin() {
     )
     .await;
     assert!(!server_consumer(&app).await.paused);
+    // Seeking needs admin too.
+    problem(
+        authed(
+            reqwest::Method::POST,
+            path("/seek"),
+            &reader,
+            Some(json!({"seq": 1})),
+        )
+        .await
+        .unwrap(),
+        403,
+        "forbidden",
+    )
+    .await;
+    problem(
+        authed(
+            reqwest::Method::POST,
+            path("/seek"),
+            &tenant_admin,
+            Some(json!({"seq": 1})),
+        )
+        .await
+        .unwrap(),
+        403,
+        "forbidden",
+    )
+    .await;
 }
 
 fn token(grants: Value) -> String {
@@ -374,3 +402,259 @@ fn token(grants: Value) -> String {
     )
     .unwrap()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Seek
+
+async fn seek(app: &TestApp, body: Value) -> reqwest::Response {
+    send(app, reqwest::Method::POST, &path("/seek"), Some(body)).await
+}
+
+async fn publish_n(app: &TestApp, count: usize) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    for _ in 0..count {
+        seqs.push(publish_direct(app, "orders.new", "m").await);
+    }
+    seqs
+}
+
+fn seqs(messages: &[Value]) -> Vec<u64> {
+    messages
+        .iter()
+        .map(|m| m["seq"].as_u64().expect("seq"))
+        .collect()
+}
+
+async fn ack_all(app: &TestApp, messages: &[Value]) -> Value {
+    let acks: Vec<Value> = messages
+        .iter()
+        .map(|m| json!({"ack_id": m["ack_id"], "action": "ack"}))
+        .collect();
+    let response = send(
+        app,
+        reqwest::Method::POST,
+        "/v1/acks",
+        Some(json!({"acks": acks})),
+    )
+    .await;
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.expect("json");
+    assert!(status == 200 || status == 207, "{status}: {body}");
+    body
+}
+
+async fn seek_rewinds_a_consumer_to_a_sequence_and_it_delivers_again_from_there(
+    topology: Topology,
+) {
+    let app = orders_app_on(topology).await;
+    json(
+        send(&app, reqwest::Method::PUT, &path(""), Some(json!({}))).await,
+        201,
+    )
+    .await;
+    publish_n(&app, 5).await;
+    let (all, _) = fetch(&app, json!({"max_messages": 10, "wait": "5s"})).await;
+    assert_eq!(seqs(&all), [1, 2, 3, 4, 5]);
+    ack_all(&app, &all).await;
+    assert_eq!(server_consumer(&app).await.ack_floor.stream_sequence, 5);
+
+    let moved = json(seek(&app, json!({"seq": 2})).await, 200).await;
+
+    assert_eq!(moved["seq"], 2, "{moved}");
+    assert_eq!(
+        moved["consumer"]["state"]["ack_floor"]["stream_seq"], 1,
+        "{moved}"
+    );
+    let stored = server_consumer(&app).await;
+    assert_eq!(stored.ack_floor.stream_sequence, 1);
+    assert_eq!(stored.num_pending, 4);
+    assert_eq!(stored.num_ack_pending, 0);
+    let (again, _) = fetch(&app, json!({"max_messages": 10, "wait": "5s"})).await;
+    assert_eq!(seqs(&again), [2, 3, 4, 5]);
+    assert!(again.iter().all(|m| m["delivered"] == 1), "{again:?}");
+}
+
+async fn seek_to_a_time_skips_older_messages_and_past_the_end_waits_for_new_ones(
+    topology: Topology,
+) {
+    let app = orders_app_on(topology).await;
+    json(
+        send(&app, reqwest::Method::PUT, &path(""), Some(json!({}))).await,
+        201,
+    )
+    .await;
+    publish_n(&app, 5).await;
+    let fourth = app.stored(STREAM).await[3].time;
+
+    let moved = json(seek(&app, json!({"time": rfc3339(fourth)})).await, 200).await;
+
+    assert_eq!(moved["seq"], 4, "{moved}");
+    assert_eq!(server_consumer(&app).await.num_pending, 2);
+    let (from_time, _) = fetch(&app, json!({"max_messages": 10, "wait": "5s"})).await;
+    assert_eq!(seqs(&from_time), [4, 5]);
+
+    // A time after the last message: the end of the stream.
+    let later = OffsetDateTime::now_utc() + time::Duration::hours(1);
+    let moved = json(seek(&app, json!({"time": rfc3339(later)})).await, 200).await;
+    assert_eq!(moved["seq"], 6, "{moved}");
+    let (nothing, _) = fetch(&app, json!({"max_messages": 10, "wait": "1s"})).await;
+    assert!(nothing.is_empty(), "{nothing:?}");
+    let next = publish_direct(&app, "orders.new", "new").await;
+    let (new, _) = fetch(&app, json!({"max_messages": 10, "wait": "5s"})).await;
+    assert_eq!(seqs(&new), [next]);
+}
+
+async fn seek_forgets_deliveries_awaiting_their_ack(topology: Topology) {
+    let app = orders_app_on(topology).await;
+    json(
+        send(
+            &app,
+            reqwest::Method::PUT,
+            &path(""),
+            Some(json!({"ack_wait": "60s"})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    publish_n(&app, 6).await;
+    let (in_flight, _) = fetch(&app, json!({"max_messages": 3, "wait": "5s"})).await;
+    assert_eq!(seqs(&in_flight), [1, 2, 3]);
+    assert_eq!(server_consumer(&app).await.num_ack_pending, 3);
+
+    // Rewind into the deliveries awaiting their ack.
+    json(seek(&app, json!({"seq": 2})).await, 200).await;
+
+    assert_eq!(
+        server_consumer(&app).await.num_ack_pending,
+        0,
+        "pending deliveries are forgotten"
+    );
+    let results = ack_all(&app, &in_flight).await;
+    let statuses: Vec<u64> = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    // Below the new position: already inside the ack floor, confirmed and harmless. At or after
+    // it: JetStream no longer tracks the delivery and does not confirm.
+    assert_eq!(statuses, [200, 410, 410], "{results}");
+    assert_eq!(results["results"][1]["error"]["code"], "ack_not_confirmed");
+    let stored = server_consumer(&app).await;
+    assert_eq!(
+        stored.ack_floor.stream_sequence, 1,
+        "old ack ids moved nothing"
+    );
+    let (again, _) = fetch(&app, json!({"max_messages": 2, "wait": "5s"})).await;
+    assert_eq!(
+        seqs(&again),
+        [2, 3],
+        "delivered again from the new position"
+    );
+    assert!(
+        again.iter().all(|m| m["delivered"] == 1),
+        "counted as first deliveries: {again:?}"
+    );
+
+    // Fast-forward past deliveries awaiting their ack: their old ids are confirmed but change
+    // nothing, and the skipped messages are never delivered.
+    json(seek(&app, json!({"seq": 6})).await, 200).await;
+    let results = ack_all(&app, &again).await;
+    assert!(
+        results["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == 200),
+        "{results}"
+    );
+    let stored = server_consumer(&app).await;
+    assert_eq!(stored.ack_floor.stream_sequence, 5);
+    assert_eq!(stored.num_ack_pending, 0);
+    let (rest, _) = fetch(&app, json!({"max_messages": 10, "wait": "2s"})).await;
+    assert_eq!(seqs(&rest), [6]);
+}
+
+async fn seek_refuses_what_the_consumer_or_the_request_does_not_allow(topology: Topology) {
+    let app = orders_app_on(topology).await;
+    publish_n(&app, 5).await;
+    json(
+        send(
+            &app,
+            reqwest::Method::PUT,
+            &path(""),
+            Some(json!({"deliver_policy": "by_start_sequence", "opt_start_seq": 3})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let newest = "/v1/streams/ORDERS/consumers/newest";
+    json(
+        send(
+            &app,
+            reqwest::Method::PUT,
+            newest,
+            Some(json!({"deliver_policy": "new"})),
+        )
+        .await,
+        201,
+    )
+    .await;
+
+    problem(
+        seek(&app, json!({"seq": 2})).await,
+        409,
+        "consumer_conflict",
+    )
+    .await;
+    problem(
+        send(
+            &app,
+            reqwest::Method::POST,
+            &format!("{newest}/seek"),
+            Some(json!({"seq": 1})),
+        )
+        .await,
+        409,
+        "consumer_conflict",
+    )
+    .await;
+    for bad in [
+        json!({}),
+        json!({"seq": 2, "time": "2026-01-01T00:00:00Z"}),
+        json!({"seq": 0}),
+        json!({"seq": -1}),
+        json!({"time": "yesterday"}),
+        json!({"seq": 1, "extra": true}),
+    ] {
+        let response = seek(&app, bad.clone()).await;
+        assert_eq!(response.status(), 400, "{bad}");
+    }
+    problem(
+        send(
+            &app,
+            reqwest::Method::POST,
+            "/v1/streams/ORDERS/consumers/nobody/seek",
+            Some(json!({"seq": 1})),
+        )
+        .await,
+        404,
+        "consumer_not_found",
+    )
+    .await;
+    // Nothing moved: the consumer starts at its start sequence.
+    let stored = server_consumer(&app).await;
+    assert_eq!(stored.num_pending, 3);
+    assert_eq!(stored.delivered.stream_sequence, 2);
+    let moved = json(seek(&app, json!({"seq": 4})).await, 200).await;
+    assert_eq!(moved["seq"], 4);
+}
+
+crate::on_r1_and_r3!(
+    seek_rewinds_a_consumer_to_a_sequence_and_it_delivers_again_from_there,
+    seek_to_a_time_skips_older_messages_and_past_the_end_waits_for_new_ones,
+    seek_forgets_deliveries_awaiting_their_ack,
+    seek_refuses_what_the_consumer_or_the_request_does_not_allow,
+);
