@@ -121,6 +121,12 @@ pub enum ApiError {
         detail: String,
         jetstream_code: Option<u64>,
     },
+    /// A counter increment or read on a stream without `allow_msg_counter`.
+    #[error("{detail}")]
+    CountersNotEnabled {
+        detail: String,
+        jetstream_code: Option<u64>,
+    },
     /// Atomic batch publish asked of a stream without `allow_atomic`.
     #[error("{detail}")]
     AtomicNotEnabled {
@@ -235,6 +241,7 @@ pub enum ProblemCode {
     StreamConflict,
     ConsumerConflict,
     PreconditionFailed,
+    CountersNotEnabled,
     AtomicNotEnabled,
     AtomicBatchFailed,
     NotSupportedByServer,
@@ -249,7 +256,7 @@ pub enum ProblemCode {
 
 impl ProblemCode {
     /// Every code, in the order of [`ApiError`]'s variants.
-    pub const ALL: [Self; 38] = [
+    pub const ALL: [Self; 39] = [
         Self::Unauthorized,
         Self::Forbidden,
         Self::CrossOrigin,
@@ -278,6 +285,7 @@ impl ProblemCode {
         Self::StreamConflict,
         Self::ConsumerConflict,
         Self::PreconditionFailed,
+        Self::CountersNotEnabled,
         Self::AtomicNotEnabled,
         Self::AtomicBatchFailed,
         Self::NotSupportedByServer,
@@ -321,6 +329,7 @@ impl ProblemCode {
             Self::StreamConflict => "stream_conflict",
             Self::ConsumerConflict => "consumer_conflict",
             Self::PreconditionFailed => "precondition_failed",
+            Self::CountersNotEnabled => "counters_not_enabled",
             Self::AtomicNotEnabled => "atomic_not_enabled",
             Self::AtomicBatchFailed => "atomic_batch_failed",
             Self::NotSupportedByServer => "not_supported_by_server",
@@ -448,6 +457,12 @@ impl ApiError {
                 S::PRECONDITION_FAILED,
                 C::PreconditionFailed,
                 "Precondition failed",
+                jetstream_code,
+            ),
+            Self::CountersNotEnabled { jetstream_code, .. } => js(
+                S::BAD_REQUEST,
+                C::CountersNotEnabled,
+                "Counters not enabled on the stream",
                 jetstream_code,
             ),
             Self::AtomicNotEnabled { jetstream_code, .. } => js(

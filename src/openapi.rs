@@ -41,6 +41,7 @@ use crate::{http, sse, ws};
         (name = "streams", description = "Create, inspect, purge and delete streams"),
         (name = "messages", description = "Read stored messages without a consumer"),
         (name = "consumers", description = "Durable pull consumers: fetch with long-poll, then ack by ack id"),
+        (name = "counters", description = "Counters JetStream adds up (streams with allow_msg_counter)"),
         (name = "streaming", description = "Replay and live tail over WebSocket and Server-Sent Events (frames: asyncapi.yaml)"),
         (name = "health", description = "Liveness, readiness and metrics"),
     )

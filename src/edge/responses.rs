@@ -62,6 +62,23 @@ pub enum BatchErrors {
     Timeout(Problem),
 }
 
+/// Errors of `POST /v1/streams/{stream}/counters/{subject}`.
+#[derive(IntoResponses)]
+pub enum CounterErrors {
+    /// Invalid name, subject or increment, the stream does not keep counters (`counters_not_enabled`) or does not capture the subject.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// The stream does not exist.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// JetStream is unavailable; retry after `Retry-After` seconds with the same Idempotency-Key.
+    #[response(status = 503, content_type = "application/problem+json", headers(("Retry-After" = u64)))]
+    Unavailable(Problem),
+    /// No PubAck in time: the increment may or may not be applied; retry with the same Idempotency-Key.
+    #[response(status = 504, content_type = "application/problem+json")]
+    Timeout(Problem),
+}
+
 /// Errors of routes that read a stream or its messages.
 #[derive(IntoResponses)]
 pub enum ReadErrors {

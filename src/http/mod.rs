@@ -5,6 +5,7 @@
 pub mod acks;
 pub mod console;
 pub mod consumers;
+pub mod counters;
 pub mod health;
 pub mod messages;
 pub mod publish;
@@ -66,6 +67,10 @@ pub fn v1_routes(limits: &Limits) -> OpenApiRouter<AppState> {
         .merge(limited(routes!(consumers::seek_consumer), SMALL_BODY))
         .merge(limited(routes!(consumers::fetch_messages), SMALL_BODY))
         .merge(limited(routes!(acks::ack_messages), ACKS_BODY))
+        .merge(limited(
+            routes!(counters::increment_counter, counters::get_counter),
+            SMALL_BODY,
+        ))
 }
 
 /// The routes anyone may call: the console (not in the OpenAPI document), health and metrics.

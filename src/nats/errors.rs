@@ -188,6 +188,17 @@ pub fn from_jetstream(err: &jetstream::Error, op: Op<'_>) -> ApiError {
             jetstream_code,
         },
 
+        // Counters.
+        10168 => ApiError::CountersNotEnabled {
+            detail: format!(
+                "{description}: the stream must be created with \"allow_msg_counter\": true to keep counters"
+            ),
+            jetstream_code,
+        },
+        10169..=10171 => ApiError::InvalidBody(format!(
+            "JetStream refused the counter increment: {description}"
+        )),
+
         // Atomic batches. 10185 first: the server's API level is too low for the request.
         10185 => ApiError::NotSupportedByServer {
             detail,

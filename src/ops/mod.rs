@@ -6,6 +6,7 @@
 pub mod acks;
 pub mod authz;
 pub mod consumers;
+pub mod counters;
 pub mod gauges;
 pub mod messages;
 pub mod names;

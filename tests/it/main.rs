@@ -18,6 +18,7 @@ mod consumers;
 mod container;
 mod contract;
 mod control;
+mod counters;
 mod deploy;
 mod faults;
 mod hardening;
