@@ -127,6 +127,12 @@ pub enum ApiError {
         detail: String,
         jetstream_code: Option<u64>,
     },
+    /// A message schedule on a stream without `allow_msg_schedules`.
+    #[error("{detail}")]
+    SchedulesNotEnabled {
+        detail: String,
+        jetstream_code: Option<u64>,
+    },
     /// Atomic batch publish asked of a stream without `allow_atomic`.
     #[error("{detail}")]
     AtomicNotEnabled {
@@ -242,6 +248,7 @@ pub enum ProblemCode {
     ConsumerConflict,
     PreconditionFailed,
     CountersNotEnabled,
+    SchedulesNotEnabled,
     AtomicNotEnabled,
     AtomicBatchFailed,
     NotSupportedByServer,
@@ -256,7 +263,7 @@ pub enum ProblemCode {
 
 impl ProblemCode {
     /// Every code, in the order of [`ApiError`]'s variants.
-    pub const ALL: [Self; 39] = [
+    pub const ALL: [Self; 40] = [
         Self::Unauthorized,
         Self::Forbidden,
         Self::CrossOrigin,
@@ -286,6 +293,7 @@ impl ProblemCode {
         Self::ConsumerConflict,
         Self::PreconditionFailed,
         Self::CountersNotEnabled,
+        Self::SchedulesNotEnabled,
         Self::AtomicNotEnabled,
         Self::AtomicBatchFailed,
         Self::NotSupportedByServer,
@@ -330,6 +338,7 @@ impl ProblemCode {
             Self::ConsumerConflict => "consumer_conflict",
             Self::PreconditionFailed => "precondition_failed",
             Self::CountersNotEnabled => "counters_not_enabled",
+            Self::SchedulesNotEnabled => "schedules_not_enabled",
             Self::AtomicNotEnabled => "atomic_not_enabled",
             Self::AtomicBatchFailed => "atomic_batch_failed",
             Self::NotSupportedByServer => "not_supported_by_server",
@@ -463,6 +472,12 @@ impl ApiError {
                 S::BAD_REQUEST,
                 C::CountersNotEnabled,
                 "Counters not enabled on the stream",
+                jetstream_code,
+            ),
+            Self::SchedulesNotEnabled { jetstream_code, .. } => js(
+                S::BAD_REQUEST,
+                C::SchedulesNotEnabled,
+                "Message schedules not enabled on the stream",
                 jetstream_code,
             ),
             Self::AtomicNotEnabled { jetstream_code, .. } => js(

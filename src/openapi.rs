@@ -42,6 +42,7 @@ use crate::{http, sse, ws};
         (name = "messages", description = "Read stored messages without a consumer"),
         (name = "consumers", description = "Durable pull consumers: fetch with long-poll, then ack by ack id"),
         (name = "counters", description = "Counters JetStream adds up (streams with allow_msg_counter)"),
+        (name = "schedules", description = "Delayed and repeating messages JetStream publishes itself (streams with allow_msg_schedules)"),
         (name = "streaming", description = "Replay and live tail over WebSocket and Server-Sent Events (frames: asyncapi.yaml)"),
         (name = "health", description = "Liveness, readiness and metrics"),
     )

@@ -79,6 +79,29 @@ pub enum CounterErrors {
     Timeout(Problem),
 }
 
+/// Errors of `PUT /v1/streams/{stream}/schedules/{subject}`.
+#[derive(IntoResponses)]
+pub enum ScheduleErrors {
+    /// Invalid name, subject, time, interval, cron expression or time zone; the stream does not hold schedules (`schedules_not_enabled`) or does not capture the target.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// No stream captures the schedule's subject.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// The schedule's subject belongs to another stream than the one named; nothing was stored.
+    #[response(status = 412, content_type = "application/problem+json")]
+    PreconditionFailed(Problem),
+    /// The message is larger than the server accepts.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// JetStream is unavailable; retry later (a repeat replaces the schedule).
+    #[response(status = 503, content_type = "application/problem+json", headers(("Retry-After" = u64)))]
+    Unavailable(Problem),
+    /// No answer in time: the schedule may or may not be stored; repeat the request (it replaces it).
+    #[response(status = 504, content_type = "application/problem+json")]
+    Timeout(Problem),
+}
+
 /// Errors of routes that read a stream or its messages.
 #[derive(IntoResponses)]
 pub enum ReadErrors {

@@ -9,6 +9,7 @@ pub mod counters;
 pub mod health;
 pub mod messages;
 pub mod publish;
+pub mod schedules;
 pub mod streams;
 
 use axum::extract::DefaultBodyLimit;
@@ -69,6 +70,14 @@ pub fn v1_routes(limits: &Limits) -> OpenApiRouter<AppState> {
         .merge(limited(routes!(acks::ack_messages), ACKS_BODY))
         .merge(limited(
             routes!(counters::increment_counter, counters::get_counter),
+            SMALL_BODY,
+        ))
+        .merge(limited(
+            routes!(
+                schedules::put_schedule,
+                schedules::get_schedule,
+                schedules::cancel_schedule
+            ),
             SMALL_BODY,
         ))
 }

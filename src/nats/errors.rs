@@ -199,6 +199,17 @@ pub fn from_jetstream(err: &jetstream::Error, op: Op<'_>) -> ApiError {
             "JetStream refused the counter increment: {description}"
         )),
 
+        // Message schedules.
+        10188 => ApiError::SchedulesNotEnabled {
+            detail: format!(
+                "{description}: the stream must be created with \"allow_msg_schedules\": true to hold schedules"
+            ),
+            jetstream_code,
+        },
+        10189..=10192 | 10203 | 10212 | 10223 => {
+            ApiError::InvalidBody(format!("JetStream refused the schedule: {description}"))
+        }
+
         // Atomic batches. 10185 first: the server's API level is too low for the request.
         10185 => ApiError::NotSupportedByServer {
             detail,

@@ -31,6 +31,9 @@ pub mod header {
     pub const BATCH_COMMIT: &str = "Nats-Batch-Commit";
     pub const CONTENT_TYPE: &str = "Content-Type";
     pub const INCR: &str = "Nats-Incr";
+    pub const SCHEDULE: &str = "Nats-Schedule";
+    pub const SCHEDULE_TARGET: &str = "Nats-Schedule-Target";
+    pub const SCHEDULE_TIME_ZONE: &str = "Nats-Schedule-Time-Zone";
 }
 
 /// The `Nats-*` headers a client may send, by their lowercase HTTP spelling, and the canonical
@@ -162,6 +165,24 @@ impl Outgoing {
         }
         self.payload = Bytes::new();
         self.set(header::INCR, by)
+    }
+
+    /// Makes this message a schedule (`Nats-Schedule`, nats-server 2.12+): at the times
+    /// `pattern` names (`@at <RFC 3339>`, `@every <duration>`, a cron expression), JetStream
+    /// publishes its payload and headers to `target`. `time_zone` (IANA name) only with cron.
+    pub fn schedule(
+        &mut self,
+        pattern: &str,
+        target: &str,
+        time_zone: Option<&str>,
+    ) -> Result<(), ApiError> {
+        crate::validate::publish_subject(target)?;
+        self.set(header::SCHEDULE, pattern)?;
+        self.set(header::SCHEDULE_TARGET, target)?;
+        if let Some(zone) = time_zone {
+            self.set(header::SCHEDULE_TIME_ZONE, zone)?;
+        }
+        Ok(())
     }
 
     /// Per-message TTL: `never`, or a whole number of seconds, minutes or hours from 1 to 999999

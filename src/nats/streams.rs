@@ -137,6 +137,11 @@ pub struct StreamConfig {
     /// `allow_msg_ttl`, `discard: new` or a retention other than `limits`.
     #[serde(default)]
     pub allow_msg_counter: bool,
+    /// Hold message schedules (`PUT /v1/streams/{stream}/schedules/{subject}`): delayed and
+    /// repeating messages JetStream publishes itself. Cannot be turned off once on; not with
+    /// `allow_msg_counter`.
+    #[serde(default)]
+    pub allow_msg_schedules: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
@@ -162,6 +167,7 @@ impl Default for StreamConfig {
             allow_msg_ttl: false,
             allow_atomic: false,
             allow_msg_counter: false,
+            allow_msg_schedules: false,
             description: None,
         }
     }
@@ -313,6 +319,7 @@ impl StreamConfig {
             allow_msg_ttl: config.allow_message_ttl,
             allow_atomic: config.allow_atomic_publish,
             allow_msg_counter: config.allow_message_counter,
+            allow_msg_schedules: config.allow_message_schedules,
             description: config.description.clone().filter(|d| !d.is_empty()),
         }
     }
@@ -348,6 +355,7 @@ impl StreamConfig {
         base.allow_message_ttl = self.allow_msg_ttl;
         base.allow_atomic_publish = self.allow_atomic;
         base.allow_message_counter = self.allow_msg_counter;
+        base.allow_message_schedules = self.allow_msg_schedules;
         base.description = self.description.clone();
         base
     }
@@ -408,6 +416,10 @@ impl StreamConfig {
         check(
             "allow_msg_counter",
             self.allow_msg_counter != other.allow_msg_counter,
+        );
+        check(
+            "allow_msg_schedules",
+            self.allow_msg_schedules != other.allow_msg_schedules,
         );
         check("description", self.description != other.description);
         fields

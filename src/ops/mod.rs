@@ -12,5 +12,6 @@ pub mod messages;
 pub mod names;
 pub mod publish;
 pub mod replay;
+pub mod schedules;
 pub mod streams;
 pub mod subscribe;

@@ -141,7 +141,12 @@ async fn an_increment_repeated_with_its_idempotency_key_is_added_once() {
     assert_eq!(repeat["duplicate"], true, "{repeat}");
     assert_eq!(repeat["seq"], first["seq"]);
     // A counter stream takes increments only.
-    problem(app.publish("hits.home", "plain", &[]).await, 400, "invalid_body").await;
+    problem(
+        app.publish("hits.home", "plain", &[]).await,
+        400,
+        "invalid_body",
+    )
+    .await;
     let info = app
         .js
         .get_stream("HITS")

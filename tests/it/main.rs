@@ -28,6 +28,7 @@ mod node;
 mod observability;
 mod readme;
 mod scaleout;
+mod schedules;
 mod sdk;
 mod security;
 mod sse;
