@@ -133,6 +133,9 @@ pub enum ApiError {
         detail: String,
         jetstream_code: Option<u64>,
     },
+    /// A fetch with a pin id that is not the consumer's pinned client.
+    #[error("{0}")]
+    PinMismatch(String),
     /// Atomic batch publish asked of a stream without `allow_atomic`.
     #[error("{detail}")]
     AtomicNotEnabled {
@@ -249,6 +252,7 @@ pub enum ProblemCode {
     PreconditionFailed,
     CountersNotEnabled,
     SchedulesNotEnabled,
+    PinMismatch,
     AtomicNotEnabled,
     AtomicBatchFailed,
     NotSupportedByServer,
@@ -263,7 +267,7 @@ pub enum ProblemCode {
 
 impl ProblemCode {
     /// Every code, in the order of [`ApiError`]'s variants.
-    pub const ALL: [Self; 40] = [
+    pub const ALL: [Self; 41] = [
         Self::Unauthorized,
         Self::Forbidden,
         Self::CrossOrigin,
@@ -294,6 +298,7 @@ impl ProblemCode {
         Self::PreconditionFailed,
         Self::CountersNotEnabled,
         Self::SchedulesNotEnabled,
+        Self::PinMismatch,
         Self::AtomicNotEnabled,
         Self::AtomicBatchFailed,
         Self::NotSupportedByServer,
@@ -339,6 +344,7 @@ impl ProblemCode {
             Self::PreconditionFailed => "precondition_failed",
             Self::CountersNotEnabled => "counters_not_enabled",
             Self::SchedulesNotEnabled => "schedules_not_enabled",
+            Self::PinMismatch => "pin_mismatch",
             Self::AtomicNotEnabled => "atomic_not_enabled",
             Self::AtomicBatchFailed => "atomic_batch_failed",
             Self::NotSupportedByServer => "not_supported_by_server",
@@ -474,6 +480,7 @@ impl ApiError {
                 "Counters not enabled on the stream",
                 jetstream_code,
             ),
+            Self::PinMismatch(_) => p(S::CONFLICT, C::PinMismatch, "Not the pinned client"),
             Self::SchedulesNotEnabled { jetstream_code, .. } => js(
                 S::BAD_REQUEST,
                 C::SchedulesNotEnabled,

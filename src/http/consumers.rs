@@ -306,12 +306,83 @@ pub struct FetchRequest {
     /// `auto` (JSON, text or base64) or `base64` (always).
     #[serde(default)]
     pub encoding: EncodingChoice,
+    /// The priority group to fetch as: required on consumers with a `priority_policy`, one of
+    /// their `priority_groups`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// `pinned_client`: the `pin_id` an earlier fetch of this worker answered. Without it the
+    /// fetch waits on standby while another worker holds the pin (and takes the pin when it is
+    /// free); with another worker's or an expired pin it answers `409 pin_mismatch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_id: Option<String>,
+    /// `overflow`: serve this fetch only while at least this many messages are pending.
+    #[serde(
+        default,
+        deserialize_with = "crate::json::whole::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub min_pending: Option<u64>,
+    /// `overflow`: serve this fetch only while at least this many messages await their ack.
+    #[serde(
+        default,
+        deserialize_with = "crate::json::whole::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub min_ack_pending: Option<u64>,
+    /// `prioritized`: 0 (served first) to 9.
+    #[serde(
+        default,
+        deserialize_with = "crate::json::whole::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub priority: Option<u8>,
 }
 
 /// Fetched messages; empty when none arrived within `wait`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct FetchResponse {
     pub messages: Vec<Message>,
+    /// `pinned_client` consumers: the pin this worker holds; send it as `pin_id` with every
+    /// later fetch, more often than the consumer's `priority_timeout`, to keep the messages
+    /// coming to this worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_id: Option<String>,
+}
+
+/// Which priority group's pin to release.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"group": "workers"}))]
+pub struct UnpinRequest {
+    pub group: String,
+}
+
+/// Release a consumer's pin.
+///
+/// Takes the pin of a `pinned_client` consumer's priority group from the worker holding it
+/// (say, one known to be stuck): a worker fetching on standby gets the pin, and the old pin id
+/// answers `409 pin_mismatch` from then on. Administrators only.
+#[utoipa::path(
+    post,
+    path = "/v1/streams/{stream}/consumers/{consumer}/unpin",
+    tag = "consumers",
+    operation_id = "unpin_consumer",
+    params(
+        ("stream" = String, Path, description = "Stream name", example = "ORDERS"),
+        ("consumer" = String, Path, description = "Durable consumer name", example = "workers"),
+    ),
+    request_body = UnpinRequest,
+    responses((status = 204, description = "Released"), WriteErrors)
+)]
+pub async fn unpin_consumer(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((stream, consumer)): Path<(String, String)>,
+    Json(request): Json<UnpinRequest>,
+) -> Result<StatusCode, ApiError> {
+    let (stream, consumer) = names(stream, consumer)?;
+    ops::consumers::unpin(&state, &principal, &stream, &consumer, &request.group).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Fetch messages from a durable consumer.
@@ -346,9 +417,15 @@ pub async fn fetch_messages(
         max_bytes: request.max_bytes,
         wait: request.wait,
         encoding: request.encoding,
+        group: request.group,
+        pin_id: request.pin_id,
+        min_pending: request.min_pending,
+        min_ack_pending: request.min_ack_pending,
+        priority: request.priority,
     };
-    let messages = ops::consumers::fetch(&state, &principal, &stream, &consumer, fetch).await?;
-    Ok(Json(FetchResponse { messages }))
+    let (messages, pin_id) =
+        ops::consumers::fetch(&state, &principal, &stream, &consumer, fetch).await?;
+    Ok(Json(FetchResponse { messages, pin_id }))
 }
 
 fn names(stream: String, consumer: String) -> Result<(StreamName, ConsumerName), ApiError> {

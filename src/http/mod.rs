@@ -66,6 +66,7 @@ pub fn v1_routes(limits: &Limits) -> OpenApiRouter<AppState> {
             SMALL_BODY,
         ))
         .merge(limited(routes!(consumers::seek_consumer), SMALL_BODY))
+        .merge(limited(routes!(consumers::unpin_consumer), SMALL_BODY))
         .merge(limited(routes!(consumers::fetch_messages), SMALL_BODY))
         .merge(limited(routes!(acks::ack_messages), ACKS_BODY))
         .merge(limited(

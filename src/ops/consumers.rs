@@ -12,6 +12,7 @@ use crate::error::ApiError;
 use crate::message::{EncodingChoice, Message};
 use crate::nats::consumers::{ConsumerConfig, FetchSpec, PauseState, filter_subjects};
 use crate::nats::messages::Start;
+use crate::nats::pull::PullPriority;
 use crate::state::AppState;
 
 /// Shortest `ack_wait` (and backoff step): below a second, redeliveries race the client's own
@@ -179,6 +180,26 @@ fn body_time(field: &str, text: &str) -> Result<time::OffsetDateTime, ApiError> 
         .map_err(|err| ApiError::InvalidBody(format!("{field}: {err}")))
 }
 
+/// Releases the pin of `group` on a `pinned_client` consumer (administrators only; a tenant
+/// only on a consumer inside its namespace).
+pub async fn unpin(
+    state: &AppState,
+    who: &Principal,
+    stream: &StreamName,
+    name: &ConsumerName,
+    group: &str,
+) -> Result<(), ApiError> {
+    who.check_admin()?;
+    check_priority(&Fetch {
+        group: Some(group.to_owned()),
+        ..Fetch::default()
+    })?;
+    authz::use_consumer(&state.nats, who, stream, name).await?;
+    state.nats.unpin_consumer(stream, name, group).await?;
+    tracing::info!(stream.name = %stream, consumer.name = %name, group, principal = %who.id, "consumer pin released");
+    Ok(())
+}
+
 /// Where to move a consumer.
 #[derive(Debug, Clone)]
 pub enum SeekTo {
@@ -247,15 +268,65 @@ pub async fn seek(
 }
 
 /// What a fetch asks for; `None` takes the default (one message, the byte limit, no wait).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Fetch {
     pub max_messages: Option<usize>,
     pub max_bytes: Option<usize>,
     pub wait: Option<Duration>,
     pub encoding: EncodingChoice,
+    /// The priority group to fetch as (consumers with a `priority_policy`).
+    pub group: Option<String>,
+    /// `pinned_client`: the pin this worker holds, from an earlier fetch's answer.
+    pub pin_id: Option<String>,
+    pub min_pending: Option<u64>,
+    pub min_ack_pending: Option<u64>,
+    pub priority: Option<u8>,
 }
 
-/// Long-poll fetch from a durable consumer: messages with signed ack ids, as `who` sees them.
+/// Longest priority group name and pin id accepted.
+const MAX_GROUP: usize = 64;
+
+/// Checks the priority fields of a fetch.
+fn check_priority(request: &Fetch) -> Result<(), ApiError> {
+    let token = |field: &str, text: &str| {
+        if !text.is_empty()
+            && text.len() <= MAX_GROUP
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_/=".contains(&b))
+        {
+            Ok(())
+        } else {
+            Err(ApiError::InvalidBody(format!(
+                "{field} must be 1 to {MAX_GROUP} letters, digits or - _ / ="
+            )))
+        }
+    };
+    if let Some(group) = &request.group {
+        token("group", group)?;
+    }
+    if let Some(pin) = &request.pin_id {
+        token("pin_id", pin)?;
+    }
+    let has_options = request.pin_id.is_some()
+        || request.min_pending.is_some()
+        || request.min_ack_pending.is_some()
+        || request.priority.is_some();
+    if has_options && request.group.is_none() {
+        return Err(ApiError::InvalidBody(
+            "pin_id, min_pending, min_ack_pending and priority need a group".to_owned(),
+        ));
+    }
+    if request.priority.is_some_and(|p| p > 9) {
+        return Err(ApiError::InvalidBody(
+            "priority must be between 0 and 9".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Long-poll fetch from a durable consumer: messages with signed ack ids, as `who` sees them,
+/// and the pin the fetch holds (a `pinned_client` consumer's priority group).
 /// On shutdown a waiting fetch answers empty at once instead of holding the server up; a
 /// message JetStream hands over meanwhile is redelivered after its ack wait.
 pub async fn fetch(
@@ -264,8 +335,9 @@ pub async fn fetch(
     stream: &StreamName,
     name: &ConsumerName,
     request: Fetch,
-) -> Result<Vec<Message>, ApiError> {
+) -> Result<(Vec<Message>, Option<String>), ApiError> {
     who.check_read(stream)?;
+    check_priority(&request)?;
     state.fetch_limiter.check(&who.id, 1)?;
     authz::use_consumer(&state.nats, who, stream, name).await?;
     let limits = state.limits;
@@ -296,15 +368,22 @@ pub async fn fetch(
         wait,
         encoding: request.encoding,
     };
-    let mut messages = tokio::select! {
-        fetched = state.nats.fetch(stream, name, spec, &state.ack_keys) => fetched?,
-        () = state.shutdown.cancelled() => Vec::new(),
+    let priority = request.group.as_deref().map(|group| PullPriority {
+        group,
+        pin: request.pin_id.as_deref(),
+        min_pending: request.min_pending,
+        min_ack_pending: request.min_ack_pending,
+        priority: request.priority,
+    });
+    let (mut messages, pin) = tokio::select! {
+        fetched = state.nats.fetch(stream, name, spec, priority, &state.ack_keys) => fetched?,
+        () = state.shutdown.cancelled() => (Vec::new(), request.pin_id.clone()),
     };
     for message in &mut messages {
         who.present(message);
     }
     state.metrics.fetched(messages.len());
-    Ok(messages)
+    Ok((messages, pin))
 }
 
 #[cfg(test)]

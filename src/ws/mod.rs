@@ -495,6 +495,7 @@ impl Session {
                 start_time,
                 filter,
                 consumer,
+                group,
                 credit,
                 encoding,
             } => {
@@ -532,6 +533,7 @@ impl Session {
                         start_time,
                         filters: filter,
                         consumer,
+                        group,
                         encoding,
                         credit,
                     };

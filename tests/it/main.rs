@@ -10,6 +10,7 @@ mod browser;
 mod harness;
 mod isolation;
 mod layers;
+mod pinned;
 mod publish;
 
 mod cli;
