@@ -79,6 +79,12 @@ pub fn from_jetstream(err: &jetstream::Error, op: Op<'_>) -> ApiError {
             },
         },
 
+        // A priority group the consumer does not have (a fetch or an unpin naming it).
+        10160 if matches!(op, Op::Consumer(..)) => ApiError::ConsumerConflict {
+            detail: format!("{description}: name one of the consumer's priority_groups"),
+            jetstream_code,
+        },
+
         // Consumer configuration: invalid on create, an incompatible change on update.
         10012 | 10013 | 10105 | 10106 | 10131 | 10132 | 10148 => match op {
             Op::ConsumerUpdate(stream, consumer) => ApiError::ConsumerConflict {

@@ -283,14 +283,16 @@ pub struct Fetch {
     pub priority: Option<u8>,
 }
 
-/// Longest priority group name and pin id accepted.
-const MAX_GROUP: usize = 64;
+/// Longest priority group name (JetStream's limit).
+pub const MAX_GROUP: usize = 16;
+/// Longest pin id accepted.
+const MAX_PIN: usize = 64;
 
 /// Checks the priority fields of a fetch.
 fn check_priority(request: &Fetch) -> Result<(), ApiError> {
-    let token = |field: &str, text: &str| {
+    let token = |field: &str, text: &str, max: usize| {
         if !text.is_empty()
-            && text.len() <= MAX_GROUP
+            && text.len() <= max
             && text
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_/=".contains(&b))
@@ -298,15 +300,15 @@ fn check_priority(request: &Fetch) -> Result<(), ApiError> {
             Ok(())
         } else {
             Err(ApiError::InvalidBody(format!(
-                "{field} must be 1 to {MAX_GROUP} letters, digits or - _ / ="
+                "{field} must be 1 to {max} letters, digits or - _ / ="
             )))
         }
     };
     if let Some(group) = &request.group {
-        token("group", group)?;
+        token("group", group, MAX_GROUP)?;
     }
     if let Some(pin) = &request.pin_id {
-        token("pin_id", pin)?;
+        token("pin_id", pin, MAX_PIN)?;
     }
     let has_options = request.pin_id.is_some()
         || request.min_pending.is_some()

@@ -139,13 +139,13 @@ impl Subscription {
                 ));
             }
             let valid = !group.is_empty()
-                && group.len() <= 64
+                && group.len() <= super::consumers::MAX_GROUP
                 && group
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_/=".contains(&b));
             if !valid {
                 return Err(ApiError::InvalidParameter(
-                    "group must be 1 to 64 letters, digits or - _ / =".to_owned(),
+                    "group must be 1 to 16 letters, digits or - _ / =".to_owned(),
                 ));
             }
         }
