@@ -121,6 +121,21 @@ pub enum ApiError {
         detail: String,
         jetstream_code: Option<u64>,
     },
+    /// A counter increment or read on a stream without `allow_msg_counter`.
+    #[error("{detail}")]
+    CountersNotEnabled {
+        detail: String,
+        jetstream_code: Option<u64>,
+    },
+    /// A message schedule on a stream without `allow_msg_schedules`.
+    #[error("{detail}")]
+    SchedulesNotEnabled {
+        detail: String,
+        jetstream_code: Option<u64>,
+    },
+    /// A fetch with a pin id that is not the consumer's pinned client.
+    #[error("{0}")]
+    PinMismatch(String),
     /// Atomic batch publish asked of a stream without `allow_atomic`.
     #[error("{detail}")]
     AtomicNotEnabled {
@@ -235,6 +250,9 @@ pub enum ProblemCode {
     StreamConflict,
     ConsumerConflict,
     PreconditionFailed,
+    CountersNotEnabled,
+    SchedulesNotEnabled,
+    PinMismatch,
     AtomicNotEnabled,
     AtomicBatchFailed,
     NotSupportedByServer,
@@ -249,7 +267,7 @@ pub enum ProblemCode {
 
 impl ProblemCode {
     /// Every code, in the order of [`ApiError`]'s variants.
-    pub const ALL: [Self; 38] = [
+    pub const ALL: [Self; 41] = [
         Self::Unauthorized,
         Self::Forbidden,
         Self::CrossOrigin,
@@ -278,6 +296,9 @@ impl ProblemCode {
         Self::StreamConflict,
         Self::ConsumerConflict,
         Self::PreconditionFailed,
+        Self::CountersNotEnabled,
+        Self::SchedulesNotEnabled,
+        Self::PinMismatch,
         Self::AtomicNotEnabled,
         Self::AtomicBatchFailed,
         Self::NotSupportedByServer,
@@ -321,6 +342,9 @@ impl ProblemCode {
             Self::StreamConflict => "stream_conflict",
             Self::ConsumerConflict => "consumer_conflict",
             Self::PreconditionFailed => "precondition_failed",
+            Self::CountersNotEnabled => "counters_not_enabled",
+            Self::SchedulesNotEnabled => "schedules_not_enabled",
+            Self::PinMismatch => "pin_mismatch",
             Self::AtomicNotEnabled => "atomic_not_enabled",
             Self::AtomicBatchFailed => "atomic_batch_failed",
             Self::NotSupportedByServer => "not_supported_by_server",
@@ -448,6 +472,19 @@ impl ApiError {
                 S::PRECONDITION_FAILED,
                 C::PreconditionFailed,
                 "Precondition failed",
+                jetstream_code,
+            ),
+            Self::CountersNotEnabled { jetstream_code, .. } => js(
+                S::BAD_REQUEST,
+                C::CountersNotEnabled,
+                "Counters not enabled on the stream",
+                jetstream_code,
+            ),
+            Self::PinMismatch(_) => p(S::CONFLICT, C::PinMismatch, "Not the pinned client"),
+            Self::SchedulesNotEnabled { jetstream_code, .. } => js(
+                S::BAD_REQUEST,
+                C::SchedulesNotEnabled,
+                "Message schedules not enabled on the stream",
                 jetstream_code,
             ),
             Self::AtomicNotEnabled { jetstream_code, .. } => js(

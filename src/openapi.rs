@@ -41,6 +41,8 @@ use crate::{http, sse, ws};
         (name = "streams", description = "Create, inspect, purge and delete streams"),
         (name = "messages", description = "Read stored messages without a consumer"),
         (name = "consumers", description = "Durable pull consumers: fetch with long-poll, then ack by ack id"),
+        (name = "counters", description = "Counters JetStream adds up (streams with allow_msg_counter)"),
+        (name = "schedules", description = "Delayed and repeating messages JetStream publishes itself (streams with allow_msg_schedules)"),
         (name = "streaming", description = "Replay and live tail over WebSocket and Server-Sent Events (frames: asyncapi.yaml)"),
         (name = "health", description = "Liveness, readiness and metrics"),
     )
@@ -296,6 +298,12 @@ const FILTER_PATTERN: &str =
 /// takes a matching time out of range.
 const TIME_PATTERN: &str = r"^(197[1-9]|19[89][0-9]|2[01][0-9]{2}|22[0-5][0-9]|226[01])-";
 /// A per-message TTL ([`crate::nats::publish::Outgoing::ttl`]).
+/// A priority group name (JetStream allows at most 16 characters).
+const GROUP_PATTERN: &str = r"^[A-Za-z0-9/_=-]{1,16}$";
+/// A pin id.
+const PIN_PATTERN: &str = r"^[A-Za-z0-9/_=-]{1,64}$";
+/// A counter increment as text.
+const INCREMENT_PATTERN: &str = r"^[+-]?[0-9]{1,100}$";
 const TTL_PATTERN: &str = r"^(never|[1-9][0-9]{0,5}[smh])$";
 /// A stored header's name: an HTTP token, not a `Nats-` one ([`crate::validate::header`]).
 const HEADER_NAME_PATTERN: &str = r"^(?![Nn][Aa][Tt][Ss]-)[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
@@ -441,6 +449,80 @@ fn constrain_bodies(schemas: &mut Schemas, limits: &Limits) {
     if let Some(Schema::Object(time)) = property_mut(schemas, "ConsumerConfig", "opt_start_time") {
         time.format = Some(SchemaFormat::KnownFormat(KnownFormat::DateTime));
         time.pattern = Some(TIME_PATTERN.to_owned());
+    }
+    for (schema, field) in [
+        ("ConsumerConfig", "pause_until"),
+        ("PauseRequest", "pause_until"),
+        ("SeekRequest", "time"),
+        ("ScheduleRequest", "at"),
+    ] {
+        if let Some(Schema::Object(time)) = property_mut(schemas, schema, field) {
+            time.format = Some(SchemaFormat::KnownFormat(KnownFormat::DateTime));
+            time.pattern = Some(TIME_PATTERN.to_owned());
+        }
+    }
+    for (schema, field, max, pattern) in [
+        ("FetchRequest", "group", 16, GROUP_PATTERN),
+        ("UnpinRequest", "group", 16, GROUP_PATTERN),
+        ("FetchRequest", "pin_id", 64, PIN_PATTERN),
+    ] {
+        if let Some(Schema::Object(token)) = property_mut(schemas, schema, field) {
+            token.min_length = Some(1);
+            token.max_length = Some(max);
+            token.pattern = Some(pattern.to_owned());
+        }
+    }
+    if let Some(Schema::Object(priority)) = property_mut(schemas, "FetchRequest", "priority") {
+        priority.maximum = Some(Number::UInt(9));
+    }
+    if let Some(Schema::Object(seq)) = property_mut(schemas, "SeekRequest", "seq") {
+        seq.minimum = Some(Number::UInt(1));
+    }
+    if let Some(Schema::Object(target)) = property_mut(schemas, "ScheduleRequest", "target") {
+        target.min_length = Some(1);
+        target.max_length = Some(crate::validate::MAX_SUBJECT_LEN);
+        target.pattern = Some(SUBJECT_PATTERN.to_owned());
+    }
+    // An increment is decimal text of at most 100 digits, or a JSON integer.
+    if let Ok(increment) = serde_json::from_value::<Schema>(serde_json::json!({
+        "oneOf": [
+            {"type": "string", "pattern": INCREMENT_PATTERN, "minLength": 1, "maxLength": 101},
+            {"type": "integer", "format": "int64"},
+        ],
+        "description": "Decimal text (\"5\", \"-3\", \"+12\", up to 100 digits), or a JSON integer.",
+    })) {
+        schemas.insert("Increment".to_owned(), RefOr::T(increment));
+    }
+    // Exactly one of `seq` and `time`.
+    if let Some(object) = object_mut(schemas, "SeekRequest") {
+        let extensions = object.extensions.get_or_insert_with(Default::default);
+        extensions.insert(
+            "anyOf".to_owned(),
+            serde_json::json!([
+                {"required": ["seq"], "properties": {"seq": {"type": "integer"}}},
+                {"required": ["time"], "properties": {"time": {"type": "string"}}},
+            ]),
+        );
+        extensions.insert(
+            "dependentSchemas".to_owned(),
+            serde_json::json!({
+                "seq": absent_or("seq", serde_json::json!({"properties": {"time": {"type": "null"}}})),
+            }),
+        );
+    }
+    // The options of a priority group go with a group.
+    if let Some(object) = object_mut(schemas, "FetchRequest") {
+        let with_group =
+            serde_json::json!({"required": ["group"], "properties": {"group": {"type": "string"}}});
+        let rules: serde_json::Map<String, serde_json::Value> =
+            ["pin_id", "min_pending", "min_ack_pending", "priority"]
+                .into_iter()
+                .map(|field| (field.to_owned(), absent_or(field, with_group.clone())))
+                .collect();
+        object
+            .extensions
+            .get_or_insert_with(Default::default)
+            .insert("dependentSchemas".to_owned(), rules.into());
     }
     if let Some(Schema::Object(ttl)) = property_mut(schemas, "BatchItem", "ttl") {
         ttl.min_length = Some(1);

@@ -62,6 +62,46 @@ pub enum BatchErrors {
     Timeout(Problem),
 }
 
+/// Errors of `POST /v1/streams/{stream}/counters/{subject}`.
+#[derive(IntoResponses)]
+pub enum CounterErrors {
+    /// Invalid name, subject or increment, the stream does not keep counters (`counters_not_enabled`) or does not capture the subject.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// The stream does not exist.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// JetStream is unavailable; retry after `Retry-After` seconds with the same Idempotency-Key.
+    #[response(status = 503, content_type = "application/problem+json", headers(("Retry-After" = u64)))]
+    Unavailable(Problem),
+    /// No PubAck in time: the increment may or may not be applied; retry with the same Idempotency-Key.
+    #[response(status = 504, content_type = "application/problem+json")]
+    Timeout(Problem),
+}
+
+/// Errors of `PUT /v1/streams/{stream}/schedules/{subject}`.
+#[derive(IntoResponses)]
+pub enum ScheduleErrors {
+    /// Invalid name, subject, time, interval, cron expression or time zone; the stream does not hold schedules (`schedules_not_enabled`) or does not capture the target.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// No stream captures the schedule's subject.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// The schedule's subject belongs to another stream than the one named; nothing was stored.
+    #[response(status = 412, content_type = "application/problem+json")]
+    PreconditionFailed(Problem),
+    /// The message is larger than the server accepts.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// JetStream is unavailable; retry later (a repeat replaces the schedule).
+    #[response(status = 503, content_type = "application/problem+json", headers(("Retry-After" = u64)))]
+    Unavailable(Problem),
+    /// No answer in time: the schedule may or may not be stored; repeat the request (it replaces it).
+    #[response(status = 504, content_type = "application/problem+json")]
+    Timeout(Problem),
+}
+
 /// Errors of routes that read a stream or its messages.
 #[derive(IntoResponses)]
 pub enum ReadErrors {

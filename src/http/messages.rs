@@ -1,8 +1,9 @@
-//! Reading stored messages without a consumer: by sequence, last on a subject, or a page.
+//! Reading stored messages without a consumer (by sequence, last on a subject, or a page), and
+//! deleting one.
 
 use async_nats::jetstream::message::StreamMessage;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -10,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::publish::MSG_HEADER_PREFIX;
 use crate::auth::Principal;
 use crate::edge::extract::{Json, Path, Query};
-use crate::edge::responses::ReadErrors;
+use crate::edge::responses::{ReadErrors, WriteErrors};
 use crate::error::ApiError;
 use crate::message::{EncodingChoice, Message};
 use crate::ops;
@@ -142,6 +143,47 @@ pub async fn get_message(
         &principal,
         &headers,
     ))
+}
+
+/// Whether to erase a deleted message's bytes.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteParams {
+    /// `true`: JetStream overwrites the message's stored bytes with random data before freeing
+    /// them (secure erase; slower). `false` (default): the message is removed from the stream
+    /// at once and its bytes are reclaimed when the store compacts.
+    #[serde(default)]
+    pub erase: bool,
+}
+
+/// Delete a message.
+///
+/// Removes the message at `seq` from the stream, for data-protection requests. Administrators
+/// only. With `erase=true` JetStream also overwrites its stored bytes. The sequence is not
+/// reused; reads of it answer 404 from then on, consumers skip it. A tenant deletes only
+/// messages in its namespace (others answer 404 and stay). A stream with `deny_delete` or a
+/// sealed stream answers 409.
+#[utoipa::path(
+    delete,
+    path = "/v1/streams/{stream}/messages/{seq}",
+    tag = "messages",
+    operation_id = "delete_message",
+    params(
+        ("stream" = String, Path, description = "Stream name", example = "ORDERS"),
+        ("seq" = u64, Path, description = "Stream sequence", example = 1),
+        DeleteParams,
+    ),
+    responses((status = 204, description = "Deleted"), WriteErrors)
+)]
+pub async fn delete_message(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((stream, seq)): Path<(String, u64)>,
+    Query(params): Query<DeleteParams>,
+) -> Result<StatusCode, ApiError> {
+    let stream = StreamName::parse(stream)?;
+    ops::messages::delete(&state, &principal, &stream, seq, params.erase).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Get the last message on a subject.

@@ -5,9 +5,11 @@
 pub mod acks;
 pub mod console;
 pub mod consumers;
+pub mod counters;
 pub mod health;
 pub mod messages;
 pub mod publish;
+pub mod schedules;
 pub mod stream_publish;
 pub mod streams;
 
@@ -48,7 +50,7 @@ pub fn v1_routes(limits: &Limits) -> OpenApiRouter<AppState> {
             SMALL_BODY,
         ))
         .merge(limited(routes!(streams::purge_stream), SMALL_BODY))
-        .routes(routes!(messages::get_message))
+        .routes(routes!(messages::get_message, messages::delete_message))
         .routes(routes!(messages::get_last_message))
         .routes(routes!(messages::list_messages))
         .routes(routes!(consumers::list_consumers))
@@ -60,8 +62,26 @@ pub fn v1_routes(limits: &Limits) -> OpenApiRouter<AppState> {
             ),
             SMALL_BODY,
         ))
+        .merge(limited(
+            routes!(consumers::pause_consumer, consumers::resume_consumer),
+            SMALL_BODY,
+        ))
+        .merge(limited(routes!(consumers::seek_consumer), SMALL_BODY))
+        .merge(limited(routes!(consumers::unpin_consumer), SMALL_BODY))
         .merge(limited(routes!(consumers::fetch_messages), SMALL_BODY))
         .merge(limited(routes!(acks::ack_messages), ACKS_BODY))
+        .merge(limited(
+            routes!(counters::increment_counter, counters::get_counter),
+            SMALL_BODY,
+        ))
+        .merge(limited(
+            routes!(
+                schedules::put_schedule,
+                schedules::get_schedule,
+                schedules::cancel_schedule
+            ),
+            SMALL_BODY,
+        ))
 }
 
 /// The routes anyone may call: the console (not in the OpenAPI document), health and metrics.

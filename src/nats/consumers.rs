@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 use utoipa::ToSchema;
 
-use super::pull::{PullEnd, PullEvent, PullRequest};
+use super::pull::{PIN_ID, PullEnd, PullEvent, PullPriority, PullRequest};
 use super::{Nats, Op};
 use crate::ackid::{AckKeys, AckTarget};
 use crate::duration;
@@ -51,6 +51,41 @@ pub enum DeliverFrom {
     ByStartSequence,
     /// From the first message stored at or after `opt_start_time`.
     ByStartTime,
+}
+
+/// How a consumer shares its messages among the clients pulling it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PriorityPolicy {
+    /// Every fetch is served in turn.
+    #[default]
+    None,
+    /// One client at a time per priority group gets the messages (it holds the pin); the others
+    /// wait on standby and take over after `priority_timeout` without a fetch from it.
+    PinnedClient,
+    /// Fetches with `min_pending`/`min_ack_pending` are served only while the backlog is that
+    /// large.
+    Overflow,
+    /// Fetches with a lower `priority` (0 first) are served before higher ones.
+    Prioritized,
+}
+
+impl PriorityPolicy {
+    fn is_none(&self) -> bool {
+        *self == Self::None
+    }
+}
+
+/// A priority group's state.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PriorityGroupState {
+    pub group: String,
+    /// A client holds the group's pin (`pinned_client`). The pin id itself is not shown: it is
+    /// the capability of the pinned client.
+    pub pinned: bool,
+    /// When the current pin was handed out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_at: Option<String>,
 }
 
 /// A durable pull consumer's configuration. Durations are strings such as `30s`, `5m`.
@@ -139,6 +174,27 @@ pub struct ConsumerConfig {
     /// terminated (a stream must capture it to keep the copies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter_subject: Option<String>,
+    /// How messages are shared among the clients fetching: `pinned_client`, `overflow` or
+    /// `prioritized` (nats-server 2.11+; prioritized 2.12+). Needs `priority_groups`.
+    #[serde(default, skip_serializing_if = "PriorityPolicy::is_none")]
+    pub priority_policy: PriorityPolicy,
+    /// The priority groups fetches name (`group` in the fetch), e.g. `["workers"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub priority_groups: Vec<String>,
+    /// `pinned_client`: how long the pinned client keeps the pin without fetching before a
+    /// standby client takes over. JetStream's default: `2m`.
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, example = "30s")]
+    pub priority_timeout: Option<Duration>,
+    /// Deliver nothing until this RFC 3339 time (a paused consumer). On create, the consumer
+    /// starts paused; on update, the pause is moved to this time, and left as it is when the
+    /// field is absent (resume with `DELETE …/pause`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_until: Option<String>,
 }
 
 /// A position in the stream and in the consumer.
@@ -173,6 +229,49 @@ pub struct ConsumerInfo {
     pub config: ConsumerConfig,
     pub state: ConsumerState,
     pub created: String,
+    /// The consumer is paused: it delivers nothing until `pause_until`.
+    pub paused: bool,
+    /// When the pause ends (RFC 3339); absent when no pause is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_until: Option<String>,
+    /// How long the pause still lasts; absent when not paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "1h")]
+    pub pause_remaining: Option<String>,
+    /// The priority groups and whether a client holds each one's pin.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub priority_groups: Vec<PriorityGroupState>,
+}
+
+/// Whether a consumer is paused, and until when.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"paused": true, "pause_until": "2026-11-26T12:00:00Z", "pause_remaining": "1h"}))]
+pub struct PauseState {
+    /// The consumer delivers nothing now: fetches wait and answer empty, WebSocket and SSE
+    /// subscriptions bound to it receive nothing until the pause ends.
+    pub paused: bool,
+    /// When the pause ends (RFC 3339); absent when no pause is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_until: Option<String>,
+    /// How long the pause still lasts (e.g. `59m59s`, rounded down to the millisecond);
+    /// absent when not paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "1h")]
+    pub pause_remaining: Option<String>,
+}
+
+impl PauseState {
+    fn new(paused: bool, until: Option<OffsetDateTime>, remaining: Option<Duration>) -> Self {
+        Self {
+            paused,
+            pause_until: until.filter(|t| t.unix_timestamp() > 0).map(format_time),
+            pause_remaining: remaining.filter(|_| paused).map(|r| {
+                duration::format(Duration::from_millis(
+                    u64::try_from(r.as_millis()).unwrap_or(u64::MAX),
+                ))
+            }),
+        }
+    }
 }
 
 /// A stream's consumers.
@@ -285,6 +384,23 @@ impl ConsumerConfig {
             inactive_threshold: self.inactive_threshold.unwrap_or_default(),
             metadata,
             backoff: self.backoff.clone(),
+            priority_policy: match self.priority_policy {
+                PriorityPolicy::None => consumer::PriorityPolicy::None,
+                PriorityPolicy::PinnedClient => consumer::PriorityPolicy::PinnedClient,
+                PriorityPolicy::Overflow => consumer::PriorityPolicy::Overflow,
+                PriorityPolicy::Prioritized => consumer::PriorityPolicy::Prioritized,
+            },
+            priority_groups: self.priority_groups.clone(),
+            priority_timeout: self.priority_timeout.unwrap_or_default(),
+            pause_until: self
+                .pause_until
+                .as_deref()
+                .map(crate::timestamp::parse_time)
+                .transpose()
+                .map_err(|err| ApiError::InvalidConfig {
+                    detail: format!("pause_until: {err}"),
+                    jetstream_code: None,
+                })?,
             ..Default::default()
         })
     }
@@ -330,6 +446,20 @@ impl ConsumerConfig {
             description: config.description.clone().filter(|d| !d.is_empty()),
             metadata,
             dead_letter_subject,
+            pause_until: config
+                .pause_until
+                .filter(|t| t.unix_timestamp() > 0)
+                .map(format_time),
+            priority_policy: match config.priority_policy {
+                consumer::PriorityPolicy::None => PriorityPolicy::None,
+                consumer::PriorityPolicy::PinnedClient => PriorityPolicy::PinnedClient,
+                consumer::PriorityPolicy::Overflow => PriorityPolicy::Overflow,
+                consumer::PriorityPolicy::Prioritized => PriorityPolicy::Prioritized,
+            },
+            priority_groups: config.priority_groups.clone(),
+            priority_timeout: (config.priority_policy == consumer::PriorityPolicy::PinnedClient
+                && !config.priority_timeout.is_zero())
+            .then_some(config.priority_timeout),
         }
     }
 }
@@ -340,6 +470,7 @@ impl ConsumerInfo {
             consumer_seq: s.consumer_sequence,
             stream_seq: s.stream_sequence,
         };
+        let pause = PauseState::new(info.paused, info.config.pause_until, info.pause_remaining);
         Self {
             stream: info.stream_name.clone(),
             name: info.name.clone(),
@@ -353,6 +484,24 @@ impl ConsumerInfo {
                 ack_floor: pair(&info.ack_floor),
             },
             created: format_time(info.created),
+            paused: pause.paused,
+            pause_until: pause.pause_until,
+            pause_remaining: pause.pause_remaining,
+            priority_groups: info
+                .priority_groups
+                .iter()
+                .map(|g| PriorityGroupState {
+                    group: g.group.clone(),
+                    pinned: g
+                        .pinned_client_id
+                        .as_deref()
+                        .is_some_and(|id| !id.is_empty()),
+                    pinned_at: g
+                        .pinned_ts
+                        .filter(|t| t.unix_timestamp() > 0)
+                        .map(format_time),
+                })
+                .collect(),
         }
     }
 }
@@ -392,6 +541,14 @@ impl AckAction {
             (Self::Progress, _) => Bytes::from_static(b"+WPI"),
         }
     }
+}
+
+/// A fetch's priority group with the pin it holds now.
+fn with_pin<'a>(
+    priority: Option<PullPriority<'a>>,
+    pin: Option<&'a str>,
+) -> Option<PullPriority<'a>> {
+    priority.map(|p| PullPriority { pin, ..p })
 }
 
 #[derive(Deserialize)]
@@ -451,9 +608,16 @@ impl Nats {
         config: &ConsumerConfig,
     ) -> Result<(consumer::Info, bool), ApiError> {
         config.validate()?;
-        let nats_config = config.to_nats(name)?;
+        let mut nats_config = config.to_nats(name)?;
         let exists = match self.consumer_info(stream, name).await {
-            Ok(_) => true,
+            Ok(existing) => {
+                // An update without `pause_until` leaves the pause as it is: resuming is its
+                // own request.
+                if nats_config.pause_until.is_none() {
+                    nats_config.pause_until = existing.config.pause_until;
+                }
+                true
+            }
             Err(ApiError::ConsumerNotFound { .. }) => false,
             Err(err) => return Err(err),
         };
@@ -468,6 +632,89 @@ impl Nats {
             .api(&format!("CONSUMER.CREATE.{stream}.{name}"), &body, op)
             .await?;
         Ok((info, !exists))
+    }
+
+    /// Pauses a consumer until `until`, or resumes it (`None`), through JetStream's
+    /// `CONSUMER.PAUSE`; answers the consumer's pause state afterwards.
+    pub async fn pause_consumer(
+        &self,
+        stream: &str,
+        consumer: &str,
+        until: Option<OffsetDateTime>,
+    ) -> Result<PauseState, ApiError> {
+        #[derive(Serialize)]
+        struct PauseRequest {
+            #[serde(
+                skip_serializing_if = "Option::is_none",
+                with = "time::serde::rfc3339::option"
+            )]
+            pause_until: Option<OffsetDateTime>,
+        }
+        #[derive(Deserialize)]
+        struct PauseAnswer {
+            #[serde(default)]
+            paused: bool,
+            #[serde(default, with = "time::serde::rfc3339::option")]
+            pause_until: Option<OffsetDateTime>,
+            /// Nanoseconds.
+            #[serde(default)]
+            pause_remaining: Option<u64>,
+        }
+        let answer: PauseAnswer = self
+            .api(
+                &format!("CONSUMER.PAUSE.{stream}.{consumer}"),
+                &PauseRequest { pause_until: until },
+                Op::Consumer(stream, consumer),
+            )
+            .await?;
+        Ok(PauseState::new(
+            answer.paused,
+            answer.pause_until,
+            answer.pause_remaining.map(Duration::from_nanos),
+        ))
+    }
+
+    /// Moves a consumer so that the next message it delivers is the first at or after stream
+    /// sequence `seq`, through JetStream's `CONSUMER.RESET` (nats-server 2.14 and later).
+    /// JetStream forgets the consumer's pending deliveries and sets its ack floor to `seq - 1`.
+    /// Answers the consumer afterwards and the sequence it was moved to.
+    pub async fn reset_consumer(
+        &self,
+        stream: &str,
+        consumer: &str,
+        seq: u64,
+    ) -> Result<(consumer::Info, u64), ApiError> {
+        #[derive(Deserialize)]
+        struct ResetAnswer {
+            #[serde(flatten)]
+            info: consumer::Info,
+            reset_seq: u64,
+        }
+        let answer: ResetAnswer = self
+            .api(
+                &format!("CONSUMER.RESET.{stream}.{consumer}"),
+                &serde_json::json!({ "seq": seq }),
+                Op::Consumer(stream, consumer),
+            )
+            .await?;
+        Ok((answer.info, answer.reset_seq))
+    }
+
+    /// Releases the pin of a priority group (`CONSUMER.UNPIN`).
+    pub async fn unpin_consumer(
+        &self,
+        stream: &str,
+        consumer: &str,
+        group: &str,
+    ) -> Result<(), ApiError> {
+        let _: serde_json::Value = self
+            .api(
+                &format!("CONSUMER.UNPIN.{stream}.{consumer}"),
+                &serde_json::json!({ "group": group }),
+                Op::Consumer(stream, consumer),
+            )
+            .await?;
+        Ok(())
     }
 
     /// Deletes a consumer.
@@ -494,17 +741,22 @@ impl Nats {
     /// A consumer that exists but cannot serve (it is electing a leader, or the NATS connection
     /// is being re-established) is asked again with backoff for the longer of `wait` and the API
     /// timeout, so a fetch rides through a consumer leader change; only then is it a 503.
+    ///
+    /// With a priority group, every pull of the fetch names it; on a `pinned_client` consumer
+    /// the pin the fetch holds (given, or handed out with its first message) goes with each
+    /// later pull, and is answered with the messages.
     pub async fn fetch(
         &self,
         stream: &str,
         consumer: &str,
         spec: FetchSpec,
+        priority: Option<PullPriority<'_>>,
         keys: &AckKeys,
-    ) -> Result<Vec<Message>, ApiError> {
+    ) -> Result<(Vec<Message>, Option<String>), ApiError> {
         let started = Instant::now();
         while_leaderless(started + spec.wait.max(self.api_timeout), || {
             let wait = spec.wait.saturating_sub(started.elapsed());
-            self.fetch_once(stream, consumer, FetchSpec { wait, ..spec }, keys)
+            self.fetch_once(stream, consumer, FetchSpec { wait, ..spec }, priority, keys)
         })
         .await
     }
@@ -519,36 +771,46 @@ impl Nats {
         stream: &str,
         consumer: &str,
         spec: FetchSpec,
+        priority: Option<PullPriority<'_>>,
         keys: &AckKeys,
-    ) -> Result<Vec<Message>, ApiError> {
+    ) -> Result<(Vec<Message>, Option<String>), ApiError> {
         let mut messages = Vec::new();
+        let mut pin = priority.and_then(|p| p.pin).map(str::to_owned);
         let now = PullRequest {
             batch: spec.max_messages,
             max_bytes: spec.max_bytes,
             expires: None,
             heartbeat: None,
+            priority: with_pin(priority, pin.as_deref()),
         };
+        let mut learned = None;
         let end = self
             .drain(
                 stream,
                 consumer,
                 now,
                 &mut messages,
+                &mut learned,
                 spec,
                 keys,
                 self.api_timeout,
             )
             .await;
+        if learned.is_some() {
+            pin = learned.take();
+        }
         self.fetch_outcome(end, &messages, stream, consumer).await?;
         if !messages.is_empty() || spec.wait.is_zero() {
-            return Ok(messages);
+            return Ok((messages, pin));
         }
 
         // Nothing yet: wait for one, then take whatever else is there.
         let one = PullRequest {
             batch: 1,
             expires: Some(spec.wait),
-            ..now
+            max_bytes: spec.max_bytes,
+            heartbeat: None,
+            priority: with_pin(priority, pin.as_deref()),
         };
         let end = self
             .drain(
@@ -556,24 +818,30 @@ impl Nats {
                 consumer,
                 one,
                 &mut messages,
+                &mut learned,
                 spec,
                 keys,
                 spec.wait + self.api_timeout,
             )
             .await;
+        if learned.is_some() {
+            pin = learned.take();
+        }
         self.fetch_outcome(end, &messages, stream, consumer).await?;
         if messages.is_empty() || spec.max_messages <= messages.len() {
-            return Ok(messages);
+            return Ok((messages, pin));
         }
         let used: usize = messages.iter().map(|m| m.size).sum();
         let max_bytes = spec.max_bytes.map(|b| b.saturating_sub(used));
         if max_bytes == Some(0) {
-            return Ok(messages);
+            return Ok((messages, pin));
         }
         let rest = PullRequest {
             batch: spec.max_messages - messages.len(),
             max_bytes,
-            ..now
+            expires: None,
+            heartbeat: None,
+            priority: with_pin(priority, pin.as_deref()),
         };
         let end = self
             .drain(
@@ -581,6 +849,7 @@ impl Nats {
                 consumer,
                 rest,
                 &mut messages,
+                &mut learned,
                 spec,
                 keys,
                 self.api_timeout,
@@ -591,7 +860,10 @@ impl Nats {
         if let PullEnd::Failed(err) = end {
             tracing::debug!(error = %err, "fetch top-up failed");
         }
-        Ok(messages)
+        if learned.is_some() {
+            pin = learned;
+        }
+        Ok((messages, pin))
     }
 
     /// Sends one pull and reads every message it delivers into `out`.
@@ -600,8 +872,9 @@ impl Nats {
         &self,
         stream: &str,
         consumer: &str,
-        request: PullRequest,
+        request: PullRequest<'_>,
         out: &mut Vec<Message>,
+        pin: &mut Option<String>,
         spec: FetchSpec,
         keys: &AckKeys,
         idle: Duration,
@@ -613,6 +886,9 @@ impl Nats {
         loop {
             match pull.next(idle).await {
                 PullEvent::Message(reply, target) => {
+                    if let Some(id) = reply.headers.as_ref().and_then(|h| h.get(PIN_ID)) {
+                        *pin = Some(id.as_str().to_owned());
+                    }
                     out.push(delivered_message(
                         stream,
                         &reply,

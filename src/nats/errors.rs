@@ -20,6 +20,8 @@ pub enum Op<'a> {
     Account,
     /// Reading or deleting a stream or its messages.
     Stream(&'a str),
+    /// Deleting one message of a stream.
+    MessageDelete(&'a str),
     /// Creating a stream.
     StreamCreate(&'a str),
     /// Updating an existing stream.
@@ -55,7 +57,10 @@ pub fn from_jetstream(err: &jetstream::Error, op: Op<'_>) -> ApiError {
     match code {
         // Not found.
         10059 => ApiError::StreamNotFound(match op {
-            Op::Stream(name) | Op::StreamCreate(name) | Op::StreamUpdate(name) => name.to_owned(),
+            Op::Stream(name)
+            | Op::MessageDelete(name)
+            | Op::StreamCreate(name)
+            | Op::StreamUpdate(name) => name.to_owned(),
             Op::Consumer(stream, _)
             | Op::ConsumerCreate(stream, _)
             | Op::ConsumerUpdate(stream, _) => stream.to_owned(),
@@ -74,6 +79,12 @@ pub fn from_jetstream(err: &jetstream::Error, op: Op<'_>) -> ApiError {
             },
         },
 
+        // A priority group the consumer does not have (a fetch or an unpin naming it).
+        10160 if matches!(op, Op::Consumer(..)) => ApiError::ConsumerConflict {
+            detail: format!("{description}: name one of the consumer's priority_groups"),
+            jetstream_code,
+        },
+
         // Consumer configuration: invalid on create, an incompatible change on update.
         10012 | 10013 | 10105 | 10106 | 10131 | 10132 | 10148 => match op {
             Op::ConsumerUpdate(stream, consumer) => ApiError::ConsumerConflict {
@@ -85,6 +96,22 @@ pub fn from_jetstream(err: &jetstream::Error, op: Op<'_>) -> ApiError {
             },
             Op::ConsumerCreate(..) if code == 10148 => ApiError::ConsumerConflict {
                 detail,
+                jetstream_code,
+            },
+            _ => ApiError::InvalidConfig {
+                detail,
+                jetstream_code,
+            },
+        },
+        // A consumer reset its configuration does not allow (below its start, or a deliver
+        // policy that cannot be reset).
+        10204 => match op {
+            Op::Consumer(stream, consumer) => ApiError::ConsumerConflict {
+                detail: format!(
+                    "consumer '{consumer}' on stream '{stream}' cannot be moved there: {description}; \
+                     only consumers with deliver_policy all (anywhere), by_start_sequence or \
+                     by_start_time (not before their start) can be moved"
+                ),
                 jetstream_code,
             },
             _ => ApiError::InvalidConfig {
@@ -130,6 +157,13 @@ pub fn from_jetstream(err: &jetstream::Error, op: Op<'_>) -> ApiError {
                 ),
                 jetstream_code,
             },
+            // A sealed stream keeps every message.
+            Op::MessageDelete(name) if code == 10109 => ApiError::StreamConflict {
+                detail: format!(
+                    "stream '{name}' is sealed: its messages cannot be deleted ({description})"
+                ),
+                jetstream_code,
+            },
             _ => ApiError::InvalidConfig {
                 detail,
                 jetstream_code,
@@ -159,6 +193,28 @@ pub fn from_jetstream(err: &jetstream::Error, op: Op<'_>) -> ApiError {
             ),
             jetstream_code,
         },
+
+        // Counters.
+        10168 => ApiError::CountersNotEnabled {
+            detail: format!(
+                "{description}: the stream must be created with \"allow_msg_counter\": true to keep counters"
+            ),
+            jetstream_code,
+        },
+        10169..=10171 => ApiError::InvalidBody(format!(
+            "JetStream refused the counter increment: {description}"
+        )),
+
+        // Message schedules.
+        10188 => ApiError::SchedulesNotEnabled {
+            detail: format!(
+                "{description}: the stream must be created with \"allow_msg_schedules\": true to hold schedules"
+            ),
+            jetstream_code,
+        },
+        10189..=10192 | 10203 | 10212 | 10223 => {
+            ApiError::InvalidBody(format!("JetStream refused the schedule: {description}"))
+        }
 
         // Atomic batches. 10185 first: the server's API level is too low for the request.
         10185 => ApiError::NotSupportedByServer {

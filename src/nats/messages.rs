@@ -25,6 +25,15 @@ struct GetRequest {
     start_time: Option<OffsetDateTime>,
 }
 
+/// JetStream's one error code for a refused message delete (`JSStreamMsgDeleteFailedF`).
+const DELETE_FAILED: u64 = 10057;
+
+fn not_there(stream: &str, seq: u64) -> ApiError {
+    ApiError::MessageNotFound(format!(
+        "stream '{stream}' has no message at sequence {seq} (never stored, deleted, expired or purged)"
+    ))
+}
+
 #[derive(Deserialize)]
 struct GetAnswer {
     message: RawMessage,
@@ -80,6 +89,64 @@ impl Nats {
                 "stream '{stream}' has no message at sequence {seq} (never stored, deleted, expired or purged)"
             ))
         })
+    }
+
+    /// Removes the message at `seq` (`STREAM.MSG.DELETE`). With `erase`, JetStream overwrites
+    /// the stored bytes with random data before it frees them (slower); without, the message
+    /// is only marked deleted and its bytes go when the block is compacted.
+    ///
+    /// JetStream answers every refusal of a delete with one code (10057): a sequence it does
+    /// not hold, a stream with `deny_delete`, a store failure. The answer is told apart by
+    /// asking the stream leader whether the message is there.
+    pub async fn delete_message(
+        &self,
+        stream: &str,
+        seq: u64,
+        erase: bool,
+    ) -> Result<(), ApiError> {
+        #[derive(Serialize)]
+        struct DeleteRequest {
+            seq: u64,
+            no_erase: bool,
+        }
+        #[derive(Deserialize)]
+        struct DeleteAnswer {
+            success: bool,
+        }
+        let request = DeleteRequest {
+            seq,
+            no_erase: !erase,
+        };
+        let answer: Result<DeleteAnswer, ApiError> = self
+            .api(
+                &format!("STREAM.MSG.DELETE.{stream}"),
+                &request,
+                Op::MessageDelete(stream),
+            )
+            .await;
+        match answer {
+            Ok(DeleteAnswer { success: true }) => Ok(()),
+            Ok(DeleteAnswer { success: false }) => Err(ApiError::JetStream {
+                detail: format!("JetStream did not delete sequence {seq} of stream '{stream}'"),
+                jetstream_code: None,
+            }),
+            Err(ApiError::JetStream {
+                detail,
+                jetstream_code: Some(DELETE_FAILED),
+            }) => match self.get_message(stream, seq).await {
+                Err(ApiError::MessageNotFound(_)) => Err(not_there(stream, seq)),
+                Err(err) => Err(err),
+                Ok(_) => Err(ApiError::StreamConflict {
+                    detail: format!(
+                        "JetStream refused to delete sequence {seq} of stream '{stream}': \
+                         {detail} (a stream created with deny_delete keeps every message)"
+                    ),
+                    jetstream_code: Some(DELETE_FAILED),
+                }),
+            },
+            Err(ApiError::MessageNotFound(_)) => Err(not_there(stream, seq)),
+            Err(err) => Err(err),
+        }
     }
 
     /// The newest message on `subject` (wildcards allowed).

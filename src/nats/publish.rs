@@ -30,6 +30,10 @@ pub mod header {
     pub const BATCH_SEQUENCE: &str = "Nats-Batch-Sequence";
     pub const BATCH_COMMIT: &str = "Nats-Batch-Commit";
     pub const CONTENT_TYPE: &str = "Content-Type";
+    pub const INCR: &str = "Nats-Incr";
+    pub const SCHEDULE: &str = "Nats-Schedule";
+    pub const SCHEDULE_TARGET: &str = "Nats-Schedule-Target";
+    pub const SCHEDULE_TIME_ZONE: &str = "Nats-Schedule-Time-Zone";
 }
 
 /// The `Nats-*` headers a client may send, by their lowercase HTTP spelling, and the canonical
@@ -145,6 +149,42 @@ impl Outgoing {
         self.set(header::EXPECTED_LAST_MSG_ID, id)
     }
 
+    /// A counter increment (`Nats-Incr`): a whole number, negative to decrement, as decimal
+    /// text of at most [`MAX_INCREMENT_DIGITS`] digits (JetStream counters are arbitrary
+    /// precision). The message carries no payload.
+    pub fn increment(&mut self, by: &str) -> Result<(), ApiError> {
+        let digits = by.strip_prefix(['+', '-']).unwrap_or(by);
+        if digits.is_empty()
+            || digits.len() > MAX_INCREMENT_DIGITS
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(ApiError::InvalidBody(format!(
+                "increment must be a whole number of at most {MAX_INCREMENT_DIGITS} digits, \
+                 optionally signed ('5', '-3', '+12'), got '{by}'"
+            )));
+        }
+        self.payload = Bytes::new();
+        self.set(header::INCR, by)
+    }
+
+    /// Makes this message a schedule (`Nats-Schedule`, nats-server 2.12+): at the times
+    /// `pattern` names (`@at <RFC 3339>`, `@every <duration>`, a cron expression), JetStream
+    /// publishes its payload and headers to `target`. `time_zone` (IANA name) only with cron.
+    pub fn schedule(
+        &mut self,
+        pattern: &str,
+        target: &str,
+        time_zone: Option<&str>,
+    ) -> Result<(), ApiError> {
+        crate::validate::publish_subject(target)?;
+        self.set(header::SCHEDULE, pattern)?;
+        self.set(header::SCHEDULE_TARGET, target)?;
+        if let Some(zone) = time_zone {
+            self.set(header::SCHEDULE_TIME_ZONE, zone)?;
+        }
+        Ok(())
+    }
+
     /// Per-message TTL: `never`, or a whole number of seconds, minutes or hours from 1 to 999999
     /// (`30s`, `5m`, `2h`; the OpenAPI document's pattern), stored in seconds.
     pub fn ttl(&mut self, text: &str) -> Result<(), ApiError> {
@@ -213,12 +253,17 @@ fn forbidden(name: &str) -> ApiError {
     ))
 }
 
+/// Most digits of a counter increment.
+pub const MAX_INCREMENT_DIGITS: usize = 100;
+
 /// A stored message's place in its stream.
 #[derive(Debug, Clone)]
 pub struct Stored {
     pub stream: String,
     pub seq: u64,
     pub duplicate: bool,
+    /// A counter's value after an increment (`val` in the PubAck), as decimal text.
+    pub value: Option<String>,
 }
 
 impl From<PublishAck> for Stored {
@@ -227,6 +272,7 @@ impl From<PublishAck> for Stored {
             stream: ack.stream,
             seq: ack.sequence,
             duplicate: ack.duplicate,
+            value: ack.value,
         }
     }
 }
@@ -661,6 +707,7 @@ impl Nats {
                 stream: ack.stream.clone(),
                 seq: first_seq + i,
                 duplicate: false,
+                value: None,
             })
             .collect())
     }

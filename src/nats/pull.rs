@@ -35,9 +35,26 @@ use crate::error::ApiError;
 /// Header of a closing pull status: messages of the batch the server did not hand out.
 const PENDING_MESSAGES: &str = "Nats-Pending-Messages";
 
+/// Header on a message delivered to the pinned client of a priority group.
+pub const PIN_ID: &str = "Nats-Pin-Id";
+
+/// A pull's priority group (consumers with a `priority_policy`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PullPriority<'a> {
+    pub group: &'a str,
+    /// `pinned_client`: the pin this client holds (`Nats-Pin-Id`), if any.
+    pub pin: Option<&'a str>,
+    /// `overflow`: serve this pull only while at least this many messages are pending.
+    pub min_pending: Option<u64>,
+    /// `overflow`: serve this pull only while at least this many messages await their ack.
+    pub min_ack_pending: Option<u64>,
+    /// `prioritized`: 0 (first) to 9.
+    pub priority: Option<u8>,
+}
+
 /// What one pull request asks for.
 #[derive(Debug, Clone, Copy)]
-pub struct PullRequest {
+pub struct PullRequest<'a> {
     /// Most messages.
     pub batch: usize,
     /// Most bytes (as JetStream counts them), if limited.
@@ -46,6 +63,8 @@ pub struct PullRequest {
     pub expires: Option<Duration>,
     /// Idle heartbeat the server sends while the request waits.
     pub heartbeat: Option<Duration>,
+    /// The priority group, on consumers with a priority policy.
+    pub priority: Option<PullPriority<'a>>,
 }
 
 /// Why a pull is over.
@@ -89,7 +108,7 @@ impl Nats {
         &self,
         stream: &str,
         consumer: &str,
-        request: PullRequest,
+        request: PullRequest<'_>,
     ) -> Result<Pull, ApiError> {
         self.ensure_connected()?;
         let subject = format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}");
@@ -104,6 +123,21 @@ impl Nats {
         }
         if let Some(heartbeat) = request.heartbeat {
             body["idle_heartbeat"] = nanos(heartbeat).into();
+        }
+        if let Some(priority) = request.priority {
+            body["group"] = priority.group.into();
+            if let Some(pin) = priority.pin {
+                body["id"] = pin.into();
+            }
+            if let Some(min) = priority.min_pending {
+                body["min_pending"] = min.into();
+            }
+            if let Some(min) = priority.min_ack_pending {
+                body["min_ack_pending"] = min.into();
+            }
+            if let Some(level) = priority.priority {
+                body["priority"] = level.into();
+            }
         }
         let payload =
             serde_json::to_vec(&body).map_err(|e| ApiError::internal("encode pull request", e))?;
@@ -248,6 +282,22 @@ fn classify(code: u16, description: &str) -> (PullEnd, bool) {
         // consumer is still there.
         409 => (
             PullEnd::Failed(ApiError::Unavailable(format!("pull ended: {description}"))),
+            false,
+        ),
+        // Pinned clients: another client holds the pin (or the one given expired).
+        423 => (
+            PullEnd::Failed(ApiError::PinMismatch(format!(
+                "{description}: this pin_id is not (or no longer) the consumer's pinned client; \
+                 fetch without pin_id to wait on standby until the pin is free"
+            ))),
+            false,
+        ),
+        // A pull the consumer's priority policy refuses (group missing or unknown, options
+        // of another policy).
+        400 => (
+            PullEnd::Failed(ApiError::InvalidParameter(format!(
+                "the consumer refuses this fetch: {description}"
+            ))),
             false,
         ),
         503 => (

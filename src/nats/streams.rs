@@ -132,6 +132,16 @@ pub struct StreamConfig {
     /// Accept atomic batch publishes (`POST /v1/publish?atomic=true`).
     #[serde(default)]
     pub allow_atomic: bool,
+    /// Keep counters (`POST /v1/streams/{stream}/counters/{subject}`): every message is an
+    /// increment and holds the subject's running total. Fixed at creation; not with
+    /// `allow_msg_ttl`, `discard: new` or a retention other than `limits`.
+    #[serde(default)]
+    pub allow_msg_counter: bool,
+    /// Hold message schedules (`PUT /v1/streams/{stream}/schedules/{subject}`): delayed and
+    /// repeating messages JetStream publishes itself. Cannot be turned off once on; not with
+    /// `allow_msg_counter`.
+    #[serde(default)]
+    pub allow_msg_schedules: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
@@ -156,6 +166,8 @@ impl Default for StreamConfig {
             duplicate_window: None,
             allow_msg_ttl: false,
             allow_atomic: false,
+            allow_msg_counter: false,
+            allow_msg_schedules: false,
             description: None,
         }
     }
@@ -306,6 +318,8 @@ impl StreamConfig {
                 .then_some(config.duplicate_window),
             allow_msg_ttl: config.allow_message_ttl,
             allow_atomic: config.allow_atomic_publish,
+            allow_msg_counter: config.allow_message_counter,
+            allow_msg_schedules: config.allow_message_schedules,
             description: config.description.clone().filter(|d| !d.is_empty()),
         }
     }
@@ -340,6 +354,8 @@ impl StreamConfig {
         base.duplicate_window = self.duplicate_window.unwrap_or_default();
         base.allow_message_ttl = self.allow_msg_ttl;
         base.allow_atomic_publish = self.allow_atomic;
+        base.allow_message_counter = self.allow_msg_counter;
+        base.allow_message_schedules = self.allow_msg_schedules;
         base.description = self.description.clone();
         base
     }
@@ -397,6 +413,14 @@ impl StreamConfig {
         );
         check("allow_msg_ttl", self.allow_msg_ttl != other.allow_msg_ttl);
         check("allow_atomic", self.allow_atomic != other.allow_atomic);
+        check(
+            "allow_msg_counter",
+            self.allow_msg_counter != other.allow_msg_counter,
+        );
+        check(
+            "allow_msg_schedules",
+            self.allow_msg_schedules != other.allow_msg_schedules,
+        );
         check("description", self.description != other.description);
         fields
     }

@@ -10,7 +10,9 @@ use crate::auth::Principal;
 use crate::duration;
 use crate::error::ApiError;
 use crate::message::{EncodingChoice, Message};
-use crate::nats::consumers::{ConsumerConfig, FetchSpec, filter_subjects};
+use crate::nats::consumers::{ConsumerConfig, FetchSpec, PauseState, filter_subjects};
+use crate::nats::messages::Start;
+use crate::nats::pull::PullPriority;
 use crate::state::AppState;
 
 /// Shortest `ack_wait` (and backoff step): below a second, redeliveries race the client's own
@@ -74,6 +76,9 @@ fn check_bounds(config: &ConsumerConfig) -> Result<(), ApiError> {
     if let Some(text) = &config.opt_start_time {
         crate::timestamp::parse_time(text)
             .map_err(|err| invalid(format!("opt_start_time: {err}")))?;
+    }
+    if let Some(text) = &config.pause_until {
+        crate::timestamp::parse_time(text).map_err(|err| invalid(format!("pause_until: {err}")))?;
     }
     Ok(())
 }
@@ -143,16 +148,187 @@ pub async fn delete(
     Ok(())
 }
 
+/// Pauses a consumer until `until` (RFC 3339), or resumes it (`None`): administrators only,
+/// and a tenant only a consumer inside its namespace. A time already past resumes it too.
+pub async fn pause(
+    state: &AppState,
+    who: &Principal,
+    stream: &StreamName,
+    name: &ConsumerName,
+    until: Option<&str>,
+) -> Result<PauseState, ApiError> {
+    who.check_admin()?;
+    let until = until
+        .map(|text| body_time("pause_until", text))
+        .transpose()?;
+    authz::use_consumer(&state.nats, who, stream, name).await?;
+    let answer = state.nats.pause_consumer(stream, name, until).await?;
+    tracing::info!(
+        stream.name = %stream,
+        consumer.name = %name,
+        paused = answer.paused,
+        pause_until = answer.pause_until.as_deref().unwrap_or_default(),
+        principal = %who.id,
+        "consumer pause changed"
+    );
+    Ok(answer)
+}
+
+/// A time in a request body: problems with it are the body's.
+fn body_time(field: &str, text: &str) -> Result<time::OffsetDateTime, ApiError> {
+    crate::timestamp::parse_time(text)
+        .map_err(|err| ApiError::InvalidBody(format!("{field}: {err}")))
+}
+
+/// Releases the pin of `group` on a `pinned_client` consumer (administrators only; a tenant
+/// only on a consumer inside its namespace).
+pub async fn unpin(
+    state: &AppState,
+    who: &Principal,
+    stream: &StreamName,
+    name: &ConsumerName,
+    group: &str,
+) -> Result<(), ApiError> {
+    who.check_admin()?;
+    check_priority(&Fetch {
+        group: Some(group.to_owned()),
+        ..Fetch::default()
+    })?;
+    authz::use_consumer(&state.nats, who, stream, name).await?;
+    state.nats.unpin_consumer(stream, name, group).await?;
+    tracing::info!(stream.name = %stream, consumer.name = %name, group, principal = %who.id, "consumer pin released");
+    Ok(())
+}
+
+/// Where to move a consumer.
+#[derive(Debug, Clone)]
+pub enum SeekTo {
+    /// The first message at or after this stream sequence.
+    Sequence(u64),
+    /// The first message stored at or after this RFC 3339 time.
+    Time(String),
+}
+
+/// Moves a durable consumer (administrators only; a tenant only a consumer inside its
+/// namespace) so that it delivers next the first message at or after a sequence or a time.
+/// A time after the last stored message moves it to the end: it delivers only new messages.
+/// Answers the consumer afterwards and the stream sequence it was moved to.
+pub async fn seek(
+    state: &AppState,
+    who: &Principal,
+    stream: &StreamName,
+    name: &ConsumerName,
+    to: SeekTo,
+) -> Result<(consumer::Info, u64), ApiError> {
+    who.check_admin()?;
+    let seq = match &to {
+        SeekTo::Sequence(seq) if *seq == 0 || i64::try_from(*seq).is_err() => {
+            return Err(ApiError::InvalidBody(format!(
+                "seq must be between 1 and {}",
+                i64::MAX
+            )));
+        }
+        SeekTo::Sequence(seq) => Some(*seq),
+        SeekTo::Time(text) => {
+            body_time("time", text)?;
+            None
+        }
+    };
+    // Asked first: JetStream does not answer a reset of a consumer that does not exist (the
+    // request would time out), and a tenant may move only a consumer inside its namespace.
+    let existing = state.nats.consumer_info(stream, name).await?;
+    who.check_consumer(stream, name, &filter_subjects(&existing.config))?;
+    let seq = match (seq, to) {
+        (Some(seq), _) => seq,
+        (None, SeekTo::Time(text)) => {
+            let time = body_time("time", &text)?;
+            match state
+                .nats
+                .first_sequence(stream, Start::Time(time), ">")
+                .await?
+            {
+                Some(seq) => seq,
+                None => {
+                    let info = state.nats.stream_info(stream).await?;
+                    info.state.last_sequence.saturating_add(1)
+                }
+            }
+        }
+        (None, SeekTo::Sequence(seq)) => seq,
+    };
+    let (info, moved_to) = state.nats.reset_consumer(stream, name, seq).await?;
+    tracing::info!(
+        stream.name = %stream,
+        consumer.name = %name,
+        msg.seq = moved_to,
+        principal = %who.id,
+        "consumer moved"
+    );
+    Ok((info, moved_to))
+}
+
 /// What a fetch asks for; `None` takes the default (one message, the byte limit, no wait).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Fetch {
     pub max_messages: Option<usize>,
     pub max_bytes: Option<usize>,
     pub wait: Option<Duration>,
     pub encoding: EncodingChoice,
+    /// The priority group to fetch as (consumers with a `priority_policy`).
+    pub group: Option<String>,
+    /// `pinned_client`: the pin this worker holds, from an earlier fetch's answer.
+    pub pin_id: Option<String>,
+    pub min_pending: Option<u64>,
+    pub min_ack_pending: Option<u64>,
+    pub priority: Option<u8>,
 }
 
-/// Long-poll fetch from a durable consumer: messages with signed ack ids, as `who` sees them.
+/// Longest priority group name (JetStream's limit).
+pub const MAX_GROUP: usize = 16;
+/// Longest pin id accepted.
+const MAX_PIN: usize = 64;
+
+/// Checks the priority fields of a fetch.
+fn check_priority(request: &Fetch) -> Result<(), ApiError> {
+    let token = |field: &str, text: &str, max: usize| {
+        if !text.is_empty()
+            && text.len() <= max
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_/=".contains(&b))
+        {
+            Ok(())
+        } else {
+            Err(ApiError::InvalidBody(format!(
+                "{field} must be 1 to {max} letters, digits or - _ / ="
+            )))
+        }
+    };
+    if let Some(group) = &request.group {
+        token("group", group, MAX_GROUP)?;
+    }
+    if let Some(pin) = &request.pin_id {
+        token("pin_id", pin, MAX_PIN)?;
+    }
+    let has_options = request.pin_id.is_some()
+        || request.min_pending.is_some()
+        || request.min_ack_pending.is_some()
+        || request.priority.is_some();
+    if has_options && request.group.is_none() {
+        return Err(ApiError::InvalidBody(
+            "pin_id, min_pending, min_ack_pending and priority need a group".to_owned(),
+        ));
+    }
+    if request.priority.is_some_and(|p| p > 9) {
+        return Err(ApiError::InvalidBody(
+            "priority must be between 0 and 9".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Long-poll fetch from a durable consumer: messages with signed ack ids, as `who` sees them,
+/// and the pin the fetch holds (a `pinned_client` consumer's priority group).
 /// On shutdown a waiting fetch answers empty at once instead of holding the server up; a
 /// message JetStream hands over meanwhile is redelivered after its ack wait.
 pub async fn fetch(
@@ -161,8 +337,9 @@ pub async fn fetch(
     stream: &StreamName,
     name: &ConsumerName,
     request: Fetch,
-) -> Result<Vec<Message>, ApiError> {
+) -> Result<(Vec<Message>, Option<String>), ApiError> {
     who.check_read(stream)?;
+    check_priority(&request)?;
     state.fetch_limiter.check(&who.id, 1)?;
     authz::use_consumer(&state.nats, who, stream, name).await?;
     let limits = state.limits;
@@ -193,15 +370,22 @@ pub async fn fetch(
         wait,
         encoding: request.encoding,
     };
-    let mut messages = tokio::select! {
-        fetched = state.nats.fetch(stream, name, spec, &state.ack_keys) => fetched?,
-        () = state.shutdown.cancelled() => Vec::new(),
+    let priority = request.group.as_deref().map(|group| PullPriority {
+        group,
+        pin: request.pin_id.as_deref(),
+        min_pending: request.min_pending,
+        min_ack_pending: request.min_ack_pending,
+        priority: request.priority,
+    });
+    let (mut messages, pin) = tokio::select! {
+        fetched = state.nats.fetch(stream, name, spec, priority, &state.ack_keys) => fetched?,
+        () = state.shutdown.cancelled() => (Vec::new(), request.pin_id.clone()),
     };
     for message in &mut messages {
         who.present(message);
     }
     state.metrics.fetched(messages.len());
-    Ok(messages)
+    Ok((messages, pin))
 }
 
 #[cfg(test)]

@@ -464,6 +464,8 @@ async fn run_feed(state: &AppState, hub: &Hub) {
         start: Start::New,
         filters: key.filters.clone(),
         consumer: None,
+        group: None,
+        pull_expires: replay::PULL_EXPIRES,
         encoding: key.encoding(),
         binary: key.binary,
         batch_messages: state.config.replay_batch,

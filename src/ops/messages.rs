@@ -34,6 +34,39 @@ pub async fn get(
     visible(state.nats.get_message(stream, seq).await?, who)
 }
 
+/// Deletes the message at `seq` (administrators only), securely erasing its bytes when
+/// `erase` is set. A tenant deletes only in its namespace: any other message is "not found",
+/// as it is for its reads, and is left alone.
+pub async fn delete(
+    state: &AppState,
+    who: &Principal,
+    stream: &StreamName,
+    seq: u64,
+    erase: bool,
+) -> Result<(), ApiError> {
+    who.check_admin()?;
+    if seq == 0 || i64::try_from(seq).is_err() {
+        return Err(ApiError::InvalidParameter(format!(
+            "seq must be between 1 and {}",
+            i64::MAX
+        )));
+    }
+    if who.permissions.prefix.is_some() {
+        // Looked up through the leader first, so that a tenant learns nothing about messages
+        // outside its namespace and can never delete one.
+        visible(state.nats.get_message(stream, seq).await?, who)?;
+    }
+    state.nats.delete_message(stream, seq, erase).await?;
+    tracing::info!(
+        stream.name = %stream,
+        msg.seq = seq,
+        erase,
+        principal = %who.id,
+        "message deleted"
+    );
+    Ok(())
+}
+
 /// The newest message on `subject` (wildcards allowed).
 pub async fn last(
     state: &AppState,

@@ -6,11 +6,13 @@
 pub mod acks;
 pub mod authz;
 pub mod consumers;
+pub mod counters;
 pub mod feed;
 pub mod gauges;
 pub mod messages;
 pub mod names;
 pub mod publish;
 pub mod replay;
+pub mod schedules;
 pub mod streams;
 pub mod subscribe;

@@ -23,7 +23,7 @@ use utoipa::ToSchema;
 use crate::ackid::{AckKeys, AckTarget};
 use crate::error::ApiError;
 use crate::message::{EncodingChoice, Message};
-use crate::nats::pull::{Pull, PullEnd, PullEvent, PullRequest};
+use crate::nats::pull::{PIN_ID, Pull, PullEnd, PullEvent, PullPriority, PullRequest};
 use crate::nats::{Nats, Op};
 
 /// Named start positions.
@@ -39,7 +39,7 @@ pub enum ReplayFrom {
 /// How long an ordered consumer outlives a gateway that stopped pulling from it.
 const ORDERED_INACTIVE_THRESHOLD: Duration = Duration::from_secs(60);
 /// How long one pull request waits at the server.
-const PULL_EXPIRES: Duration = Duration::from_secs(30);
+pub const PULL_EXPIRES: Duration = Duration::from_secs(30);
 /// Longest back-off between attempts to recreate a lost consumer.
 const MAX_RECREATE_BACKOFF: Duration = Duration::from_secs(2);
 /// Give up recreating a lost consumer (and tell the client) after this long.
@@ -101,6 +101,11 @@ pub struct ReplaySpec {
     pub filters: Vec<String>,
     /// Durable consumer for ack mode; `None` for an ordered replay.
     pub consumer: Option<String>,
+    /// With a durable consumer: the priority group its pulls name.
+    pub group: Option<String>,
+    /// How long one pull waits at the server ([`PULL_EXPIRES`], shorter on a pinned consumer so
+    /// that the pin is renewed within its priority timeout).
+    pub pull_expires: Duration,
     pub encoding: EncodingChoice,
     /// Keep each payload as it is (WebSocket binary frames) instead of rendering `data`.
     pub binary: bool,
@@ -150,6 +155,8 @@ pub struct Replay {
     /// count can say "nothing pending" too early on a cluster.) `None` for a durable consumer,
     /// whose leader's pending count is used.
     caught_up_at: Option<u64>,
+    /// The pin this replay holds on a `pinned_client` consumer's group (from `Nats-Pin-Id`).
+    pin: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -197,6 +204,7 @@ impl Replay {
             nats,
             keys,
             consumer_name: String::new(),
+            pin: None,
             pulls: VecDeque::new(),
             last_stream_seq: 0,
             last_consumer_seq: 0,
@@ -276,6 +284,7 @@ impl Replay {
             queue: VecDeque::new(),
             oversized: false,
             caught_up_at: None,
+            pin: None,
             spec,
         };
         replay.create_ordered(start).await?;
@@ -425,8 +434,13 @@ impl Replay {
             // Two pulls may be in flight: each gets half of the byte budget. After a "message
             // larger than max_bytes" answer, one message without a byte limit.
             max_bytes: (!self.oversized).then(|| (self.spec.batch_bytes / 2).max(1)),
-            expires: Some(PULL_EXPIRES),
+            expires: Some(self.spec.pull_expires),
             heartbeat: Some(self.spec.heartbeat),
+            priority: self.spec.group.as_deref().map(|group| PullPriority {
+                group,
+                pin: self.pin.as_deref(),
+                ..PullPriority::default()
+            }),
         };
         self.oversized = false;
         let pull = self
@@ -490,6 +504,18 @@ impl Replay {
     /// again unless the consumer is gone.
     async fn lost(&mut self, why: ApiError) -> Result<(), ApiError> {
         self.pulls.clear();
+        if matches!(why, ApiError::InvalidParameter(_)) {
+            // The consumer refuses this kind of pull (a priority group missing or unknown, a
+            // request above its limits): pulling again would be refused again.
+            return Err(why);
+        }
+        if matches!(why, ApiError::PinMismatch(_)) {
+            // The pin went to another worker (this one did not pull for the priority timeout,
+            // or it was released): pull on standby until it is free again.
+            tracing::info!(reason = %why, "pin lost; pulling on standby");
+            self.pin = None;
+            return Ok(());
+        }
         if self.spec.consumer.is_none() {
             tracing::debug!(reason = %why, "replay recovering");
             return self.recreate().await;
@@ -509,6 +535,9 @@ impl Replay {
     }
 
     fn accept(&mut self, reply: &async_nats::Message, target: &AckTarget) {
+        if let Some(pin) = reply.headers.as_ref().and_then(|h| h.get(PIN_ID)) {
+            self.pin = Some(pin.as_str().to_owned());
+        }
         // Stream sequences of an unfiltered replay are contiguous except where messages were
         // deleted; last-per-subject skips on purpose.
         let unfiltered = self.spec.filters.is_empty()

@@ -7,11 +7,20 @@ use utoipa::IntoParams;
 use super::authz::ConsumerGrants;
 use super::feed::Tail;
 use super::names::{ConsumerName, StreamName};
-use super::replay::{ReplayFrom, ReplaySpec, Start};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::PriorityPolicy;
+
+use super::replay::{PULL_EXPIRES, ReplayFrom, ReplaySpec, Start};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::message::EncodingChoice;
 use crate::state::AppState;
+
+/// JetStream's priority timeout when a `pinned_client` consumer sets none.
+const DEFAULT_PRIORITY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Shortest pull of a pinned subscription.
+const MIN_PINNED_PULL: Duration = Duration::from_secs(1);
 
 /// The query parameters of a [`Subscription`] as the WebSocket and SSE routes document them
 /// (`credit` is the WebSocket's own).
@@ -32,6 +41,10 @@ pub struct SubscriptionQuery {
     filter: Option<String>,
     /// Durable consumer: ack mode (messages carry ack_id and are redelivered until acked)
     consumer: Option<String>,
+    /// With `consumer`: the priority group to pull as (consumers with a priority_policy). On a
+    /// pinned_client consumer the socket is one worker: it takes the pin when it is free and
+    /// keeps it while it is open
+    group: Option<String>,
     /// auto (default), base64, or binary (WebSocket only: binary frames carrying the payload as
     /// it is)
     encoding: Option<String>,
@@ -47,6 +60,8 @@ pub struct Subscription {
     pub start_time: Option<String>,
     pub filters: Vec<String>,
     pub consumer: Option<String>,
+    /// With `consumer`: its priority group.
+    pub group: Option<String>,
     pub encoding: EncodingChoice,
     /// WebSocket binary frames: a JSON header and the payload as it is.
     pub binary: bool,
@@ -82,6 +97,7 @@ impl Subscription {
                         .map(String::from),
                 ),
                 "consumer" => params.consumer = Some(value.to_string()),
+                "group" => params.group = Some(value.to_string()),
                 "encoding" => {
                     (params.encoding, params.binary) = match value.as_ref() {
                         "auto" => (EncodingChoice::Auto, false),
@@ -120,7 +136,25 @@ impl Subscription {
                     .to_owned(),
             ));
         }
-        Ok(replay_spec(
+        if let Some(group) = &self.group {
+            if self.consumer.is_none() {
+                return Err(ApiError::InvalidParameter(
+                    "'group' needs 'consumer': priority groups belong to durable consumers"
+                        .to_owned(),
+                ));
+            }
+            let valid = !group.is_empty()
+                && group.len() <= super::consumers::MAX_GROUP
+                && group
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_/=".contains(&b));
+            if !valid {
+                return Err(ApiError::InvalidParameter(
+                    "group must be 1 to 16 letters, digits or - _ / =".to_owned(),
+                ));
+            }
+        }
+        let mut spec = replay_spec(
             state,
             stream,
             start,
@@ -133,7 +167,9 @@ impl Subscription {
             self.consumer.clone(),
             self.encoding,
             self.binary,
-        ))
+        );
+        spec.group = self.group.clone();
+        Ok(spec)
     }
 }
 
@@ -152,6 +188,8 @@ fn replay_spec(
         start,
         filters,
         consumer,
+        group: None,
+        pull_expires: PULL_EXPIRES,
         encoding,
         binary,
         batch_messages: config.replay_batch,
@@ -172,9 +210,24 @@ pub async fn subscribe(
 ) -> Result<Tail, ApiError> {
     who.check_read(stream)?;
     let spec = subscription.spec(state, stream, who)?;
+    let mut spec = spec;
     if let Some(consumer) = &spec.consumer {
         ConsumerName::parse(consumer.as_str())?;
         grants.check(&state.nats, who, stream, consumer).await?;
+        if spec.group.is_some() {
+            // A pinned worker keeps its pin by pulling within the priority timeout.
+            let info = state.nats.consumer_info(stream, consumer).await?;
+            if info.config.priority_policy == PriorityPolicy::PinnedClient {
+                let timeout = if info.config.priority_timeout.is_zero() {
+                    DEFAULT_PRIORITY_TIMEOUT
+                } else {
+                    info.config.priority_timeout
+                };
+                spec.pull_expires = (timeout / 2).clamp(MIN_PINNED_PULL, PULL_EXPIRES);
+                // JetStream refuses a pull whose heartbeat is above half its expiry.
+                spec.heartbeat = spec.heartbeat.min(spec.pull_expires / 2);
+            }
+        }
     }
     Tail::start(state, who, spec).await
 }

@@ -517,6 +517,7 @@ impl Session {
                 start_time,
                 filter,
                 consumer,
+                group,
                 credit,
                 encoding,
             } => {
@@ -555,6 +556,7 @@ impl Session {
                         start_time,
                         filters: filter,
                         consumer,
+                        group,
                         encoding,
                         binary,
                         credit,

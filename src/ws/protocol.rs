@@ -185,6 +185,11 @@ pub enum ClientOp {
         /// Durable consumer name: ack mode (messages carry `ack_id` and are redelivered until acked).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         consumer: Option<String>,
+        /// With `consumer`: the priority group to pull as (consumers with a `priority_policy`).
+        /// On a `pinned_client` consumer the subscription is one worker: it takes the pin when
+        /// it is free and keeps it while it pulls.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
         /// Messages the server may send before the client grants more with `credit`. Without it,
         /// the server sends as fast as the socket drains (still bounded in memory).
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -820,3 +820,240 @@ async fn list_messages_with_invalid_subject_filter_returns_400_invalid_subject()
 
     problem(response, 400, "invalid_subject").await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Deleting one message
+
+const DELETE_SECRET: &str = "message-delete-test-secret";
+
+fn delete_token(grants: Value) -> String {
+    let claims = json!({
+        "sub": "deleter",
+        "exp": jsonwebtoken::get_current_timestamp() + 3600,
+        "jetway": grants,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(DELETE_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+async fn delete(app: &TestApp, path: &str, token: Option<&str>) -> reqwest::Response {
+    let mut request = app.http.delete(app.url(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.expect("delete request")
+}
+
+/// Whether the stream still holds `seq`, asked of JetStream directly.
+async fn holds(app: &TestApp, stream: &str, seq: u64) -> bool {
+    let stream = app.js.get_stream(stream).await.expect("stream");
+    stream.get_raw_message(seq).await.is_ok()
+}
+
+#[tokio::test]
+async fn delete_message_removes_only_that_sequence_and_reads_then_answer_404() {
+    let app = spawn_app().await;
+    app.create_stream("ORDERS", &["orders.>"]).await;
+    let first = publish(&app, "orders.new", "one", &[]).await;
+    let second = publish(&app, "orders.new", "two", &[]).await;
+    let third = publish(&app, "orders.new", "three", &[]).await;
+
+    let response = delete(&app, &format!("/v1/streams/ORDERS/messages/{second}"), None).await;
+
+    assert_eq!(response.status(), 204);
+    assert!(holds(&app, "ORDERS", first).await);
+    assert!(!holds(&app, "ORDERS", second).await);
+    assert!(holds(&app, "ORDERS", third).await);
+    let info = app
+        .js
+        .get_stream("ORDERS")
+        .await
+        .unwrap()
+        .get_info()
+        .await
+        .unwrap();
+    assert_eq!(info.state.messages, 2);
+    assert_eq!(
+        info.state.last_sequence, third,
+        "the sequence is not reused"
+    );
+    problem(
+        get(&app, &format!("/v1/streams/ORDERS/messages/{second}")).await,
+        404,
+        "message_not_found",
+    )
+    .await;
+    let (seen, _) = walk_pages(&app, "ORDERS", &[], 10).await;
+    assert_eq!(seen, vec![first, third]);
+}
+
+#[tokio::test]
+async fn delete_message_with_erase_removes_it_and_the_stream_stays_consistent() {
+    let app = spawn_app().await;
+    app.create_stream("ORDERS", &["orders.>"]).await;
+    let seq = publish(&app, "orders.new", "personal data", &[]).await;
+    let after = publish(&app, "orders.new", "kept", &[]).await;
+
+    let response = delete(
+        &app,
+        &format!("/v1/streams/ORDERS/messages/{seq}?erase=true"),
+        None,
+    )
+    .await;
+
+    assert_eq!(response.status(), 204);
+    assert!(!holds(&app, "ORDERS", seq).await);
+    assert!(holds(&app, "ORDERS", after).await);
+    let body = json(
+        get(&app, &format!("/v1/streams/ORDERS/messages/{after}")).await,
+        200,
+    )
+    .await;
+    assert_eq!(body["data"], "kept");
+    problem(
+        delete(&app, "/v1/streams/ORDERS/messages/1?erase=maybe", None).await,
+        400,
+        "invalid_parameter",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn delete_of_a_missing_or_already_deleted_message_returns_404() {
+    let app = spawn_app().await;
+    app.create_stream("ORDERS", &["orders.>"]).await;
+    let seq = publish(&app, "orders.new", "one", &[]).await;
+    assert_eq!(
+        delete(&app, &format!("/v1/streams/ORDERS/messages/{seq}"), None)
+            .await
+            .status(),
+        204
+    );
+
+    for (path, status, code) in [
+        (
+            format!("/v1/streams/ORDERS/messages/{seq}"),
+            404,
+            "message_not_found",
+        ),
+        (
+            "/v1/streams/ORDERS/messages/99".to_owned(),
+            404,
+            "message_not_found",
+        ),
+        (
+            "/v1/streams/ORDERS/messages/99?erase=true".to_owned(),
+            404,
+            "message_not_found",
+        ),
+        (
+            "/v1/streams/NOPE/messages/1".to_owned(),
+            404,
+            "stream_not_found",
+        ),
+        (
+            "/v1/streams/ORDERS/messages/0".to_owned(),
+            400,
+            "invalid_parameter",
+        ),
+    ] {
+        problem(delete(&app, &path, None).await, status, code).await;
+    }
+}
+
+#[tokio::test]
+async fn delete_message_on_a_stream_that_denies_deletes_returns_409_and_keeps_it() {
+    let app = spawn_app().await;
+    app.create_stream_with(async_nats::jetstream::stream::Config {
+        name: "LEDGER".to_owned(),
+        subjects: vec!["ledger.>".to_owned()],
+        deny_delete: true,
+        ..Default::default()
+    })
+    .await;
+    let seq = publish(&app, "ledger.entry", "kept forever", &[]).await;
+
+    let body = problem(
+        delete(&app, &format!("/v1/streams/LEDGER/messages/{seq}"), None).await,
+        409,
+        "stream_conflict",
+    )
+    .await;
+
+    assert!(
+        body["detail"].as_str().unwrap().contains("deny_delete"),
+        "{body}"
+    );
+    assert!(holds(&app, "LEDGER", seq).await);
+}
+
+#[tokio::test]
+async fn delete_message_needs_admin_and_a_tenant_admin_deletes_only_in_its_namespace() {
+    let app = spawn_app_with(|c| {
+        c.no_auth = false;
+        c.jwt_secret = vec![DELETE_SECRET.to_owned()];
+    })
+    .await;
+    app.create_stream("SHARED", &["acme.>", "globex.>"]).await;
+    let acme_seq = app
+        .js
+        .publish("acme.orders.new", "acme's".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .sequence;
+    let globex_seq = app
+        .js
+        .publish("globex.orders.new", "globex's".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .sequence;
+    let reader = delete_token(json!({"read": ["*"], "publish": [">"]}));
+    let acme_admin = delete_token(json!({"admin": true, "prefix": "acme"}));
+
+    // Reading and publishing grants are not enough.
+    problem(
+        delete(
+            &app,
+            &format!("/v1/streams/SHARED/messages/{acme_seq}"),
+            Some(&reader),
+        )
+        .await,
+        403,
+        "forbidden",
+    )
+    .await;
+    assert!(holds(&app, "SHARED", acme_seq).await);
+
+    // Another tenant's message is "not found" to a tenant, and stays.
+    problem(
+        delete(
+            &app,
+            &format!("/v1/streams/SHARED/messages/{globex_seq}?erase=true"),
+            Some(&acme_admin),
+        )
+        .await,
+        404,
+        "message_not_found",
+    )
+    .await;
+    assert!(holds(&app, "SHARED", globex_seq).await);
+
+    // Its own message goes.
+    let response = delete(
+        &app,
+        &format!("/v1/streams/SHARED/messages/{acme_seq}"),
+        Some(&acme_admin),
+    )
+    .await;
+    assert_eq!(response.status(), 204);
+    assert!(!holds(&app, "SHARED", acme_seq).await);
+    assert!(holds(&app, "SHARED", globex_seq).await);
+}
