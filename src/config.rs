@@ -356,8 +356,9 @@ pub struct Config {
     )]
     pub max_batch_messages: usize,
 
-    /// Most lines of one streaming publish (NDJSON in, NDJSON results out) awaiting their
-    /// PubAck; the request body is not read further until one is answered.
+    /// Most lines of one streaming publish (NDJSON in, NDJSON results out), or `publish` ops of
+    /// one WebSocket, awaiting their PubAck; the request body (or socket) is not read further
+    /// until one is answered.
     #[arg(
         long,
         env = "JETWAY_PUBLISH_STREAM_WINDOW",

@@ -248,6 +248,11 @@ struct Session {
     out_rx: Option<mpsc::UnboundedReceiver<Outbound>>,
     subs: HashMap<String, SubHandle>,
     inflight: Arc<Semaphore>,
+    /// Publishes awaiting their PubAck (and then queueing their answer), polled by the
+    /// session's loop.
+    publishes: futures::stream::FuturesUnordered<
+        std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    >,
     /// Cancelled when the session ends (any reason).
     done: CancellationToken,
     /// Who is connected: every subscribe, publish and ack is checked against it.
@@ -283,6 +288,7 @@ impl Session {
             out_rx: Some(out_rx),
             subs: HashMap::new(),
             inflight: Arc::new(Semaphore::new(MAX_INFLIGHT_OPS)),
+            publishes: futures::stream::FuturesUnordered::new(),
             done: state.shutdown.child_token(),
             principal,
             grants: ConsumerGrants::default(),
@@ -401,6 +407,7 @@ impl Session {
             let next = tokio::select! {
                 () = self.done.cancelled() => break None,
                 () = &mut expired => break Some((close_code::POLICY, "token expired")),
+                Some(()) = self.publishes.next(), if !self.publishes.is_empty() => continue,
                 next = tokio::time::timeout(idle, incoming.next()) => next,
             };
             match next {
@@ -437,6 +444,11 @@ impl Session {
                 Ok(Some(Ok(_))) => {} // ping/pong: answered by the library, counted as activity
             }
         };
+        // A client that says `close` gets the answers of its publishes still in flight first
+        // (each bounded by the publish timeout).
+        if matches!(close, Some((_, "bye"))) {
+            while self.publishes.next().await.is_some() {}
+        }
         for (_, sub) in self.subs.drain() {
             sub.cancel.cancel();
         }
@@ -627,16 +639,16 @@ impl Session {
                         return false;
                     }
                 };
-                let Ok(permit) = self.inflight.clone().acquire_owned().await else {
-                    return false;
-                };
+                // At most --publish-stream-window await their PubAck: answer some first.
+                while self.publishes.len() >= self.state.config.publish_stream_window {
+                    self.publishes.next().await;
+                }
                 // Sent here, in the order of the ops, so that JetStream stores them in that
-                // order; only the PubAck is awaited on the side.
+                // order; only the PubAck is awaited, by the session's loop.
                 let in_flight = ops::publish::start(&self.state, message).await;
                 let state = self.state.clone();
                 let queue = self.queue.clone();
-                self.state.tasks.spawn(async move {
-                    let _permit = permit;
+                self.publishes.push(Box::pin(async move {
                     let result = ops::publish::settle(&state, in_flight).await;
                     let frame = match result {
                         Ok(stored) => ServerFrame::PublishAck {
@@ -652,7 +664,7 @@ impl Session {
                         },
                     };
                     queue.push(frame.to_text()).await;
-                });
+                }));
             }
             ClientOp::Ack { .. }
             | ClientOp::Nak { .. }
