@@ -197,26 +197,14 @@ pub async fn run(
                 () = closing.cancelled() => return,
             };
             match opened {
-                Ok(Ok(Opened::Plain(stream, protocol))) => {
+                Ok(Ok(Opened::Plain(stream, prefix, protocol))) => {
                     connection
-                        .serve(
-                            Counted {
-                                stream,
-                                _held: held,
-                            },
-                            protocol,
-                        )
+                        .serve(Counted::new(stream, prefix, held), protocol)
                         .await;
                 }
                 Ok(Ok(Opened::Tls(stream, protocol))) => {
                     connection
-                        .serve(
-                            Counted {
-                                stream,
-                                _held: held,
-                            },
-                            protocol,
-                        )
+                        .serve(Counted::new(stream, Bytes::new(), held), protocol)
                         .await;
                 }
                 Ok(Err(err)) => {
@@ -245,7 +233,7 @@ enum Protocol {
 /// A connection whose protocol is known: TLS after its handshake (ALPN decides), or plain TCP
 /// with the bytes read to tell HTTP/2's preface from an HTTP/1.1 request put back in front.
 enum Opened {
-    Plain(Prefixed<TcpStream>, Protocol),
+    Plain(TcpStream, Bytes, Protocol),
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>, Protocol),
 }
 
@@ -277,13 +265,7 @@ async fn open(stream: TcpStream, tls: Option<TlsAcceptor>) -> io::Result<Opened>
     } else {
         Protocol::Http1
     };
-    Ok(Opened::Plain(
-        Prefixed {
-            prefix: Bytes::from(head),
-            stream,
-        },
-        protocol,
-    ))
+    Ok(Opened::Plain(stream, Bytes::from(head), protocol))
 }
 
 /// The connection builders, configured once.
@@ -455,59 +437,25 @@ struct Held {
     _gauge: GaugeGuard,
 }
 
-/// A client connection with what it holds.
+/// A client connection with what it holds, and the bytes already read from it to tell its
+/// protocol, put back in front.
 struct Counted<S> {
     stream: S,
+    prefix: Bytes,
     _held: Held,
 }
 
+impl<S> Counted<S> {
+    fn new(stream: S, prefix: Bytes, held: Held) -> Self {
+        Self {
+            stream,
+            prefix,
+            _held: held,
+        }
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
-    }
-}
-
-/// A stream with bytes already read from it put back in front.
-struct Prefixed<S> {
-    prefix: Bytes,
-    stream: S,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -524,7 +472,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -111,7 +111,7 @@ async fn exchange(socket: &mut TcpStream, request: &str) -> Option<RawResponse> 
 const HEALTHZ: &str = "GET /healthz HTTP/1.1\r\nHost: jetway\r\n\r\n";
 
 /// `GET /metrics` on a fresh connection: the value of one unlabelled metric.
-async fn metric(app: &TestApp, name: &str) -> i64 {
+pub(crate) async fn metric(app: &TestApp, name: &str) -> i64 {
     let text = app
         .http
         .get(app.url("/metrics"))

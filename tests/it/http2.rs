@@ -9,29 +9,14 @@ use reqwest::Version;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::{TestApp, spawn_app, spawn_app_with};
+use crate::hardening::metric;
+use crate::harness::{spawn_app, spawn_app_with};
 
 fn h2c() -> reqwest::Client {
     reqwest::Client::builder()
         .http2_prior_knowledge()
         .build()
         .expect("HTTP/2 client")
-}
-
-async fn metric(app: &TestApp, name: &str) -> i64 {
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
 }
 
 #[tokio::test]
