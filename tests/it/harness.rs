@@ -508,14 +508,28 @@ pub async fn spawn_app_on(topology: Topology) -> TestApp {
     spawn_app_on_with(topology, |_| {}).await
 }
 
-/// Starts JetStream on `topology` and a gateway configured with every node's URL, letting the
-/// test adjust the configuration.
-pub async fn spawn_app_on_with(topology: Topology, adjust: impl FnOnce(&mut Config)) -> TestApp {
-    let server = NatsServer::start_on(topology).await;
+/// A gateway's configuration for tests on `server`: its nodes' URLs, auth off, a short
+/// shutdown. On a cluster the JetStream timeouts are generous, like the direct client's: a
+/// 3-node cluster on a busy 2-core machine can take longer than the production defaults to elect
+/// a leader and answer. Tests that are about timeouts set their own.
+fn gateway_config(server: &NatsServer) -> Config {
     let mut config = Config::defaults();
     config.nats_url = server.urls();
     config.no_auth = true;
     config.shutdown_timeout = Duration::from_secs(2);
+    if server.replicas() > 1 {
+        config.api_timeout = Duration::from_secs(20);
+        config.publish_timeout = Duration::from_secs(20);
+        config.ack_timeout = Duration::from_secs(10);
+    }
+    config
+}
+
+/// Starts JetStream on `topology` and a gateway configured with every node's URL, letting the
+/// test adjust the configuration.
+pub async fn spawn_app_on_with(topology: Topology, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let server = NatsServer::start_on(topology).await;
+    let mut config = gateway_config(&server);
     adjust(&mut config);
     let app = jetway::build(config).await.expect("build gateway");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -702,10 +716,7 @@ pub struct Gateway {
 /// configuration. Answers once the gateway is ready: its `/readyz` made a JetStream request on
 /// its connection, so the advisory subscriptions it made while starting are in place.
 pub async fn spawn_gateway(server: &NatsServer, adjust: impl FnOnce(&mut Config)) -> Gateway {
-    let mut config = Config::defaults();
-    config.nats_url = server.urls();
-    config.no_auth = true;
-    config.shutdown_timeout = Duration::from_secs(2);
+    let mut config = gateway_config(server);
     adjust(&mut config);
     let app = jetway::build(config).await.expect("build gateway");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
