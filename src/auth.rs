@@ -44,6 +44,13 @@ pub struct Permissions {
     /// Create, update, delete and purge streams and consumers.
     #[serde(default)]
     pub admin: bool,
+    /// Key-value buckets the holder may read (get, history, list keys, watch); `*` for all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kv_read: Vec<String>,
+    /// Key-value buckets the holder may write (put, delete, purge keys), which includes reading
+    /// them; `*` for all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kv_write: Vec<String>,
     /// Tenant namespace: every subject the holder names is under `<prefix>.` (publishes to
     /// `orders.new` are stored at `<prefix>.orders.new`), reads see only that namespace, and
     /// subjects are shown without the prefix.
@@ -115,8 +122,13 @@ impl Principal {
         }
     }
 
-    /// Whether `stream` is readable (for filtering lists).
+    /// Whether `stream` is readable (for filtering lists). The stream of a key-value bucket
+    /// (`KV_<bucket>`) is readable as the bucket is: a `read` grant of every stream does not
+    /// open buckets.
     pub fn can_read(&self, stream: &str) -> bool {
+        if let Some(bucket) = stream.strip_prefix(crate::validate::KV_STREAM_PREFIX) {
+            return self.can_read_bucket(bucket);
+        }
         self.unrestricted
             || self.permissions.admin
             || self
@@ -124,6 +136,44 @@ impl Principal {
                 .read
                 .iter()
                 .any(|s| s == "*" || s == stream)
+    }
+
+    /// Whether the key-value `bucket` is readable (for filtering lists).
+    pub fn can_read_bucket(&self, bucket: &str) -> bool {
+        let granted = |list: &[String]| list.iter().any(|b| b == "*" || b == bucket);
+        self.unrestricted
+            || self.permissions.admin
+            || granted(&self.permissions.kv_read)
+            || granted(&self.permissions.kv_write)
+    }
+
+    /// May read the key-value `bucket`?
+    pub fn check_bucket_read(&self, bucket: &str) -> Result<(), ApiError> {
+        if self.can_read_bucket(bucket) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "the token does not grant reading key-value bucket '{bucket}' (\"kv_read\")"
+            )))
+        }
+    }
+
+    /// May write keys of the key-value `bucket`?
+    pub fn check_bucket_write(&self, bucket: &str) -> Result<(), ApiError> {
+        if self.unrestricted
+            || self.permissions.admin
+            || self
+                .permissions
+                .kv_write
+                .iter()
+                .any(|b| b == "*" || b == bucket)
+        {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "the token does not grant writing key-value bucket '{bucket}' (\"kv_write\")"
+            )))
+        }
     }
 
     /// The real subject of a subject the caller names (its tenant prefix added).
@@ -635,6 +685,8 @@ pub fn mint(args: &crate::config::TokenArgs) -> Result<String, String> {
     let permissions = Permissions {
         publish: args.publish.clone(),
         read: args.read.clone(),
+        kv_read: args.kv_read.clone(),
+        kv_write: args.kv_write.clone(),
         admin: args.admin,
         prefix: args.prefix.clone(),
     };

@@ -72,6 +72,12 @@ pub struct TokenArgs {
     /// Stream the holder may read, or `*` (repeatable).
     #[arg(long)]
     pub read: Vec<String>,
+    /// Key-value bucket the holder may read, `*` for all (repeatable).
+    #[arg(long)]
+    pub kv_read: Vec<String>,
+    /// Key-value bucket the holder may write (and read), `*` for all (repeatable).
+    #[arg(long)]
+    pub kv_write: Vec<String>,
     /// Grant stream and consumer administration.
     #[arg(long)]
     pub admin: bool,

@@ -100,6 +100,13 @@ pub enum ApiError {
     /// No stored message matches.
     #[error("{0}")]
     MessageNotFound(String),
+    /// The named key-value bucket does not exist.
+    #[error("key-value bucket '{0}' does not exist")]
+    BucketNotFound(String),
+    /// The key has no value (never written, deleted or purged, or outside the caller's
+    /// namespace).
+    #[error("{0}")]
+    KeyNotFound(String),
     /// No stream captures the subject, so nothing could store the message.
     #[error("no stream captures subject '{0}'; create a stream whose subjects match it")]
     SubjectNotCaptured(String),
@@ -246,6 +253,8 @@ pub enum ProblemCode {
     ConsumerNotFound,
     AckNotConfirmed,
     MessageNotFound,
+    BucketNotFound,
+    KeyNotFound,
     SubjectNotCaptured,
     StreamConflict,
     ConsumerConflict,
@@ -267,7 +276,7 @@ pub enum ProblemCode {
 
 impl ProblemCode {
     /// Every code, in the order of [`ApiError`]'s variants.
-    pub const ALL: [Self; 41] = [
+    pub const ALL: [Self; 43] = [
         Self::Unauthorized,
         Self::Forbidden,
         Self::CrossOrigin,
@@ -292,6 +301,8 @@ impl ProblemCode {
         Self::ConsumerNotFound,
         Self::AckNotConfirmed,
         Self::MessageNotFound,
+        Self::BucketNotFound,
+        Self::KeyNotFound,
         Self::SubjectNotCaptured,
         Self::StreamConflict,
         Self::ConsumerConflict,
@@ -338,6 +349,8 @@ impl ProblemCode {
             Self::ConsumerNotFound => "consumer_not_found",
             Self::AckNotConfirmed => "ack_not_confirmed",
             Self::MessageNotFound => "message_not_found",
+            Self::BucketNotFound => "bucket_not_found",
+            Self::KeyNotFound => "key_not_found",
             Self::SubjectNotCaptured => "subject_not_captured",
             Self::StreamConflict => "stream_conflict",
             Self::ConsumerConflict => "consumer_conflict",
@@ -451,6 +464,8 @@ impl ApiError {
             }
             Self::AckNotConfirmed(_) => p(S::GONE, C::AckNotConfirmed, "Ack not confirmed"),
             Self::MessageNotFound(_) => p(S::NOT_FOUND, C::MessageNotFound, "Message not found"),
+            Self::BucketNotFound(_) => p(S::NOT_FOUND, C::BucketNotFound, "Bucket not found"),
+            Self::KeyNotFound(_) => p(S::NOT_FOUND, C::KeyNotFound, "Key not found"),
             Self::SubjectNotCaptured(_) => p(
                 S::NOT_FOUND,
                 C::SubjectNotCaptured,

@@ -42,6 +42,7 @@ use crate::{http, sse, ws};
         (name = "messages", description = "Read stored messages without a consumer"),
         (name = "consumers", description = "Durable pull consumers: fetch with long-poll, then ack by ack id"),
         (name = "counters", description = "Counters JetStream adds up (streams with allow_msg_counter)"),
+        (name = "kv", description = "Key-value buckets: keys with revisions, optimistic concurrency, history; watch them on the streaming routes"),
         (name = "schedules", description = "Delayed and repeating messages JetStream publishes itself (streams with allow_msg_schedules)"),
         (name = "streaming", description = "Replay and live tail over WebSocket and Server-Sent Events (frames: asyncapi.yaml)"),
         (name = "health", description = "Liveness, readiness and metrics"),
@@ -188,9 +189,17 @@ fn refine_operation(operation: &mut Operation, public: bool, limits: &Limits) {
             }
         }
     }
+    let put_key = operation.operation_id.as_deref() == Some("put_key");
     for parameter in operation.parameters.iter_mut().flatten() {
         if let RefOr::T(parameter) = parameter {
             constrain_parameter(parameter, limits);
+            // On a write, If-None-Match takes only `*` (create).
+            if put_key
+                && parameter.name == "If-None-Match"
+                && let Some(RefOr::T(Schema::Object(schema))) = parameter.schema.as_mut()
+            {
+                schema.enum_values = Some(vec!["*".into()]);
+            }
         }
     }
     // The payload of a raw read is bytes.
@@ -304,6 +313,15 @@ const GROUP_PATTERN: &str = r"^[A-Za-z0-9/_=-]{1,16}$";
 const PIN_PATTERN: &str = r"^[A-Za-z0-9/_=-]{1,64}$";
 /// A counter increment as text.
 const INCREMENT_PATTERN: &str = r"^[+-]?[0-9]{1,100}$";
+/// A key-value bucket name ([`crate::validate::bucket`]).
+const BUCKET_PATTERN: &str = r"^[A-Za-z0-9_-]+$";
+/// A key ([`crate::validate::key`]): dot-separated tokens of letters, digits, `-_/=`.
+const KEY_PATTERN: &str = r"^[-/_=A-Za-z0-9]+(\.[-/_=A-Za-z0-9]+)*$";
+/// A pattern of keys: a key whose tokens may be `*`, and whose last may be `>`.
+const KEY_FILTER_PATTERN: &str =
+    r"^(?:[-/_=A-Za-z0-9]+|\*)(?:\.(?:[-/_=A-Za-z0-9]+|\*))*(?:\.>)?$|^>$";
+/// `*` or one revision as an entity tag (`"41"`; a bare number is accepted too).
+const ETAG_PATTERN: &str = r#"^(\*|"[0-9]{1,19}"|[0-9]{1,19})$"#;
 const TTL_PATTERN: &str = r"^(never|[1-9][0-9]{0,5}[smh])$";
 /// A stored header's name: an HTTP token, not a `Nats-` one ([`crate::validate::header`]).
 const HEADER_NAME_PATTERN: &str = r"^(?![Nn][Aa][Tt][Ss]-)[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
@@ -343,6 +361,22 @@ fn constrain_parameter(parameter: &mut Parameter, limits: &Limits) {
             text(schema, max_name, NAME_PATTERN);
         }
         (ParameterIn::Path, "subject") => text(schema, max_subject, SUBJECT_PATTERN),
+        (ParameterIn::Path, "bucket") => {
+            text(schema, crate::validate::MAX_BUCKET_LEN, BUCKET_PATTERN);
+        }
+        (ParameterIn::Path, "key") => text(schema, crate::validate::MAX_KEY_LEN, KEY_PATTERN),
+        (ParameterIn::Query, "key") => {
+            text(schema, crate::validate::MAX_KEY_LEN, KEY_FILTER_PATTERN);
+        }
+        (ParameterIn::Query, "revision" | "start_revision") => {
+            schema.minimum = Some(Number::UInt(1));
+        }
+        (ParameterIn::Query, "max_keys") => {
+            schema.minimum = Some(Number::UInt(1));
+            schema.maximum = Some(Number::UInt(crate::ops::kv::MAX_KEYS));
+        }
+        (ParameterIn::Query, "ttl") => text(schema, 7, TTL_PATTERN),
+        (ParameterIn::Header, "If-Match" | "If-None-Match") => text(schema, 22, ETAG_PATTERN),
         (ParameterIn::Query, "subject") => text(schema, max_subject, FILTER_PATTERN),
         (ParameterIn::Path, "seq") | (ParameterIn::Query, "start_seq") => {
             schema.minimum = Some(Number::UInt(1));
@@ -474,6 +508,17 @@ fn constrain_bodies(schemas: &mut Schemas, limits: &Limits) {
     }
     if let Some(Schema::Object(priority)) = property_mut(schemas, "FetchRequest", "priority") {
         priority.maximum = Some(Number::UInt(9));
+    }
+    for (field, min, max) in [
+        ("history", 1, u64::from(crate::nats::kv::MAX_HISTORY)),
+        ("replicas", 1, 5),
+        ("max_value_size", 0, u64::from(i32::MAX.unsigned_abs())),
+        ("max_bytes", 0, i64::MAX.unsigned_abs()),
+    ] {
+        if let Some(Schema::Object(number)) = property_mut(schemas, "BucketConfig", field) {
+            number.minimum = Some(Number::UInt(min));
+            number.maximum = Some(Number::UInt(usize::try_from(max).unwrap_or(usize::MAX)));
+        }
     }
     if let Some(Schema::Object(seq)) = property_mut(schemas, "SeekRequest", "seq") {
         seq.minimum = Some(Number::UInt(1));

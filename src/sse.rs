@@ -14,18 +14,21 @@ use axum::response::{IntoResponse, Response};
 use futures::stream::{self, Stream};
 
 use crate::auth::{ConnectionSlot, Principal};
-use crate::edge::extract::SubscribeTo;
+use crate::edge::extract::{Path, SubscribeTo};
 use crate::edge::responses::SubscribeErrors;
 use crate::error::ApiError;
 use crate::ops;
 use crate::ops::authz::ConsumerGrants;
 use crate::ops::feed::{Event, Tail};
+use crate::ops::names::BucketName;
 use crate::ops::subscribe::SubscriptionQuery;
 use crate::state::AppState;
 
 /// The SSE route, with its OpenAPI entry.
 pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
-    utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(stream_events))
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(stream_events))
+        .routes(utoipa_axum::routes!(kv_events))
 }
 
 /// Replay and live-tail a stream as Server-Sent Events.
@@ -93,6 +96,73 @@ pub async fn stream_events(
         ops::subscribe::subscribe(&state, &principal, &stream, &params, &mut grants).await?;
     let events = events(state.clone(), replay, slot);
     Ok(Sse::new(events)
+        .keep_alive(
+            KeepAlive::new()
+                .interval(state.config.sse_keepalive)
+                .text("keep-alive"),
+        )
+        .into_response())
+}
+
+/// Watch keys of a key-value bucket as Server-Sent Events.
+///
+/// Each entry is an event whose `data` is the entry JSON (`bucket`, `key`, `revision`,
+/// `operation`: put, delete or purge, `created`, and for a put `value` and `encoding`) and whose
+/// `id` is its revision; `Last-Event-ID` (sent by `EventSource` on reconnect) resumes after that
+/// revision. By default the latest revision of every matching key comes first, then
+/// `event: caught_up`, then every change as it is written. Needs `kv_read` on the bucket.
+#[utoipa::path(
+    get,
+    path = "/v1/kv/{bucket}/events",
+    tag = "streaming",
+    operation_id = "kv_events",
+    params(
+        ("bucket" = String, Path, description = "Bucket name", example = "flags"),
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this revision"),
+        ops::kv::WatchQuery,
+    ),
+    responses(
+        (status = 200, description = "An endless text/event-stream", content_type = "text/event-stream", body = String),
+        SubscribeErrors,
+    )
+)]
+pub async fn kv_events(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(bucket): Path<String>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let bucket = BucketName::parse(bucket)?;
+    let mut watch = ops::kv::Watch::parse(uri.query())?;
+    if watch.credit.is_some() {
+        return Err(ApiError::InvalidParameter(
+            "credit is a WebSocket option; SSE flows as fast as the client reads".to_owned(),
+        ));
+    }
+    if let Some(last) = headers.get("last-event-id") {
+        let last: u64 = last
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| {
+                ApiError::InvalidHeader("Last-Event-ID must be a revision".to_owned())
+            })?;
+        watch.from = ops::kv::WatchFrom::Revision(last.checked_add(1).ok_or_else(|| {
+            ApiError::InvalidHeader("Last-Event-ID is past the largest revision".to_owned())
+        })?);
+    }
+    let slot = state.connections.acquire(&principal.id)?;
+    let tail = ops::kv::watch(
+        &state,
+        &principal,
+        &bucket,
+        watch.pattern.as_ref(),
+        watch.from,
+        watch.encoding,
+    )
+    .await?;
+    Ok(Sse::new(events(state.clone(), tail, slot))
         .keep_alive(
             KeepAlive::new()
                 .interval(state.config.sse_keepalive)

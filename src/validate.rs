@@ -106,6 +106,74 @@ pub fn name(kind: &str, name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Names of the streams that hold key-value buckets start with this (`KV_<bucket>`).
+pub const KV_STREAM_PREFIX: &str = "KV_";
+
+/// Longest key-value bucket name (its stream is `KV_<bucket>`).
+pub const MAX_BUCKET_LEN: usize = 64;
+/// Longest key (its subject is `$KV.<bucket>.<key>`, within a subject's limit).
+pub const MAX_KEY_LEN: usize = 512;
+
+/// A key-value bucket name: letters, digits, `-` and `_` (JetStream's rule for buckets).
+pub fn bucket(name: &str) -> Result<(), ApiError> {
+    let bad = |why: &str| {
+        Err(ApiError::InvalidName(format!(
+            "invalid bucket name '{}': {why}",
+            printable(name)
+        )))
+    };
+    if name.is_empty() {
+        return bad("it is empty");
+    }
+    if name.len() > MAX_BUCKET_LEN {
+        return bad(&format!("longer than {MAX_BUCKET_LEN} bytes"));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return bad("bucket names are letters, digits, '-' and '_'");
+    }
+    Ok(())
+}
+
+/// A key: dot-separated tokens of letters, digits and `-` `_` `/` `=` (JetStream's rule for
+/// keys); with `wildcards`, a token may be `*` (one token) and the last may be `>` (the rest).
+pub fn key(key: &str, wildcards: bool) -> Result<(), ApiError> {
+    let bad = |why: &str| {
+        Err(ApiError::InvalidName(format!(
+            "invalid key '{}': {why}",
+            printable(key)
+        )))
+    };
+    if key.is_empty() {
+        return bad("it is empty");
+    }
+    if key.len() > MAX_KEY_LEN {
+        return bad(&format!("longer than {MAX_KEY_LEN} bytes"));
+    }
+    let tokens: Vec<&str> = key.split('.').collect();
+    let last = tokens.len() - 1;
+    for (i, token) in tokens.iter().enumerate() {
+        if token.is_empty() {
+            return bad("it has an empty token (leading, trailing or double '.')");
+        }
+        if *token == "*" || (*token == ">" && i == last) {
+            if !wildcards {
+                return bad("wildcards ('*', '>') are only for watching and listing keys");
+            }
+            continue;
+        }
+        if !token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_/=".contains(&b))
+        {
+            return bad("keys are '.'-separated tokens of letters, digits, '-', '_', '/' and '='");
+        }
+    }
+    Ok(())
+}
+
 /// A header name or value safe to store in a NATS header: no control characters (CR/LF would
 /// break the NATS protocol framing), and for names no ':' or whitespace.
 pub fn header(name: &str, value: &str) -> Result<(), ApiError> {

@@ -180,3 +180,43 @@ pub enum SubscribeErrors {
     #[response(status = 503, content_type = "application/problem+json", headers(("Retry-After" = u64)))]
     Unavailable(Problem),
 }
+
+/// Errors of the key-value routes that read.
+#[derive(IntoResponses)]
+pub enum KvReadErrors {
+    /// Invalid bucket name, key, pattern or parameter.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// The bucket does not exist (`bucket_not_found`), or the key has no value (`key_not_found`: never written, deleted or purged).
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// JetStream is unavailable; retry later.
+    #[response(status = 503, content_type = "application/problem+json", headers(("Retry-After" = u64)))]
+    Unavailable(Problem),
+    /// JetStream did not answer in time.
+    #[response(status = 504, content_type = "application/problem+json")]
+    Timeout(Problem),
+}
+
+/// Errors of the key-value routes that write a key.
+#[derive(IntoResponses)]
+pub enum KvWriteErrors {
+    /// Invalid bucket name, key, TTL or conditional header; a TTL on a bucket without `limit_marker_ttl`.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// The bucket does not exist.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// `If-Match` or `If-None-Match` did not hold: the detail says the key's current revision. Nothing was written.
+    #[response(status = 412, content_type = "application/problem+json")]
+    PreconditionFailed(Problem),
+    /// The value is larger than the body limit or the bucket's `max_value_size`.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// JetStream is unavailable; retry later.
+    #[response(status = 503, content_type = "application/problem+json", headers(("Retry-After" = u64)))]
+    Unavailable(Problem),
+    /// No answer in time: the write may or may not be stored; read the key to see.
+    #[response(status = 504, content_type = "application/problem+json")]
+    Timeout(Problem),
+}

@@ -7,6 +7,7 @@ pub mod console;
 pub mod consumers;
 pub mod counters;
 pub mod health;
+pub mod kv;
 pub mod messages;
 pub mod publish;
 pub mod schedules;
@@ -74,6 +75,17 @@ pub fn v1_routes(limits: &Limits) -> OpenApiRouter<AppState> {
             routes!(counters::increment_counter, counters::get_counter),
             SMALL_BODY,
         ))
+        .routes(routes!(kv::list_buckets))
+        .merge(limited(
+            routes!(kv::put_bucket, kv::get_bucket, kv::delete_bucket),
+            SMALL_BODY,
+        ))
+        .routes(routes!(kv::list_keys))
+        .merge(limited(
+            routes!(kv::get_key, kv::put_key, kv::delete_key),
+            limits.max_body,
+        ))
+        .routes(routes!(kv::get_key_history))
         .merge(limited(
             routes!(
                 schedules::put_schedule,

@@ -7,6 +7,7 @@
 
 pub mod consumers;
 pub mod errors;
+pub mod kv;
 pub mod messages;
 pub mod publish;
 pub mod pull;

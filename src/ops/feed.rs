@@ -60,7 +60,16 @@ enum Mode {
         principal: Principal,
     },
     Live(Box<Live>),
+    /// An ordered replay whose messages are shown by a function of the operation that started
+    /// it (a key-value watch shows entries); a message it shows as nothing is skipped.
+    Mapped {
+        replay: Box<Replay>,
+        show: ShowFn,
+    },
 }
+
+/// How a [`Tail::shown`] subscription shows a message.
+pub type ShowFn = Arc<dyn Fn(Message) -> Option<Shown> + Send + Sync>;
 
 impl Tail {
     /// Starts the deliveries `spec` describes for `principal` (whose read permission and
@@ -122,6 +131,15 @@ impl Tail {
         Ok(Self(Mode::Live(Box::new(live))))
     }
 
+    /// Deliveries of an ordered replay of its own, each message shown by `show` (no feed: the
+    /// replay's messages are not stream messages as subscribers see them).
+    pub fn mapped(replay: Replay, show: ShowFn) -> Self {
+        Self(Mode::Mapped {
+            replay: Box::new(replay),
+            show,
+        })
+    }
+
     /// The next event. `want` is how many messages the caller could take now (its credit); it
     /// sizes pulls from a consumer of the subscription's own.
     pub async fn next(&mut self, want: usize) -> Result<Event, ApiError> {
@@ -137,6 +155,17 @@ impl Tail {
                 replay::Event::CaughtUp { seq } => Event::CaughtUp { seq },
             }),
             Mode::Live(live) => live.next(want).await,
+            Mode::Mapped { replay, show } => loop {
+                match Box::pin(replay.next(want)).await? {
+                    replay::Event::Message(message) => {
+                        if let Some(shown) = show(*message) {
+                            return Ok(Event::Message(Arc::new(shown)));
+                        }
+                    }
+                    replay::Event::Gap { from, to } => return Ok(Event::Gap { from, to }),
+                    replay::Event::CaughtUp { seq } => return Ok(Event::CaughtUp { seq }),
+                }
+            },
         }
     }
 
@@ -144,7 +173,9 @@ impl Tail {
     /// feed (the last subscriber to leave stops it).
     pub async fn close(self) {
         match self.0 {
-            Mode::Durable { replay, .. } => Box::pin(replay.close()).await,
+            Mode::Durable { replay, .. } | Mode::Mapped { replay, .. } => {
+                Box::pin(replay.close()).await;
+            }
             Mode::Live(mut live) => {
                 if let Some(own) = live.own.take() {
                     Box::pin(own.close()).await;

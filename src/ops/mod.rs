@@ -9,6 +9,7 @@ pub mod consumers;
 pub mod counters;
 pub mod feed;
 pub mod gauges;
+pub mod kv;
 pub mod messages;
 pub mod names;
 pub mod publish;

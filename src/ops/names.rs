@@ -73,6 +73,24 @@ validated!(
     validate::subject_filter
 );
 
+validated!(
+    /// A key-value bucket name.
+    BucketName,
+    validate::bucket
+);
+
+validated!(
+    /// A key of a key-value bucket (no wildcards).
+    Key,
+    |text| validate::key(text, false)
+);
+
+validated!(
+    /// A pattern of keys: a key whose tokens may be `*`, and whose last may be `>`.
+    KeyPattern,
+    |text| validate::key(text, true)
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -173,7 +173,7 @@ impl Subscription {
     }
 }
 
-fn replay_spec(
+pub fn replay_spec(
     state: &AppState,
     stream: &str,
     start: Start,

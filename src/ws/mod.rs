@@ -9,6 +9,7 @@
 //! permits from the moment it is queued until it is written, so a client that stops reading
 //! stops its subscriptions and never grows the gateway's memory.
 
+pub mod kv;
 pub mod protocol;
 
 use std::collections::HashMap;
@@ -48,6 +49,7 @@ pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
     utoipa_axum::router::OpenApiRouter::new()
         .routes(utoipa_axum::routes!(stream_websocket))
         .routes(utoipa_axum::routes!(multiplexed_websocket))
+        .routes(utoipa_axum::routes!(kv::kv_websocket))
 }
 
 /// Initial read buffer of a WebSocket.

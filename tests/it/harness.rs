@@ -576,6 +576,23 @@ impl TestApp {
         .await
     }
 
+    /// Waits until stream `name` has a leader and current replicas (on a cluster, a publish
+    /// before that finds no responders).
+    pub async fn wait_for_stream_leader(&self, name: &str) {
+        eventually(
+            &format!("stream {name} to have a leader and current replicas"),
+            Duration::from_secs(30),
+            || async {
+                let mut handle = self.js.get_stream(name).await.ok()?;
+                let info = handle.info().await.ok()?;
+                let cluster = info.cluster.as_ref()?;
+                (cluster.leader.is_some() && cluster.replicas.iter().all(|r| r.current))
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+
     /// Creates a stream directly with async-nats, with as many replicas as the topology has
     /// nodes unless the config says otherwise.
     pub async fn create_stream_with(
@@ -594,19 +611,7 @@ impl TestApp {
                 Ok(stream) => {
                     // On a cluster the stream takes a moment to elect its leader: a publish before
                     // that finds no responders.
-                    let name = config.name.clone();
-                    eventually(
-                        &format!("stream {name} to have a leader and current replicas"),
-                        Duration::from_secs(30),
-                        || async {
-                            let mut handle = self.js.get_stream(&name).await.ok()?;
-                            let info = handle.info().await.ok()?;
-                            let cluster = info.cluster.as_ref()?;
-                            (cluster.leader.is_some() && cluster.replicas.iter().all(|r| r.current))
-                                .then_some(())
-                        },
-                    )
-                    .await;
+                    self.wait_for_stream_leader(&config.name).await;
                     self.wait_for_publishable(&config).await;
                     return stream;
                 }

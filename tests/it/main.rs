@@ -9,6 +9,7 @@ mod browser;
 #[allow(dead_code, reason = "not every helper is used by every test file")]
 mod harness;
 mod isolation;
+mod kv;
 mod layers;
 mod pinned;
 mod publish;

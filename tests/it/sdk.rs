@@ -303,8 +303,8 @@ async fn generated_typescript_client_type_checks_and_runs_the_example_with_auth_
     assert_eq!(stored[0].payload.as_ref(), (0..=255u8).collect::<Vec<u8>>());
 }
 
-/// A stream and a consumer with the names the document's examples use (`ORDERS`, `workers`,
-/// subjects `orders.…`), so that generated requests reach real resources as well as missing ones.
+/// A stream, a consumer and a bucket with the names the document's examples use (`ORDERS`,
+/// `workers`, subjects `orders.…`, bucket `flags`), so that generated requests reach real resources as well as missing ones.
 async fn arrange_examples(app: &TestApp, token: &str) {
     let put = |path: &str, body: Value| {
         app.http
@@ -327,6 +327,22 @@ async fn arrange_examples(app: &TestApp, token: &str) {
         .await
         .unwrap();
     json(published, 201).await;
+    json(
+        put("/v1/kv/flags", serde_json::json!({"history": 5}))
+            .await
+            .unwrap(),
+        201,
+    )
+    .await;
+    let flag = app
+        .http
+        .put(app.url("/v1/kv/flags/keys/checkout.new_flow"))
+        .bearer_auth(token)
+        .body(r#"{"enabled":true}"#)
+        .send()
+        .await
+        .unwrap();
+    json(flag, 200).await;
     let consumer = serde_json::json!({"ack_wait": "30s"});
     json(
         put("/v1/streams/ORDERS/consumers/workers", consumer)

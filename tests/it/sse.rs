@@ -18,10 +18,10 @@ const STREAM: &str = "ORDERS";
 
 /// One block of an event stream (the lines up to a blank line).
 #[derive(Debug, Default, Clone, PartialEq)]
-struct SseBlock {
-    event: Option<String>,
-    id: Option<String>,
-    data: Vec<String>,
+pub(crate) struct SseBlock {
+    pub(crate) event: Option<String>,
+    pub(crate) id: Option<String>,
+    pub(crate) data: Vec<String>,
     /// Comment lines (`:` …), without the colon.
     comments: Vec<String>,
 }
@@ -32,25 +32,25 @@ impl SseBlock {
     }
 
     /// The event type as `EventSource` sees it (`message` when unnamed).
-    fn kind(&self) -> &str {
+    pub(crate) fn kind(&self) -> &str {
         self.event.as_deref().unwrap_or("message")
     }
 
     /// The data lines as one JSON document.
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         let data = self.data.join("\n");
         serde_json::from_str(&data).unwrap_or_else(|err| panic!("data is not JSON ({err}): {data}"))
     }
 }
 
 /// Reads an open `text/event-stream` response block by block.
-struct SseReader {
+pub(crate) struct SseReader {
     body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
     buffer: String,
 }
 
 impl SseReader {
-    fn new(response: reqwest::Response) -> Self {
+    pub(crate) fn new(response: reqwest::Response) -> Self {
         Self {
             body: Box::pin(response.bytes_stream()),
             buffer: String::new(),
@@ -82,7 +82,7 @@ impl SseReader {
     }
 
     /// The next event, skipping keep-alive comments.
-    async fn next_event(&mut self) -> SseBlock {
+    pub(crate) async fn next_event(&mut self) -> SseBlock {
         let deadline = Instant::now() + READ_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -95,7 +95,7 @@ impl SseReader {
     }
 
     /// Events up to and including the first of type `kind`.
-    async fn until_kind(&mut self, kind: &str) -> Vec<SseBlock> {
+    pub(crate) async fn until_kind(&mut self, kind: &str) -> Vec<SseBlock> {
         let mut events = Vec::new();
         loop {
             let event = self.next_event().await;
