@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::harness::{
-    BinarySurface, NatsServer, eventually, free_tcp_port, installed_tool, jetway_command,
+    BinarySurface, NatsServer, eventually, free_tcp_port, installed_tool, jetway_server_command,
     repo_root, run_jetway,
 };
 
@@ -252,7 +252,8 @@ async fn image_healthcheck_passes_while_jetway_serves_and_fails_once_it_is_gone(
     let server = NatsServer::start().await;
     let port = free_tcp_port();
     let env = image_env(port);
-    let mut command = jetway_command();
+    let logs = tempfile::TempDir::new().unwrap();
+    let mut command = jetway_server_command(&logs.path().join("jetway.log"));
     command
         .envs(env.iter().map(|(k, v)| (k, v)))
         .args(["--no-auth", "--nats-url", &server.url()]);
@@ -287,7 +288,8 @@ async fn healthcheck_on_readyz_fails_with_the_reason_while_nats_is_unreachable()
     let port = free_tcp_port();
     let listen = format!("127.0.0.1:{port}");
     let nats = format!("nats://127.0.0.1:{}", free_tcp_port());
-    let mut command = jetway_command();
+    let logs = tempfile::TempDir::new().unwrap();
+    let mut command = jetway_server_command(&logs.path().join("jetway.log"));
     command.args(["--no-auth", "--listen", &listen, "--nats-url", &nats]);
     let _child = command.spawn().expect("spawn jetway");
     let http = reqwest::Client::new();

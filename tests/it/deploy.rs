@@ -16,7 +16,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use crate::harness::{
-    BinarySurface, NatsServer, eventually, free_tcp_port, installed_tool, jetway_command,
+    BinarySurface, NatsServer, eventually, free_tcp_port, installed_tool, jetway_server_command,
     repo_root, run_jetway,
 };
 
@@ -821,15 +821,19 @@ async fn dev_overlay_configuration_and_secrets_start_the_binary_ready_with_r3_st
     let config = dir.path().join("jetway.toml");
     std::fs::write(&config, toml).unwrap();
     let listen = format!("127.0.0.1:{}", free_tcp_port());
-    let mut command = jetway_command();
+    let log = dir.path().join("jetway.log");
+    let mut command = jetway_server_command(&log);
     command
         .args(["--config", config.to_str().unwrap()])
         .envs(&env)
         // Only where it runs differs from the pod: a loopback port and the test cluster.
         .env("JETWAY_LISTEN", &listen)
         .env("JETWAY_NATS_URL", cluster.urls().join(","));
-    let child = command.spawn().expect("spawn jetway");
-    let http = reqwest::Client::new();
+    let mut child = command.spawn().expect("spawn jetway");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
     let probe = |p: &str| {
         format!(
             "http://{listen}{}",
@@ -892,14 +896,14 @@ async fn dev_overlay_configuration_and_secrets_start_the_binary_ready_with_r3_st
             .unwrap()
             .success()
     );
-    let output = tokio::time::timeout(Duration::from_secs(grace - pause), child.wait_with_output())
+    let status = tokio::time::timeout(Duration::from_secs(grace - pause), child.wait())
         .await
         .expect("jetway exits within the grace period after the preStop pause")
         .unwrap();
     assert!(
-        output.status.success(),
+        status.success(),
         "{}",
-        String::from_utf8_lossy(&output.stderr)
+        std::fs::read_to_string(&log).unwrap_or_default()
     );
     println!(
         "dev overlay config: ready, ORDERS R3, exited {:?} after SIGTERM (grace {grace}s, \

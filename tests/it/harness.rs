@@ -872,6 +872,16 @@ pub fn jetway_command() -> tokio::process::Command {
     command
 }
 
+/// The jetway binary as a long-running server whose stdout and stderr go to `log` (truncated):
+/// a pipe nobody reads until the end would fill with its logs and stop it mid-test.
+pub fn jetway_server_command(log: &std::path::Path) -> tokio::process::Command {
+    let mut command = jetway_command();
+    let file = std::fs::File::create(log).expect("create the log file");
+    let copy = file.try_clone().expect("clone the log file");
+    command.stdout(Stdio::from(file)).stderr(Stdio::from(copy));
+    command
+}
+
 /// Runs the binary to completion (20 s at most) and answers (exit code, stdout, stderr).
 pub async fn run_jetway(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
     let mut command = jetway_command();
