@@ -336,11 +336,8 @@ impl ServerFrame {
     /// The text of a `msg` frame for a message already rendered as a JSON object (shared by
     /// every subscriber of a feed): the same text as [`ServerFrame::Msg`]'s, without rendering
     /// the message again for each socket.
-    pub fn msg_text(sub: Option<&str>, message_json: &[u8]) -> String {
-        let fields = message_json
-            .strip_prefix(b"{")
-            .and_then(|rest| std::str::from_utf8(rest).ok())
-            .unwrap_or("}");
+    pub fn msg_text(sub: Option<&str>, message_json: &str) -> String {
+        let fields = message_json.strip_prefix('{').unwrap_or("}");
         let sub = sub.map(|sub| serde_json::to_string(sub).unwrap_or_default());
         let mut text =
             String::with_capacity(16 + fields.len() + sub.as_ref().map_or(0, |s| s.len() + 8));
@@ -395,7 +392,7 @@ mod tests {
             size: 0,
             raw: None,
         };
-        let json = serde_json::to_vec(&message).unwrap();
+        let json = message.to_json();
         for sub in [None, Some("live \"1\"")] {
             let frame = ServerFrame::Msg {
                 sub: sub.map(str::to_owned),
