@@ -823,7 +823,9 @@ fn close_marker(code: u16, reason: &str) -> String {
     format!("\u{0}close:{code}:{reason}")
 }
 
-/// Takes events from the subscription while credit and budget allow, and queues their frames.
+/// Takes events from the subscription while credit and budget allow, and queues their frames:
+/// with the first event, those already at hand (up to [`FRAMES_PER_PUSH`] or
+/// [`WRITE_BUFFER`] bytes), which the writer then writes with one flush.
 async fn feed(
     replay: &mut Tail,
     sub: Option<&str>,
@@ -835,42 +837,73 @@ async fn feed(
     loop {
         let want = credit.map_or(batch, |c| c.available_permits().clamp(1, batch));
         let event = replay.next(want).await?;
-        let frame: Out = match event {
-            Event::Message(shown) => {
-                if let Some(credit) = credit {
-                    if credit.available_permits() == 0 {
-                        metrics.ws_credit_stall();
-                    }
-                    // One credit per message; granted by the client with `credit` ops.
-                    match credit.acquire().await {
-                        Ok(permit) => permit.forget(),
-                        Err(_) => return Ok(()),
-                    }
-                }
-                // Rendered once per message (per feed when shared), framed per socket.
-                match &shown.binary {
-                    Some(binary) => Out::Binary(ServerFrame::msg_binary(sub, binary)),
-                    None => Out::Text(ServerFrame::msg_text(sub, &shown.json)),
-                }
-            }
-            Event::Gap { from, to } => ServerFrame::Gap {
-                sub: sub.map(str::to_owned),
-                from,
-                to,
-            }
-            .to_text()
-            .into(),
-            Event::CaughtUp { seq } => ServerFrame::CaughtUp {
-                sub: sub.map(str::to_owned),
-                seq,
-            }
-            .to_text()
-            .into(),
+        let Some(first) = frame(event, sub, credit, metrics).await else {
+            return Ok(());
         };
-        if !queue.push(frame).await {
+        let mut bytes = first.len();
+        let mut more = Vec::new();
+        while more.len() + 1 < FRAMES_PER_PUSH
+            && bytes < WRITE_BUFFER
+            && credit.is_none_or(|c| c.available_permits() > 0)
+        {
+            let Some(event) = replay.ready(want) else {
+                break;
+            };
+            let Some(frame) = frame(event, sub, credit, metrics).await else {
+                return Ok(());
+            };
+            bytes += frame.len();
+            more.push(frame);
+        }
+        let out = if more.is_empty() {
+            first
+        } else {
+            more.insert(0, first);
+            Out::Many(more)
+        };
+        if !queue.push(out).await {
             return Ok(());
         }
     }
+}
+
+/// The frame of one event for subscription `sub`, once the client's credit allows a message
+/// (`None` when the subscription ended while waiting for credit).
+async fn frame(
+    event: Event,
+    sub: Option<&str>,
+    credit: Option<&Semaphore>,
+    metrics: &crate::metrics::Metrics,
+) -> Option<Out> {
+    Some(match event {
+        Event::Message(shown) => {
+            if let Some(credit) = credit {
+                if credit.available_permits() == 0 {
+                    metrics.ws_credit_stall();
+                }
+                // One credit per message; granted by the client with `credit` ops.
+                credit.acquire().await.ok()?.forget();
+            }
+            // Rendered once per message (per feed when shared), framed per socket.
+            match &shown.binary {
+                Some(binary) => Out::Binary(ServerFrame::msg_binary(sub, binary)),
+                None => Out::Text(ServerFrame::msg_text(sub, &shown.json)),
+            }
+        }
+        Event::Gap { from, to } => ServerFrame::Gap {
+            sub: sub.map(str::to_owned),
+            from,
+            to,
+        }
+        .to_text()
+        .into(),
+        Event::CaughtUp { seq } => ServerFrame::CaughtUp {
+            sub: sub.map(str::to_owned),
+            seq,
+        }
+        .to_text()
+        .into(),
+    })
 }
 
 /// Writes queued frames and pings until the session ends; closes with 1001 on shutdown.
