@@ -126,13 +126,30 @@ impl AckTarget {
     /// `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>` and
     /// `$JS.ACK.<domain>.<account hash>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>[.<token>…]`.
     pub fn parse(subject: &str) -> Option<Self> {
-        let tokens: Vec<&str> = subject.split('.').collect();
-        if tokens.len() < 9 || tokens[0] != "$JS" || tokens[1] != "ACK" {
+        // Every delivered message is parsed here: the tokens are counted and the first eleven
+        // kept in place, without collecting them.
+        let mut tokens = [""; 11];
+        let mut count = 0;
+        let mut start = 0;
+        for (at, byte) in subject.bytes().enumerate() {
+            if byte == b'.' {
+                if let Some(slot) = tokens.get_mut(count) {
+                    *slot = &subject[start..at];
+                }
+                count += 1;
+                start = at + 1;
+            }
+        }
+        if let Some(slot) = tokens.get_mut(count) {
+            *slot = &subject[start..];
+        }
+        count += 1;
+        if count < 9 || tokens[0] != "$JS" || tokens[1] != "ACK" {
             return None;
         }
-        let offset = if tokens.len() == 9 {
+        let offset = if count == 9 {
             2
-        } else if tokens.len() >= 11 {
+        } else if count >= 11 {
             4
         } else {
             return None;

@@ -99,7 +99,7 @@ pub struct Shown {
     /// Its stream sequence.
     pub seq: u64,
     /// The message as a JSON object (empty for a binary one).
-    pub json: Bytes,
+    pub json: String,
     /// The binary frame of a message that carries its payload as it is (see
     /// [`binary_frame`]), without a subscription id.
     pub binary: Option<Bytes>,
@@ -110,17 +110,13 @@ impl Shown {
         if let Some(raw) = &message.raw {
             return Self {
                 seq: message.seq,
-                json: Bytes::new(),
+                json: String::new(),
                 binary: Some(binary_frame(message, raw)),
             };
         }
-        let json = serde_json::to_vec(message).unwrap_or_else(|err| {
-            tracing::error!(error = %err, msg.seq = message.seq, "message not renderable as JSON");
-            b"{}".to_vec()
-        });
         Self {
             seq: message.seq,
-            json: Bytes::from(json),
+            json: message.to_json(),
             binary: None,
         }
     }
@@ -534,7 +530,7 @@ mod tests {
             seq - 1,
             Shown {
                 seq,
-                json: Bytes::from(vec![b'x'; bytes]),
+                json: "x".repeat(bytes),
                 binary: None,
             },
         )

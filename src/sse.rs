@@ -193,8 +193,9 @@ fn events(
                 Ok(Event::Message(shown)) => {
                     metrics.sse_sent();
                     // Rendered once per message (per feed when shared).
-                    let data = std::str::from_utf8(&shown.json).unwrap_or_default();
-                    SseEvent::default().id(shown.seq.to_string()).data(data)
+                    SseEvent::default()
+                        .id(shown.seq.to_string())
+                        .data(&shown.json)
                 }
                 Ok(Event::CaughtUp { seq }) => SseEvent::default()
                     .event("caught_up")

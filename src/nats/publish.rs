@@ -65,9 +65,14 @@ pub struct Outgoing {
 impl Outgoing {
     /// Starts a message to a validated publish subject.
     pub fn new(subject: &str, payload: Bytes) -> Result<Self, ApiError> {
-        crate::validate::publish_subject(subject)?;
+        Self::from_subject(subject.to_owned(), payload)
+    }
+
+    /// [`Outgoing::new`] for a subject the caller already holds as its own string.
+    pub fn from_subject(subject: String, payload: Bytes) -> Result<Self, ApiError> {
+        crate::validate::publish_subject(&subject)?;
         Ok(Self {
-            subject: subject.to_owned(),
+            subject,
             headers: HeaderMap::new(),
             payload,
             checks: Checks::default(),

@@ -25,7 +25,7 @@
 use std::time::Duration;
 
 use async_nats::Subscriber;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::time::Instant;
 
 use super::Nats;
@@ -184,17 +184,23 @@ impl Pull {
     /// request, owed messages are awaited for the grace period instead.
     pub async fn next(&mut self, idle: Duration) -> PullEvent {
         loop {
-            if self.finished {
-                return PullEvent::End(PullEnd::Done);
+            if let Some(end) = self.over() {
+                return PullEvent::End(end);
             }
-            if let Some(owed) = self.owed
-                && self.received >= owed
-            {
-                self.finished = true;
-                return PullEvent::End(self.end.take().unwrap_or(PullEnd::Done));
-            }
-            let deadline = self.grace_until.unwrap_or_else(|| Instant::now() + idle);
-            let reply = match tokio::time::timeout_at(deadline, self.replies.next()).await {
+            // While a pull streams in, the next reply is usually there already: take it without
+            // reading the clock or arming a timer.
+            let ready = match self.replies.next().now_or_never() {
+                Some(Some(reply)) => Some(reply),
+                _ => None,
+            };
+            let waited = match ready {
+                Some(reply) => Ok(Some(reply)),
+                None => {
+                    let deadline = self.grace_until.unwrap_or_else(|| Instant::now() + idle);
+                    tokio::time::timeout_at(deadline, self.replies.next()).await
+                }
+            };
+            let reply = match waited {
                 Ok(Some(reply)) => reply,
                 Ok(None) => {
                     self.finished = true;
@@ -219,40 +225,75 @@ impl Pull {
                     )));
                 }
             };
-            let Some(status) = reply.status else {
-                let Some(target) = reply.reply.as_ref().and_then(|r| AckTarget::parse(r)) else {
-                    continue;
-                };
-                self.received += 1;
-                if self.received >= self.batch {
-                    self.owed = Some(self.batch);
-                }
-                return PullEvent::Message(Box::new(reply), target);
-            };
-            let code = status.as_u16();
-            if code == 100 {
-                continue; // idle heartbeat
-            }
-            let description = reply.description.clone().unwrap_or_default();
-            let pending = reply
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(PENDING_MESSAGES))
-                .and_then(|v| v.as_str().trim().parse::<i64>().ok())
-                .map(|p| usize::try_from(p.max(0)).unwrap_or(usize::MAX));
-            let (end, more_may_come) = classify(code, &description);
-            let owed = match pending {
-                Some(pending) if more_may_come => self.batch.saturating_sub(pending),
-                _ => self.received,
-            };
-            self.owed = Some(owed.max(self.received));
-            if self.end.is_none() {
-                self.end = Some(end);
-            }
-            if owed > self.received {
-                self.grace_until = Some(Instant::now() + self.grace);
+            if let Some(message) = self.take(reply) {
+                return message;
             }
         }
+    }
+
+    /// The next message if one has arrived already, without waiting; `None` when nothing has
+    /// (or the pull is over: [`Pull::next`] says how it ended). Statuses that arrived first are
+    /// taken into account as [`Pull::next`] does.
+    pub fn ready(&mut self) -> Option<PullEvent> {
+        loop {
+            if self.finished || self.owed.is_some_and(|owed| self.received >= owed) {
+                return None;
+            }
+            let reply = self.replies.next().now_or_never()??;
+            if let Some(message) = self.take(reply) {
+                return Some(message);
+            }
+        }
+    }
+
+    /// How the pull ended, once it did.
+    fn over(&mut self) -> Option<PullEnd> {
+        if self.finished {
+            return Some(PullEnd::Done);
+        }
+        if let Some(owed) = self.owed
+            && self.received >= owed
+        {
+            self.finished = true;
+            return Some(self.end.take().unwrap_or(PullEnd::Done));
+        }
+        None
+    }
+
+    /// Takes one reply in: a message is returned, a status or heartbeat is recorded.
+    fn take(&mut self, reply: async_nats::Message) -> Option<PullEvent> {
+        let Some(status) = reply.status else {
+            let target = reply.reply.as_ref().and_then(|r| AckTarget::parse(r))?;
+            self.received += 1;
+            if self.received >= self.batch {
+                self.owed = Some(self.batch);
+            }
+            return Some(PullEvent::Message(Box::new(reply), target));
+        };
+        let code = status.as_u16();
+        if code == 100 {
+            return None; // idle heartbeat
+        }
+        let description = reply.description.clone().unwrap_or_default();
+        let pending = reply
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(PENDING_MESSAGES))
+            .and_then(|v| v.as_str().trim().parse::<i64>().ok())
+            .map(|p| usize::try_from(p.max(0)).unwrap_or(usize::MAX));
+        let (end, more_may_come) = classify(code, &description);
+        let owed = match pending {
+            Some(pending) if more_may_come => self.batch.saturating_sub(pending),
+            _ => self.received,
+        };
+        self.owed = Some(owed.max(self.received));
+        if self.end.is_none() {
+            self.end = Some(end);
+        }
+        if owed > self.received {
+            self.grace_until = Some(Instant::now() + self.grace);
+        }
+        None
     }
 }
 

@@ -147,23 +147,38 @@ impl Tail {
         // boxed: every open subscription's task is as large as its largest future, and most
         // subscriptions only wait on their feed.
         match &mut self.0 {
-            Mode::Durable { replay, principal } => Ok(match Box::pin(replay.next(want)).await? {
-                replay::Event::Message(message) => {
-                    Event::Message(Arc::new(show(principal, *message)))
-                }
-                replay::Event::Gap { from, to } => Event::Gap { from, to },
-                replay::Event::CaughtUp { seq } => Event::CaughtUp { seq },
-            }),
+            Mode::Durable { replay, principal } => {
+                let event = match replay.ready(want) {
+                    Some(event) => event,
+                    None => Box::pin(replay.next(want)).await?,
+                };
+                Ok(durable_event(principal, event))
+            }
             Mode::Live(live) => live.next(want).await,
             Mode::Mapped { replay, show } => loop {
-                match Box::pin(replay.next(want)).await? {
-                    replay::Event::Message(message) => {
-                        if let Some(shown) = show(*message) {
-                            return Ok(Event::Message(Arc::new(shown)));
-                        }
-                    }
-                    replay::Event::Gap { from, to } => return Ok(Event::Gap { from, to }),
-                    replay::Event::CaughtUp { seq } => return Ok(Event::CaughtUp { seq }),
+                let event = match replay.ready(want) {
+                    Some(event) => event,
+                    None => Box::pin(replay.next(want)).await?,
+                };
+                if let Some(event) = mapped_event(show, event) {
+                    return Ok(event);
+                }
+            },
+        }
+    }
+
+    /// The next event if it is at hand without waiting (see [`Replay::ready`]): only while the
+    /// subscription reads through a consumer of its own, before it is caught up. `None` when
+    /// [`Tail::next`] has to be called.
+    pub fn ready(&mut self, want: usize) -> Option<Event> {
+        match &mut self.0 {
+            Mode::Durable { replay, principal } => {
+                Some(durable_event(principal, replay.ready(want)?))
+            }
+            Mode::Live(live) => live.ready(want),
+            Mode::Mapped { replay, show } => loop {
+                if let Some(event) = mapped_event(show, replay.ready(want)?) {
+                    return Some(event);
                 }
             },
         }
@@ -183,6 +198,24 @@ impl Tail {
             }
         }
     }
+}
+
+/// An event of a durable consumer's replay, as the subscriber sees it.
+fn durable_event(principal: &Principal, event: replay::Event) -> Event {
+    match event {
+        replay::Event::Message(message) => Event::Message(Arc::new(show(principal, *message))),
+        replay::Event::Gap { from, to } => Event::Gap { from, to },
+        replay::Event::CaughtUp { seq } => Event::CaughtUp { seq },
+    }
+}
+
+/// An event of a mapped replay; `None` for a message its function shows as nothing.
+fn mapped_event(show: &ShowFn, event: replay::Event) -> Option<Event> {
+    Some(match event {
+        replay::Event::Message(message) => Event::Message(Arc::new(show(*message)?)),
+        replay::Event::Gap { from, to } => Event::Gap { from, to },
+        replay::Event::CaughtUp { seq } => Event::CaughtUp { seq },
+    })
 }
 
 fn show(principal: &Principal, mut message: Message) -> Shown {
@@ -255,14 +288,20 @@ impl Live {
             }
             if self.own.is_some() {
                 self.join_when_due();
-                Box::pin(self.feed_started()).await;
+                if self.feed_starting() {
+                    Box::pin(self.feed_started()).await;
+                }
                 if self.hand_over() {
                     continue;
                 }
                 let Some(own) = self.own.as_mut() else {
                     continue;
                 };
-                let event = Box::pin(own.next(want)).await?;
+                // What has arrived is taken without a future (boxed, as large as a recovery).
+                let event = match own.ready(want) {
+                    Some(event) => event,
+                    None => Box::pin(own.next(want)).await?,
+                };
                 self.take_own(event);
                 continue;
             }
@@ -325,6 +364,20 @@ impl Live {
         }
     }
 
+    /// See [`Tail::ready`]. Once the own consumer is caught up (it may hand over to the feed),
+    /// or while following the feed, every event goes through [`Live::next`].
+    fn ready(&mut self, want: usize) -> Option<Event> {
+        if let Some(event) = self.queue.pop_front() {
+            return Some(event);
+        }
+        if self.own_caught_up || self.rx.is_some() {
+            return None;
+        }
+        let event = self.own.as_mut()?.ready(want)?;
+        self.take_own(event);
+        self.queue.pop_front()
+    }
+
     /// Records what the own consumer delivered and queues it for the caller.
     fn take_own(&mut self, event: replay::Event) {
         match event {
@@ -370,6 +423,15 @@ impl Live {
         if let Some(member) = &self.member {
             self.rx = Some(member.hub.subscribe().0);
         }
+    }
+
+    /// Whether the feed just joined is still starting ([`Live::feed_started`] waits for it).
+    fn feed_starting(&self) -> bool {
+        self.rx.is_some()
+            && self
+                .member
+                .as_ref()
+                .is_some_and(|member| member.hub.phase() == Phase::Starting)
     }
 
     /// Waits (bounded) for a feed just joined to start, so that a subscription at the feed's

@@ -591,10 +591,10 @@ pub async fn watch(
             value: put.then_some(message.data),
             encoding: put.then_some(message.encoding),
         };
-        let json = serde_json::to_vec(&entry).ok()?;
+        let json = serde_json::to_string(&entry).ok()?;
         Some(Shown {
             seq: entry.revision,
-            json: Bytes::from(json),
+            json,
             binary: None,
         })
     });

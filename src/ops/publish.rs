@@ -56,9 +56,89 @@ pub struct BatchItem {
 
 impl BatchItem {
     /// The message this item describes, validated.
-    pub fn into_outgoing(self) -> Result<Outgoing, ApiError> {
+    pub fn into_outgoing(mut self) -> Result<Outgoing, ApiError> {
+        let data = match self.data.take() {
+            None => None,
+            Some(serde_json::Value::String(text)) => Some(ItemData::Text(Bytes::from(text))),
+            Some(value) => Some(ItemData::Json(Bytes::from(
+                serde_json::to_vec(&value).map_err(|e| ApiError::internal("encode data", e))?,
+            ))),
+        };
+        self.as_ref(data).into_outgoing()
+    }
+
+    /// The item with its `data` already rendered.
+    fn as_ref(&self, data: Option<ItemData>) -> ItemRef<'_> {
+        ItemRef {
+            subject: &self.subject,
+            data,
+            data_base64: self.data_base64.as_deref(),
+            content_type: self.content_type.as_deref(),
+            headers: &self.headers,
+            idempotency_key: self.idempotency_key.as_deref(),
+            expected_stream: self.expected_stream.as_deref(),
+            expected_last_sequence: self.expected_last_sequence,
+            expected_last_subject_sequence: self.expected_last_subject_sequence,
+            expected_last_msg_id: self.expected_last_msg_id.as_deref(),
+            ttl: self.ttl.as_deref(),
+        }
+    }
+}
+
+/// A [`BatchItem`]'s `data`, rendered as the payload it stands for.
+#[derive(Debug, Clone)]
+pub enum ItemData {
+    /// A string: its UTF-8 text.
+    Text(Bytes),
+    /// Any other JSON value, compact (stored with `Content-Type: application/json` unless the
+    /// item names another).
+    Json(Bytes),
+}
+
+/// A [`BatchItem`] borrowed from wherever a transport read it (a WebSocket `publish` op reads
+/// its strings in place): the same fields, checked by the same rules.
+#[derive(Debug, Clone)]
+pub struct ItemRef<'a> {
+    pub subject: &'a str,
+    pub data: Option<ItemData>,
+    pub data_base64: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+    pub headers: &'a std::collections::BTreeMap<String, String>,
+    pub idempotency_key: Option<&'a str>,
+    pub expected_stream: Option<&'a str>,
+    pub expected_last_sequence: Option<u64>,
+    pub expected_last_subject_sequence: Option<u64>,
+    pub expected_last_msg_id: Option<&'a str>,
+    pub ttl: Option<&'a str>,
+}
+
+impl<'a> ItemRef<'a> {
+    /// An item to `subject` with `headers` and nothing else.
+    pub fn new(subject: &'a str, headers: &'a std::collections::BTreeMap<String, String>) -> Self {
+        Self {
+            subject,
+            data: None,
+            data_base64: None,
+            content_type: None,
+            headers,
+            idempotency_key: None,
+            expected_stream: None,
+            expected_last_sequence: None,
+            expected_last_subject_sequence: None,
+            expected_last_msg_id: None,
+            ttl: None,
+        }
+    }
+
+    /// The message this item describes, validated, to the subject as it is.
+    fn into_outgoing(self) -> Result<Outgoing, ApiError> {
+        self.to_subject(self.subject.to_owned())
+    }
+
+    /// The message this item describes, validated, to `subject`.
+    fn to_subject(&self, subject: String) -> Result<Outgoing, ApiError> {
         let mut content_type = self.content_type;
-        let payload = match (self.data, self.data_base64) {
+        let payload = match (&self.data, self.data_base64) {
             (Some(_), Some(_)) => {
                 return Err(ApiError::InvalidBody(
                     "give 'data' or 'data_base64', not both".to_owned(),
@@ -68,25 +148,23 @@ impl BatchItem {
             (None, Some(encoded)) => Bytes::from(BASE64.decode(encoded.trim()).map_err(|err| {
                 ApiError::InvalidBody(format!("'data_base64' is not valid base64: {err}"))
             })?),
-            (Some(serde_json::Value::String(text)), None) => Bytes::from(text),
-            (Some(value), None) => {
-                content_type.get_or_insert_with(|| "application/json".to_owned());
-                Bytes::from(
-                    serde_json::to_vec(&value).map_err(|e| ApiError::internal("encode data", e))?,
-                )
+            (Some(ItemData::Text(text)), None) => text.clone(),
+            (Some(ItemData::Json(json)), None) => {
+                content_type.get_or_insert("application/json");
+                json.clone()
             }
         };
-        let mut message = Outgoing::new(&self.subject, payload)?;
+        let mut message = Outgoing::from_subject(subject, payload)?;
         if let Some(content_type) = content_type {
-            message.content_type(&content_type)?;
+            message.content_type(content_type)?;
         }
-        for (name, value) in &self.headers {
+        for (name, value) in self.headers {
             message.user_header(name, value)?;
         }
-        if let Some(key) = &self.idempotency_key {
+        if let Some(key) = self.idempotency_key {
             message.idempotency_key(key)?;
         }
-        if let Some(stream) = &self.expected_stream {
+        if let Some(stream) = self.expected_stream {
             message.expected_stream(stream)?;
         }
         if let Some(seq) = self.expected_last_sequence {
@@ -95,10 +173,10 @@ impl BatchItem {
         if let Some(seq) = self.expected_last_subject_sequence {
             message.expected_last_subject_sequence(seq)?;
         }
-        if let Some(id) = &self.expected_last_msg_id {
+        if let Some(id) = self.expected_last_msg_id {
             message.expected_last_msg_id(id)?;
         }
-        if let Some(ttl) = &self.ttl {
+        if let Some(ttl) = self.ttl {
             message.ttl(ttl)?;
         }
         Ok(message)
@@ -138,14 +216,16 @@ pub fn authorize_item(who: &Principal, mut item: BatchItem) -> Result<Outgoing, 
     item.into_outgoing()
 }
 
-/// Checks one item of a long-lived session (WebSocket `publish`), counted against the caller's
-/// publish rate, and builds its message; [`send`] publishes it.
+/// Checks one item of a long-lived session (WebSocket `publish`) as [`authorize_item`] does,
+/// counted against the caller's publish rate, and builds its message; [`start`] sends it.
 pub fn prepare_item(
     state: &AppState,
     who: &Principal,
-    item: BatchItem,
+    item: &ItemRef<'_>,
 ) -> Result<Outgoing, ApiError> {
-    let message = authorize_item(who, item)?;
+    let subject = Subject::parse(item.subject)?;
+    who.check_publish(&subject)?;
+    let message = item.to_subject(who.subject_in(&subject))?;
     state.publish_limiter.check(&who.id, 1)?;
     Ok(message)
 }

@@ -157,6 +157,9 @@ pub struct Replay {
     caught_up_at: Option<u64>,
     /// The pin this replay holds on a `pinned_client` consumer's group (from `Nats-Pin-Id`).
     pin: Option<String>,
+    /// A loss [`Replay::ready`] found (an ordered delivery gap), for [`Replay::next`] to
+    /// recover from.
+    loss: Option<ApiError>,
 }
 
 #[derive(serde::Deserialize)]
@@ -212,6 +215,7 @@ impl Replay {
             queue: VecDeque::new(),
             oversized: false,
             caught_up_at: None,
+            loss: None,
             spec,
         };
         let info = match replay.spec.consumer.clone() {
@@ -285,6 +289,7 @@ impl Replay {
             oversized: false,
             caught_up_at: None,
             pin: None,
+            loss: None,
             spec,
         };
         replay.create_ordered(start).await?;
@@ -458,14 +463,11 @@ impl Replay {
             if let Some(event) = self.queue.pop_front() {
                 return Ok(event);
             }
-            // Ask for more while the messages already on their way run low, if the caller
-            // can take more than that.
-            let expected: usize = self.pulls.iter().map(Pull::outstanding).sum();
-            let top_up = self.pulls.len() < 2
-                && !self.oversized
-                && expected < want
-                && expected <= self.spec.batch_messages / 2;
-            if (self.pulls.is_empty() || top_up)
+            if let Some(why) = self.loss.take() {
+                self.lost(why).await?;
+                continue;
+            }
+            if let Some(expected) = self.pull_due(want)
                 && let Err(err) = self.pull(want.saturating_sub(expected).max(1)).await
             {
                 self.lost(err).await?;
@@ -498,6 +500,43 @@ impl Replay {
             }
             self.accept(&reply, &target);
         }
+    }
+
+    /// The next event if it is at hand without waiting and without asking JetStream for more:
+    /// `None` when [`Replay::next`] has to be called (nothing arrived yet, a pull is due, a pull
+    /// ended or the replay has to recover). Taking what is there this way spares the caller a
+    /// future per message.
+    pub fn ready(&mut self, want: usize) -> Option<Event> {
+        loop {
+            if let Some(event) = self.queue.pop_front() {
+                return Some(event);
+            }
+            if self.loss.is_some() || self.pull_due(want).is_some() {
+                return None;
+            }
+            let PullEvent::Message(reply, target) = self.pulls.front_mut()?.ready()? else {
+                return None;
+            };
+            if target.consumer != self.consumer_name {
+                continue; // a late reply to a consumer already replaced
+            }
+            if self.spec.consumer.is_none() && target.consumer_seq != self.last_consumer_seq + 1 {
+                self.loss = Some(ApiError::Unavailable("ordered delivery gap".to_owned()));
+                return None;
+            }
+            self.accept(&reply, &target);
+        }
+    }
+
+    /// Whether to ask for more now, and how many messages are already on their way: more are
+    /// asked for while those run low, if the caller can take more than that.
+    fn pull_due(&self, want: usize) -> Option<usize> {
+        let expected: usize = self.pulls.iter().map(Pull::outstanding).sum();
+        let top_up = self.pulls.len() < 2
+            && !self.oversized
+            && expected < want
+            && expected <= self.spec.batch_messages / 2;
+        (self.pulls.is_empty() || top_up).then_some(expected)
     }
 
     /// Reacts to a lost pull: an ordered replay recreates its consumer; a durable one pulls

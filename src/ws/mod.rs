@@ -22,7 +22,7 @@ use axum::extract::ws::{
     CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code,
 };
 use axum::response::Response;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -35,10 +35,16 @@ use crate::ops;
 use crate::ops::authz::ConsumerGrants;
 use crate::ops::feed::{Event, Tail};
 use crate::ops::names::StreamName;
-use crate::ops::publish::BatchItem;
+use crate::ops::publish::{ItemData, ItemRef};
 use crate::ops::subscribe::{Subscription, SubscriptionQuery};
 use crate::state::AppState;
-use protocol::{ClientOp, ServerFrame};
+use protocol::{ClientOp, PublishData, PublishOp, ServerFrame};
+
+/// A publish whose PubAck arrived (or failed): the op's id and the outcome.
+type Settled = (String, Result<crate::nats::publish::Stored, ApiError>);
+
+/// Most frames queued for the writer at once (publish answers, or messages at hand).
+const FRAMES_PER_PUSH: usize = 64;
 
 /// Bytes of frames a socket gathers before writing them out (flushed as soon as its queue is
 /// empty, so a lone frame is never held back).
@@ -163,10 +169,12 @@ fn upgrade_required(rejection: WebSocketUpgradeRejection) -> ApiError {
     ))
 }
 
-/// What the writer sends: a JSON text frame or a binary `msg` frame.
+/// What the writer sends: a JSON text frame, a binary `msg` frame, or several frames queued
+/// at once (written one after the other and flushed together; never nested).
 enum Out {
     Text(String),
     Binary(bytes::Bytes),
+    Many(Vec<Out>),
 }
 
 impl Out {
@@ -174,6 +182,16 @@ impl Out {
         match self {
             Self::Text(text) => text.len(),
             Self::Binary(bytes) => bytes.len(),
+            Self::Many(frames) => frames.iter().map(Self::len).sum(),
+        }
+    }
+
+    /// The WebSocket message of a single frame (`None` for [`Out::Many`]).
+    fn into_message(self) -> Option<WsMessage> {
+        match self {
+            Self::Text(text) => Some(WsMessage::Text(Utf8Bytes::from(text))),
+            Self::Binary(bytes) => Some(WsMessage::Binary(bytes)),
+            Self::Many(_) => None,
         }
     }
 }
@@ -253,7 +271,7 @@ struct Session {
     /// Publishes awaiting their PubAck (and then queueing their answer), polled by the
     /// session's loop.
     publishes: futures::stream::FuturesUnordered<
-        std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+        std::pin::Pin<Box<dyn std::future::Future<Output = Settled> + Send>>,
     >,
     /// Cancelled when the session ends (any reason).
     done: CancellationToken,
@@ -409,7 +427,10 @@ impl Session {
             let next = tokio::select! {
                 () = self.done.cancelled() => break None,
                 () = &mut expired => break Some((close_code::POLICY, "token expired")),
-                Some(()) = self.publishes.next(), if !self.publishes.is_empty() => continue,
+                Some(settled) = self.publishes.next(), if !self.publishes.is_empty() => {
+                    self.answer(settled).await;
+                    continue;
+                }
                 next = tokio::time::timeout(idle, incoming.next()) => next,
             };
             match next {
@@ -428,7 +449,7 @@ impl Session {
                     };
                 }
                 Ok(Some(Ok(WsMessage::Text(text)))) => {
-                    if self.handle_text(text.as_str()).await {
+                    if self.handle_text(text).await {
                         break Some((close_code::NORMAL, "bye"));
                     }
                 }
@@ -449,7 +470,9 @@ impl Session {
         // A client that says `close` gets the answers of its publishes still in flight first
         // (each bounded by the publish timeout).
         if matches!(close, Some((_, "bye"))) {
-            while self.publishes.next().await.is_some() {}
+            while let Some(settled) = self.publishes.next().await {
+                self.answer(settled).await;
+            }
         }
         for (_, sub) in self.subs.drain() {
             sub.cancel.cancel();
@@ -462,8 +485,13 @@ impl Session {
     }
 
     /// Handles one client frame; answers whether the client asked to close.
-    async fn handle_text(&mut self, text: &str) -> bool {
+    async fn handle_text(&mut self, frame: Utf8Bytes) -> bool {
         self.prune();
+        let text = frame.as_str();
+        if let Some(op) = PublishOp::parse(text) {
+            self.publish_op(&frame, op).await;
+            return false;
+        }
         let op: ClientOp = match serde_json::from_str(text) {
             Ok(op) => op,
             Err(err) => {
@@ -625,48 +653,27 @@ impl Session {
                 headers,
                 idempotency_key,
             } => {
-                let item = BatchItem {
-                    subject,
-                    data,
-                    data_base64,
-                    content_type,
-                    headers,
-                    idempotency_key,
-                    ..Default::default()
-                };
-                let message = match ops::publish::prepare_item(&self.state, &self.principal, item) {
-                    Ok(message) => message,
-                    Err(err) => {
-                        self.error(Some(&id), None, &err).await;
-                        return false;
+                // A publish op the fast path did not read (its `op` written with escapes).
+                let data = match data {
+                    None => None,
+                    Some(serde_json::Value::String(text)) => {
+                        Some(ItemData::Text(bytes::Bytes::from(text)))
                     }
+                    Some(value) => match serde_json::to_vec(&value) {
+                        Ok(json) => Some(ItemData::Json(bytes::Bytes::from(json))),
+                        Err(err) => {
+                            let err = ApiError::internal("encode data", err);
+                            self.error(Some(&id), None, &err).await;
+                            return false;
+                        }
+                    },
                 };
-                // At most --publish-stream-window await their PubAck: answer some first.
-                while self.publishes.len() >= self.state.config.publish_stream_window {
-                    self.publishes.next().await;
-                }
-                // Sent here, in the order of the ops, so that JetStream stores them in that
-                // order; only the PubAck is awaited, by the session's loop.
-                let in_flight = ops::publish::start(&self.state, message).await;
-                let state = self.state.clone();
-                let queue = self.queue.clone();
-                self.publishes.push(Box::pin(async move {
-                    let result = ops::publish::settle(&state, in_flight).await;
-                    let frame = match result {
-                        Ok(stored) => ServerFrame::PublishAck {
-                            id,
-                            stream: stored.stream,
-                            seq: stored.seq,
-                            duplicate: stored.duplicate,
-                        },
-                        Err(err) => ServerFrame::Error {
-                            id: Some(id),
-                            sub: None,
-                            problem: err.problem(),
-                        },
-                    };
-                    queue.push(frame.to_text()).await;
-                }));
+                let mut item = ItemRef::new(&subject, &headers);
+                item.data = data;
+                item.data_base64 = data_base64.as_deref();
+                item.content_type = content_type.as_deref();
+                item.idempotency_key = idempotency_key.as_deref();
+                self.publish(&id, &item).await;
             }
             ClientOp::Ack { .. }
             | ClientOp::Nak { .. }
@@ -674,6 +681,98 @@ impl Session {
             | ClientOp::Progress { .. } => {}
         }
         false
+    }
+
+    /// A `publish` op read by the fast path ([`PublishOp`]): its payload is a slice of the
+    /// frame when the op's `data` is a string without escapes.
+    async fn publish_op(&mut self, frame: &Utf8Bytes, op: PublishOp<'_>) {
+        if let Err(why) = protocol::check_id(&op.id) {
+            let detail = format!("invalid 'id': {why}; the op was not carried out");
+            self.error(None, None, &ApiError::InvalidParameter(detail))
+                .await;
+            return;
+        }
+        let data = match op.data() {
+            Ok(None) => None,
+            Ok(Some(PublishData::Borrowed(text))) => Some(ItemData::Text(
+                bytes::Bytes::from(frame.clone()).slice_ref(text.as_bytes()),
+            )),
+            Ok(Some(PublishData::Owned(text))) => Some(ItemData::Text(bytes::Bytes::from(text))),
+            Ok(Some(PublishData::Json(json))) => Some(ItemData::Json(bytes::Bytes::from(json))),
+            Err(err) => {
+                let err = ApiError::internal("encode data", err);
+                self.error(Some(&op.id), None, &err).await;
+                return;
+            }
+        };
+        let mut item = ItemRef::new(&op.subject, &op.headers);
+        item.data = data;
+        item.data_base64 = op.data_base64.as_deref();
+        item.content_type = op.content_type.as_deref();
+        item.idempotency_key = op.idempotency_key.as_deref();
+        self.publish(&op.id, &item).await;
+    }
+
+    /// Checks and sends one published message; its answer is queued when its PubAck arrives.
+    async fn publish(&mut self, id: &str, item: &ItemRef<'_>) {
+        let message = match ops::publish::prepare_item(&self.state, &self.principal, item) {
+            Ok(message) => message,
+            Err(err) => {
+                self.error(Some(id), None, &err).await;
+                return;
+            }
+        };
+        // At most --publish-stream-window await their PubAck: answer some first.
+        while self.publishes.len() >= self.state.config.publish_stream_window {
+            if let Some(settled) = self.publishes.next().await {
+                self.answer(settled).await;
+            }
+        }
+        // Sent here, in the order of the ops, so that JetStream stores them in that order;
+        // only the PubAck is awaited, by the session's loop.
+        let in_flight = ops::publish::start(&self.state, message).await;
+        let state = self.state.clone();
+        let id = id.to_owned();
+        self.publishes.push(Box::pin(async move {
+            let result = ops::publish::settle(&state, in_flight).await;
+            (id, result)
+        }));
+    }
+
+    /// Queues the answers of `first` and of every other publish already settled, together: one
+    /// share of the byte budget, one hand-over to the writer, one flush.
+    async fn answer(&mut self, first: Settled) {
+        let mut frames = Vec::with_capacity(4);
+        let mut next = Some(first);
+        while let Some((id, result)) = next {
+            let frame = match result {
+                Ok(stored) => ServerFrame::PublishAck {
+                    id,
+                    stream: stored.stream,
+                    seq: stored.seq,
+                    duplicate: stored.duplicate,
+                },
+                Err(err) => ServerFrame::Error {
+                    id: Some(id),
+                    sub: None,
+                    problem: err.problem(),
+                },
+            };
+            frames.push(Out::Text(frame.to_text()));
+            if frames.len() >= FRAMES_PER_PUSH {
+                break;
+            }
+            next = self.publishes.next().now_or_never().flatten();
+        }
+        let out = match frames.pop() {
+            Some(only) if frames.is_empty() => only,
+            Some(last) => {
+                frames.push(last);
+                Out::Many(frames)
+            }
+            None => return,
+        };
+        self.queue.push(out).await;
     }
 
     async fn ack(
@@ -726,7 +825,9 @@ fn close_marker(code: u16, reason: &str) -> String {
     format!("\u{0}close:{code}:{reason}")
 }
 
-/// Takes events from the subscription while credit and budget allow, and queues their frames.
+/// Takes events from the subscription while credit and budget allow, and queues their frames:
+/// with the first event, those already at hand (up to [`FRAMES_PER_PUSH`] or
+/// [`WRITE_BUFFER`] bytes), which the writer then writes with one flush.
 async fn feed(
     replay: &mut Tail,
     sub: Option<&str>,
@@ -738,42 +839,73 @@ async fn feed(
     loop {
         let want = credit.map_or(batch, |c| c.available_permits().clamp(1, batch));
         let event = replay.next(want).await?;
-        let frame: Out = match event {
-            Event::Message(shown) => {
-                if let Some(credit) = credit {
-                    if credit.available_permits() == 0 {
-                        metrics.ws_credit_stall();
-                    }
-                    // One credit per message; granted by the client with `credit` ops.
-                    match credit.acquire().await {
-                        Ok(permit) => permit.forget(),
-                        Err(_) => return Ok(()),
-                    }
-                }
-                // Rendered once per message (per feed when shared), framed per socket.
-                match &shown.binary {
-                    Some(binary) => Out::Binary(ServerFrame::msg_binary(sub, binary)),
-                    None => Out::Text(ServerFrame::msg_text(sub, &shown.json)),
-                }
-            }
-            Event::Gap { from, to } => ServerFrame::Gap {
-                sub: sub.map(str::to_owned),
-                from,
-                to,
-            }
-            .to_text()
-            .into(),
-            Event::CaughtUp { seq } => ServerFrame::CaughtUp {
-                sub: sub.map(str::to_owned),
-                seq,
-            }
-            .to_text()
-            .into(),
+        let Some(first) = frame(event, sub, credit, metrics).await else {
+            return Ok(());
         };
-        if !queue.push(frame).await {
+        let mut bytes = first.len();
+        let mut more = Vec::new();
+        while more.len() + 1 < FRAMES_PER_PUSH
+            && bytes < WRITE_BUFFER
+            && credit.is_none_or(|c| c.available_permits() > 0)
+        {
+            let Some(event) = replay.ready(want) else {
+                break;
+            };
+            let Some(frame) = frame(event, sub, credit, metrics).await else {
+                return Ok(());
+            };
+            bytes += frame.len();
+            more.push(frame);
+        }
+        let out = if more.is_empty() {
+            first
+        } else {
+            more.insert(0, first);
+            Out::Many(more)
+        };
+        if !queue.push(out).await {
             return Ok(());
         }
     }
+}
+
+/// The frame of one event for subscription `sub`, once the client's credit allows a message
+/// (`None` when the subscription ended while waiting for credit).
+async fn frame(
+    event: Event,
+    sub: Option<&str>,
+    credit: Option<&Semaphore>,
+    metrics: &crate::metrics::Metrics,
+) -> Option<Out> {
+    Some(match event {
+        Event::Message(shown) => {
+            if let Some(credit) = credit {
+                if credit.available_permits() == 0 {
+                    metrics.ws_credit_stall();
+                }
+                // One credit per message; granted by the client with `credit` ops.
+                credit.acquire().await.ok()?.forget();
+            }
+            // Rendered once per message (per feed when shared), framed per socket.
+            match &shown.binary {
+                Some(binary) => Out::Binary(ServerFrame::msg_binary(sub, binary)),
+                None => Out::Text(ServerFrame::msg_text(sub, &shown.json)),
+            }
+        }
+        Event::Gap { from, to } => ServerFrame::Gap {
+            sub: sub.map(str::to_owned),
+            from,
+            to,
+        }
+        .to_text()
+        .into(),
+        Event::CaughtUp { seq } => ServerFrame::CaughtUp {
+            sub: sub.map(str::to_owned),
+            seq,
+        }
+        .to_text()
+        .into(),
+    })
 }
 
 /// Writes queued frames and pings until the session ends; closes with 1001 on shutdown.
@@ -844,20 +976,31 @@ async fn write_loop(
                     let _ = tokio::time::timeout(close_timeout, sink.send(close(code, reason))).await;
                     break;
                 }
-                let len = frame.frame.len();
                 // Flush once the queue is drained; while frames keep coming they share writes.
                 let flush = queue.is_empty();
-                let message = match frame.frame {
-                    Out::Text(text) => WsMessage::Text(Utf8Bytes::from(text)),
-                    Out::Binary(bytes) => WsMessage::Binary(bytes),
+                let (single, many) = match frame.frame {
+                    Out::Many(frames) => (None, frames),
+                    single => (Some(single), Vec::new()),
                 };
-                if !write(&mut sink, message, flush, &shutdown, stall, &metrics).await {
+                let last = (usize::from(single.is_some()) + many.len()).saturating_sub(1);
+                let mut sent = true;
+                for (i, frame) in single.into_iter().chain(many).enumerate() {
+                    let len = frame.len();
+                    let Some(message) = frame.into_message() else {
+                        continue;
+                    };
+                    sent = write(&mut sink, message, flush && i == last, &shutdown, stall, &metrics).await;
+                    if !sent {
+                        break;
+                    }
+                    metrics.ws_sent(len);
+                }
+                if !sent {
                     if shutdown.is_cancelled() {
                         let _ = tokio::time::timeout(close_timeout, sink.send(close(close_code::AWAY, "gateway shutting down"))).await;
                     }
                     break;
                 }
-                metrics.ws_sent(len);
             }
             _ = ping.tick() => {
                 let ping = WsMessage::Ping(bytes::Bytes::from_static(b"jetway"));

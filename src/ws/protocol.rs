@@ -2,10 +2,12 @@
 //! (client → server). `openapi/asyncapi.yaml` describes the same frames; a test keeps the two in
 //! step through [`SERVER_FRAME_TYPES`] and [`CLIENT_OPS`].
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use crate::duration;
@@ -260,6 +262,75 @@ pub enum ClientOp {
     Close,
 }
 
+/// A `publish` op read straight from its frame, borrowing its strings from the frame's text.
+///
+/// `publish` is the op a client pipelines by the thousand, and [`ClientOp`], an internally
+/// tagged enum, first copies every field of every op into serde's intermediate tree to find
+/// its `op`. This accepts exactly what [`ClientOp::Publish`] accepts (the same fields, required
+/// and optional, no others); any other frame, valid or not, is read as a [`ClientOp`], whose
+/// answers (and error messages) stay the reference.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishOp<'a> {
+    #[serde(borrow)]
+    op: Cow<'a, str>,
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub subject: Cow<'a, str>,
+    /// The value as it was sent (rendered by [`PublishOp::data`]).
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub data_base64: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub content_type: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default, borrow)]
+    pub idempotency_key: Option<Cow<'a, str>>,
+}
+
+impl<'a> PublishOp<'a> {
+    /// The op, when `text` is a well-formed `publish` op; `None` for anything else.
+    pub fn parse(text: &'a str) -> Option<Self> {
+        // Tried on every frame: another op fails here at its first field a publish does not
+        // have (or passes with another `op`) and is read again as a `ClientOp`.
+        let op: Self = serde_json::from_str(text).ok()?;
+        (op.op == "publish").then_some(op)
+    }
+
+    /// `data` as the message's payload: a string as its UTF-8 text (borrowed from the frame when
+    /// it holds no escapes), any other value as compact JSON.
+    pub fn data(&self) -> Result<Option<PublishData<'a>>, serde_json::Error> {
+        let Some(raw) = self.data else {
+            return Ok(None);
+        };
+        let json = raw.get();
+        Ok(Some(if json.starts_with('"') {
+            match serde_json::from_str::<&'a str>(json) {
+                Ok(text) => PublishData::Borrowed(text),
+                // Escapes: the text differs from the frame's bytes.
+                Err(_) => PublishData::Owned(serde_json::from_str::<String>(json)?),
+            }
+        } else {
+            let value: serde_json::Value = serde_json::from_str(json)?;
+            PublishData::Json(serde_json::to_vec(&value)?)
+        }))
+    }
+}
+
+/// The payload of a [`PublishOp`]'s `data`.
+#[derive(Debug)]
+pub enum PublishData<'a> {
+    /// A string, as it is in the frame.
+    Borrowed(&'a str),
+    /// A string that held escapes.
+    Owned(String),
+    /// Any other JSON value, compact.
+    Json(Vec<u8>),
+}
+
 impl ClientOp {
     /// The client-chosen id of the op, if it has one.
     pub fn id(&self) -> Option<&str> {
@@ -336,11 +407,8 @@ impl ServerFrame {
     /// The text of a `msg` frame for a message already rendered as a JSON object (shared by
     /// every subscriber of a feed): the same text as [`ServerFrame::Msg`]'s, without rendering
     /// the message again for each socket.
-    pub fn msg_text(sub: Option<&str>, message_json: &[u8]) -> String {
-        let fields = message_json
-            .strip_prefix(b"{")
-            .and_then(|rest| std::str::from_utf8(rest).ok())
-            .unwrap_or("}");
+    pub fn msg_text(sub: Option<&str>, message_json: &str) -> String {
+        let fields = message_json.strip_prefix('{').unwrap_or("}");
         let sub = sub.map(|sub| serde_json::to_string(sub).unwrap_or_default());
         let mut text =
             String::with_capacity(16 + fields.len() + sub.as_ref().map_or(0, |s| s.len() + 8));
@@ -395,7 +463,7 @@ mod tests {
             size: 0,
             raw: None,
         };
-        let json = serde_json::to_vec(&message).unwrap();
+        let json = message.to_json();
         for sub in [None, Some("live \"1\"")] {
             let frame = ServerFrame::Msg {
                 sub: sub.map(str::to_owned),
@@ -429,6 +497,63 @@ mod tests {
         assert!(check_id(&"a".repeat(MAX_ID_LEN + 1)).is_err());
         assert!(check_id("line\nbreak").is_err());
         assert!(check_id("caf\u{e9}").is_err());
+    }
+
+    #[test]
+    fn the_publish_fast_path_reads_what_client_op_reads() {
+        let frames = [
+            r#"{"data":"abc","id":"7","op":"publish","subject":"orders.new"}"#,
+            r#"{"op":"publish","id":"8","subject":"a.b","data":"tab\there","content_type":"text/plain"}"#,
+            r#"{"op":"publish","id":"9","subject":"a.b","data":{"x":[1, 2.5, null]},"headers":{"K":"v"}}"#,
+            r#"{"op":"publish","id":"10","subject":"a.b","data":null,"data_base64":"aGk=","idempotency_key":"k"}"#,
+        ];
+        for frame in frames {
+            let fast = PublishOp::parse(frame).unwrap();
+            let ClientOp::Publish {
+                id,
+                subject,
+                data,
+                data_base64,
+                content_type,
+                headers,
+                idempotency_key,
+            } = serde_json::from_str(frame).unwrap()
+            else {
+                panic!("not publish")
+            };
+            assert_eq!((fast.id.as_ref(), fast.subject.as_ref()), (&*id, &*subject));
+            assert_eq!(fast.data_base64.as_deref(), data_base64.as_deref());
+            assert_eq!(fast.content_type.as_deref(), content_type.as_deref());
+            assert_eq!(fast.idempotency_key.as_deref(), idempotency_key.as_deref());
+            assert_eq!(fast.headers, headers);
+            let payload = match fast.data().unwrap() {
+                None => None,
+                Some(PublishData::Borrowed(text)) => Some((text.as_bytes().to_vec(), false)),
+                Some(PublishData::Owned(text)) => Some((text.into_bytes(), false)),
+                Some(PublishData::Json(json)) => Some((json, true)),
+            };
+            let expected = data.map(|value| match value {
+                serde_json::Value::String(text) => (text.into_bytes(), false),
+                other => (serde_json::to_vec(&other).unwrap(), true),
+            });
+            assert_eq!(payload, expected, "{frame}");
+        }
+        assert!(matches!(
+            PublishOp::parse(r#"{"op":"publish","id":"1","subject":"a","data":"x"}"#)
+                .unwrap()
+                .data(),
+            Ok(Some(PublishData::Borrowed("x")))
+        ));
+        // Everything else is left to `ClientOp`.
+        for other in [
+            r#"{"op":"ping","id":"1","subject":"a.b"}"#,
+            r#"{"op":"publish","id":"1","subject":"a.b","extra":1}"#,
+            r#"{"op":"publish","subject":"a.b"}"#,
+            r#"{"op":"ack","ack_id":"x"}"#,
+            r#"{"op":"publish","id":"1","subject":"a.b"} trailing"#,
+        ] {
+            assert!(PublishOp::parse(other).is_none(), "{other}");
+        }
     }
 
     #[test]
