@@ -290,17 +290,47 @@ impl Nats {
 
     /// Sends a JetStream API request (`$JS.API.<api>`) and decodes its answer, classifying
     /// every failure for `op`.
+    ///
+    /// On a cluster a request can go unanswered for good (a meta or consumer leader changed
+    /// while it was being handled). A request that can be repeated without changing its outcome
+    /// (everything but deletes and purges: creating what exists with the same configuration,
+    /// an update, a read, a reset to the same sequence) is therefore sent a second time when
+    /// half of `--api-timeout` passed without an answer; the whole still ends within it.
     pub async fn api<T, B>(&self, api: &str, body: &B, op: Op<'_>) -> Result<T, ApiError>
     where
         T: DeserializeOwned,
         B: Serialize + ?Sized,
     {
         self.ensure_connected()?;
-        let response: Response<T> = self
-            .js
-            .request(api.to_owned(), body)
+        let repeatable = !(api.contains("DELETE.") || api.starts_with("STREAM.PURGE."));
+        let attempts: u32 = if repeatable { 2 } else { 1 };
+        let mut answer = None;
+        for attempt in 1..=attempts {
+            match tokio::time::timeout(
+                self.api_timeout / attempts,
+                self.js.request(api.to_owned(), body),
+            )
             .await
-            .map_err(|err| errors::from_request(&err, self.api_timeout))?;
+            {
+                Ok(result) => {
+                    answer = Some(result);
+                    break;
+                }
+                Err(_) if attempt < attempts => {
+                    tracing::debug!(api, "no JetStream answer yet; asking again");
+                }
+                Err(_) => {}
+            }
+        }
+        let response: Response<T> = match answer {
+            Some(result) => result.map_err(|err| errors::from_request(&err, self.api_timeout))?,
+            None => {
+                return Err(ApiError::Timeout(format!(
+                    "JetStream did not answer within {}",
+                    crate::duration::format(self.api_timeout)
+                )));
+            }
+        };
         match response {
             Response::Ok(value) => Ok(value),
             Response::Err { error } => Err(errors::from_jetstream(&error, op)),

@@ -1697,10 +1697,12 @@ async fn fetch_waiting_past_max_waiting_returns_429_rate_limited_with_retry_afte
     create_consumer(&app, CONSUMER, json!({"max_waiting": 1})).await;
     let url = app.url(&format!("{}/fetch", consumer_path(STREAM, CONSUMER)));
     let http = app.http.clone();
+    // Long enough to still be waiting when the message comes however slow the machine is; it
+    // ends as soon as the message is there.
     let first = tokio::spawn(async move {
         let response = http
             .post(url)
-            .json(&json!({"wait": "5s"}))
+            .json(&json!({"wait": "25s"}))
             .send()
             .await
             .expect("fetch request");
