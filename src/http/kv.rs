@@ -243,14 +243,6 @@ fn expect(headers: &HeaderMap) -> Result<Expect, ApiError> {
     }
 }
 
-/// Does the client ask for the raw value?
-fn wants_raw(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains("application/octet-stream"))
-}
-
 /// Get a key.
 ///
 /// The key's latest value (or `revision`) as JSON, or with `Accept: application/octet-stream`
@@ -300,7 +292,7 @@ pub async fn get_key(
         }
         _ => {}
     }
-    if wants_raw(&headers) {
+    if super::messages::wants_raw(&headers) {
         return Ok(raw_response(&found));
     }
     Ok((

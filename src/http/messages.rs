@@ -65,7 +65,7 @@ pub struct MessagePage {
 }
 
 /// Does the client ask for the raw payload?
-fn wants_raw(headers: &HeaderMap) -> bool {
+pub(super) fn wants_raw(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

@@ -13,8 +13,8 @@ use utoipa::ToSchema;
 
 use super::Nats;
 use super::errors::Checks;
-use super::publish::{Outgoing, header};
-use super::streams::{PutOutcome, Storage};
+use super::publish::Outgoing;
+use super::streams::{PutOutcome, Storage, storage_conflict};
 use crate::duration;
 use crate::error::ApiError;
 use crate::timestamp::format_time;
@@ -337,15 +337,6 @@ pub fn entry(bucket: &str, key: &str, operation: Operation, value: Bytes) -> Out
     }
 }
 
-/// Adds the revision a write expects the key to be at (0: the key was never written).
-pub fn expect_revision(message: &mut Outgoing, revision: u64) {
-    message.checks.expected_last_subject_sequence = Some(revision);
-    message.headers.insert(
-        header::EXPECTED_LAST_SUBJECT_SEQUENCE,
-        revision.to_string().as_str(),
-    );
-}
-
 impl Nats {
     /// A bucket's stream; `BucketNotFound` when there is none (or the stream of that name is
     /// not a bucket).
@@ -408,17 +399,10 @@ impl Nats {
             return Ok((existing, PutOutcome::Unchanged));
         }
         if current.storage != config.storage {
-            return Err(ApiError::StreamConflict {
-                detail: format!(
-                    "bucket '{bucket}' uses {} storage; JetStream cannot change storage in place: \
-                     delete and recreate the bucket, or keep \"storage\" as it is",
-                    match current.storage {
-                        Storage::File => "file",
-                        Storage::Memory => "memory",
-                    }
-                ),
-                jetstream_code: None,
-            });
+            return Err(storage_conflict(
+                &format!("bucket '{bucket}'"),
+                current.storage,
+            ));
         }
         let body = config.to_nats(bucket, existing.config.clone());
         let info = self

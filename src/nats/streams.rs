@@ -279,6 +279,22 @@ impl EnsureError {
     }
 }
 
+/// The refusal of a storage change: JetStream cannot move a stream (or a bucket, `what`)
+/// between file and memory in place.
+pub fn storage_conflict(what: &str, current: Storage) -> ApiError {
+    ApiError::StreamConflict {
+        detail: format!(
+            "{what} uses {} storage; JetStream cannot change storage in place: delete and \
+             recreate it, or keep \"storage\" as it is",
+            match current {
+                Storage::File => "file",
+                Storage::Memory => "memory",
+            }
+        ),
+        jetstream_code: None,
+    }
+}
+
 /// JetStream reports "no time" as the zero time.
 fn optional_time(time: OffsetDateTime) -> Option<String> {
     (time.unix_timestamp() > 0).then(|| format_time(time))
@@ -575,17 +591,10 @@ impl Nats {
             return Ok((existing, PutOutcome::Unchanged));
         }
         if current.storage != wanted.storage {
-            return Err(ApiError::StreamConflict {
-                detail: format!(
-                    "stream '{name}' uses {} storage; JetStream cannot change storage in place: \
-                     delete and recreate the stream, or keep \"storage\" as it is",
-                    match current.storage {
-                        Storage::File => "file",
-                        Storage::Memory => "memory",
-                    }
-                ),
-                jetstream_code: None,
-            });
+            return Err(storage_conflict(
+                &format!("stream '{name}'"),
+                current.storage,
+            ));
         }
         let body = wanted.to_nats(name, existing.config.clone());
         let info = self

@@ -359,7 +359,7 @@ async fn write(
     state.publish_limiter.check(&who.id, 1)?;
     let mut attempt = message.clone();
     if let Some(revision) = expected {
-        kv::expect_revision(&mut attempt, revision);
+        attempt.expected_last_subject_sequence(revision)?;
     }
     let stored = match super::publish::send(state, attempt).await {
         Ok(stored) => stored,
@@ -370,7 +370,7 @@ async fn write(
             let retry = match (&expect, &current) {
                 (Expect::Absent, Some(gone)) if gone.operation != Operation::Put => {
                     let mut again = message.clone();
-                    kv::expect_revision(&mut again, gone.revision);
+                    again.expected_last_subject_sequence(gone.revision)?;
                     Some(super::publish::send(state, again).await)
                 }
                 _ => None,
@@ -497,17 +497,15 @@ pub async fn keys(
         }
     };
     state.nats.bucket_info(bucket).await?;
-    let filter = kv::subject_of(bucket, &who.subject_in(pattern.map_or(">", |p| p.as_str())));
-    let spec = super::subscribe::replay_spec(
+    let mut replay = replay_keys(
         state,
-        &kv::stream_of(bucket),
+        who,
+        bucket,
+        pattern,
         Start::LastPerSubject,
-        vec![filter],
-        None,
         EncodingChoice::Base64,
-        false,
-    );
-    let mut replay = Replay::start(state.nats.clone(), state.ack_keys.clone(), spec).await?;
+    )
+    .await?;
     let mut keys = Vec::new();
     let mut truncated = false;
     let prefix = format!("$KV.{bucket}.");
@@ -533,6 +531,29 @@ pub async fn keys(
     result.map(|()| (keys, truncated))
 }
 
+/// An ordered replay of the bucket's entries of the keys `pattern` matches (default: all) in
+/// `who`'s namespace.
+async fn replay_keys(
+    state: &AppState,
+    who: &Principal,
+    bucket: &BucketName,
+    pattern: Option<&KeyPattern>,
+    start: Start,
+    encoding: EncodingChoice,
+) -> Result<Replay, ApiError> {
+    let filter = kv::subject_of(bucket, &who.subject_in(pattern.map_or(">", |p| p.as_str())));
+    let spec = super::subscribe::replay_spec(
+        state,
+        &kv::stream_of(bucket),
+        start,
+        vec![filter],
+        None,
+        encoding,
+        false,
+    );
+    Replay::start(state.nats.clone(), state.ack_keys.clone(), spec).await
+}
+
 fn operation_of(message: &Message) -> Operation {
     Operation::from_headers(
         message.headers.get(KV_OPERATION).map(String::as_str),
@@ -553,7 +574,6 @@ pub async fn watch(
 ) -> Result<Tail, ApiError> {
     who.check_bucket_read(bucket)?;
     state.nats.bucket_info(bucket).await?;
-    let filter = kv::subject_of(bucket, &who.subject_in(pattern.map_or(">", |p| p.as_str())));
     let start = match from {
         WatchFrom::Current => Start::LastPerSubject,
         WatchFrom::History => Start::All,
@@ -565,16 +585,7 @@ pub async fn watch(
         }
         WatchFrom::Revision(revision) => Start::Sequence(revision),
     };
-    let spec = super::subscribe::replay_spec(
-        state,
-        &kv::stream_of(bucket),
-        start,
-        vec![filter],
-        None,
-        encoding,
-        false,
-    );
-    let replay = Replay::start(state.nats.clone(), state.ack_keys.clone(), spec).await?;
+    let replay = replay_keys(state, who, bucket, pattern, start, encoding).await?;
     let prefix = format!("$KV.{bucket}.");
     let bucket = bucket.to_string();
     let who = who.clone();

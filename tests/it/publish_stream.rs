@@ -264,6 +264,7 @@ async fn a_stream_outlives_the_body_timeout_while_it_sends_and_ends_with_408_whe
             streaming.send("\n");
         }
         sent += 1;
+        // Pacing: this is the slow client under test, not a wait for a condition.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let stored = stored_count(&app, "ORDERS").await;
