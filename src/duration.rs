@@ -72,6 +72,34 @@ pub mod required {
     }
 }
 
+/// Serde adapter for `Option<Vec<Duration>>` fields: a list that may be left out.
+pub mod option_list {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(
+        value: &Option<Vec<Duration>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(list) => super::list::serialize(list, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Duration>>, D::Error> {
+        let texts: Option<Vec<String>> = Option::deserialize(d)?;
+        texts
+            .map(|texts| {
+                texts
+                    .iter()
+                    .map(|t| super::parse(t).map_err(serde::de::Error::custom))
+                    .collect()
+            })
+            .transpose()
+    }
+}
+
 /// Serde adapter for `Vec<Duration>` fields (lists of API duration strings).
 pub mod list {
     use serde::{Deserialize, Deserializer, Serializer};

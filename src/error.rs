@@ -107,6 +107,12 @@ pub enum ApiError {
     /// namespace).
     #[error("{0}")]
     KeyNotFound(String),
+    /// No push subscription of that name on the stream.
+    #[error("{0}")]
+    PushNotFound(String),
+    /// A push destination that `--push-allow` does not admit.
+    #[error("{0}")]
+    DestinationNotAllowed(String),
     /// No stream captures the subject, so nothing could store the message.
     #[error("no stream captures subject '{0}'; create a stream whose subjects match it")]
     SubjectNotCaptured(String),
@@ -255,6 +261,8 @@ pub enum ProblemCode {
     MessageNotFound,
     BucketNotFound,
     KeyNotFound,
+    PushNotFound,
+    DestinationNotAllowed,
     SubjectNotCaptured,
     StreamConflict,
     ConsumerConflict,
@@ -276,7 +284,7 @@ pub enum ProblemCode {
 
 impl ProblemCode {
     /// Every code, in the order of [`ApiError`]'s variants.
-    pub const ALL: [Self; 43] = [
+    pub const ALL: [Self; 45] = [
         Self::Unauthorized,
         Self::Forbidden,
         Self::CrossOrigin,
@@ -303,6 +311,8 @@ impl ProblemCode {
         Self::MessageNotFound,
         Self::BucketNotFound,
         Self::KeyNotFound,
+        Self::PushNotFound,
+        Self::DestinationNotAllowed,
         Self::SubjectNotCaptured,
         Self::StreamConflict,
         Self::ConsumerConflict,
@@ -351,6 +361,8 @@ impl ProblemCode {
             Self::MessageNotFound => "message_not_found",
             Self::BucketNotFound => "bucket_not_found",
             Self::KeyNotFound => "key_not_found",
+            Self::PushNotFound => "push_not_found",
+            Self::DestinationNotAllowed => "destination_not_allowed",
             Self::SubjectNotCaptured => "subject_not_captured",
             Self::StreamConflict => "stream_conflict",
             Self::ConsumerConflict => "consumer_conflict",
@@ -466,6 +478,14 @@ impl ApiError {
             Self::MessageNotFound(_) => p(S::NOT_FOUND, C::MessageNotFound, "Message not found"),
             Self::BucketNotFound(_) => p(S::NOT_FOUND, C::BucketNotFound, "Bucket not found"),
             Self::KeyNotFound(_) => p(S::NOT_FOUND, C::KeyNotFound, "Key not found"),
+            Self::PushNotFound(_) => {
+                p(S::NOT_FOUND, C::PushNotFound, "Push subscription not found")
+            }
+            Self::DestinationNotAllowed(_) => p(
+                S::FORBIDDEN,
+                C::DestinationNotAllowed,
+                "Push destination not allowed",
+            ),
             Self::SubjectNotCaptured(_) => p(
                 S::NOT_FOUND,
                 C::SubjectNotCaptured,

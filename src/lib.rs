@@ -12,6 +12,8 @@ pub mod auth;
 pub mod config;
 pub mod deadletter;
 pub mod declared;
+/// Where push subscriptions may deliver (`--push-allow`).
+pub mod destinations;
 /// API durations (`500ms`, `30s`, `5m`, `72h`).
 pub mod duration;
 pub mod edge;
@@ -28,9 +30,11 @@ pub mod json;
 pub mod message;
 pub mod metrics;
 pub mod nats;
-/// The operations core: authorization rules every transport shares.
 pub mod openapi;
+/// The operations core: authorization rules every transport shares.
 pub mod ops;
+/// Push delivery: signed webhooks from durable consumers.
+pub mod push;
 pub mod router;
 pub mod server;
 pub mod sse;
@@ -76,6 +80,8 @@ pub enum StartError {
     Serve(std::io::Error),
     #[error("TLS: {0}")]
     Tls(#[from] server::TlsError),
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
 }
 
 /// A built application: the router and the state it shares with background tasks.
@@ -156,7 +162,11 @@ async fn build_with_auth(
     let fetch_limiter = auth::RateLimiter::new(config_rate(&config, false), "fetch");
     let connections =
         auth::ConnectionLimits::new(config.max_connections, config.max_connections_per_principal);
+    let push_destinations =
+        destinations::Destinations::parse(&config.push_allow, config.push_allow_http)
+            .map_err(|err| StartError::Config(config::ConfigError::Check(err)))?;
     let state = AppState::new(state::Shared {
+        push_destinations,
         nats,
         config: Arc::new(config),
         limits,
@@ -196,6 +206,7 @@ async fn build_with_auth(
         &state.tasks,
         state.shutdown.clone(),
     );
+    push::spawn(&state);
     let router = router::router(state.clone());
     Ok(App { router, state, tls })
 }

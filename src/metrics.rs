@@ -66,6 +66,28 @@ struct ConsumerLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PushLabels {
+    stream: String,
+    push: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PushOutcomeLabels {
+    stream: String,
+    push: String,
+    outcome: &'static str,
+}
+
+/// Upper bounds (seconds) of the push delivery latency buckets.
+const PUSH_LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+];
+
+fn push_histogram() -> Histogram {
+    Histogram::new(PUSH_LATENCY_BUCKETS)
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StreamLabels {
     stream: String,
 }
@@ -108,6 +130,9 @@ struct Inner {
     feed_subscribers: Family<StreamLabels, Gauge>,
     feed_catch_ups: Counter,
     feed_handovers: Counter,
+    push_deliveries: Family<PushOutcomeLabels, Counter>,
+    push_latency: Family<PushLabels, Histogram, fn() -> Histogram>,
+    push_lag: Family<PushLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -270,6 +295,21 @@ impl Default for Metrics {
                 "jetway_feed_handovers",
                 "Subscriptions handed over from their own consumer (a replay or a catch-up) to a shared feed.",
                 Counter::default()
+            ),
+            push_deliveries: register!(
+                "jetway_push_deliveries",
+                "Push delivery attempts by outcome: acked (2xx), retry (failed, retried later), dead_lettered (given up on).",
+                Family::default()
+            ),
+            push_latency: register!(
+                "jetway_push_delivery_seconds",
+                "Push delivery attempts: time from sending the request to the receiver's answer (or the failure).",
+                Family::new_with_constructor(push_histogram as fn() -> Histogram)
+            ),
+            push_lag: register!(
+                "jetway_push_lag",
+                "Messages of a push subscription not yet delivered, as of its last delivery on this replica.",
+                Family::default()
             ),
             registry: Registry::default(),
         };
@@ -443,6 +483,53 @@ impl Metrics {
                 outcome: label(outcome),
             })
             .inc();
+    }
+
+    /// One push delivery attempt and how long it took.
+    pub fn push_delivery(&self, stream: &str, push: &str, outcome: &'static str, took: Duration) {
+        self.0
+            .push_deliveries
+            .get_or_create(&PushOutcomeLabels {
+                stream: stream.to_owned(),
+                push: push.to_owned(),
+                outcome,
+            })
+            .inc();
+        self.0
+            .push_latency
+            .get_or_create(&PushLabels {
+                stream: stream.to_owned(),
+                push: push.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// A push subscription's lag as of its last delivery.
+    pub fn push_lag(&self, stream: &str, push: &str, lag: u64) {
+        self.0
+            .push_lag
+            .get_or_create(&PushLabels {
+                stream: stream.to_owned(),
+                push: push.to_owned(),
+            })
+            .set(i64::try_from(lag).unwrap_or(i64::MAX));
+    }
+
+    /// Drops a push subscription's series (it was deleted).
+    pub fn push_forget(&self, stream: &str, push: &str) {
+        let labels = PushLabels {
+            stream: stream.to_owned(),
+            push: push.to_owned(),
+        };
+        self.0.push_lag.remove(&labels);
+        self.0.push_latency.remove(&labels);
+        for outcome in ["acked", "retry", "dead_lettered"] {
+            self.0.push_deliveries.remove(&PushOutcomeLabels {
+                stream: stream.to_owned(),
+                push: push.to_owned(),
+                outcome,
+            });
+        }
     }
 
     pub fn dead_lettered(&self) {

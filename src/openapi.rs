@@ -41,6 +41,7 @@ use crate::{http, sse, ws};
         (name = "streams", description = "Create, inspect, purge and delete streams"),
         (name = "messages", description = "Read stored messages without a consumer"),
         (name = "consumers", description = "Durable pull consumers: fetch with long-poll, then ack by ack id"),
+        (name = "push", description = "Push subscriptions: jetway POSTs a stream's messages to your HTTPS endpoint, signed, with retries and dead letters"),
         (name = "counters", description = "Counters JetStream adds up (streams with allow_msg_counter)"),
         (name = "kv", description = "Key-value buckets: keys with revisions, optimistic concurrency, history; watch them on the streaming routes"),
         (name = "schedules", description = "Delayed and repeating messages JetStream publishes itself (streams with allow_msg_schedules)"),
@@ -330,6 +331,12 @@ const STORED_VALUE_PATTERN: &str = r"^[\t\x20-\x7e]*$";
 /// Visible ASCII with inner spaces, as HTTP header values that jetway stores must be.
 const HEADER_VALUE_PATTERN: &str = r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$";
 
+/// A push subscription's URL ([`crate::destinations::Destinations::check_url`]): http or
+/// https, with a host and no credentials.
+const PUSH_URL_PATTERN: &str = r"^https?://[^\s/?#@]+(?:[/?#][^\s]*)?$";
+/// A subject filter that is not a subject of NATS itself (`$…`, `_INBOX…`).
+const CLIENT_FILTER_PATTERN: &str = r"^(?![$]|_INBOX(?:\.|$))(?:(?:[^\s\x00-\x1f\x7f-\x9f.*>]+|\*)(?:\.(?:[^\s\x00-\x1f\x7f-\x9f.*>]+|\*))*(?:\.>)?|>)$";
+
 /// `{"type": "null"}`.
 fn is_null(schema: &RefOr<Schema>) -> bool {
     matches!(schema, RefOr::T(Schema::Object(object))
@@ -356,7 +363,7 @@ fn constrain_parameter(parameter: &mut Parameter, limits: &Limits) {
     let max_name = crate::validate::MAX_NAME_LEN;
     let max_subject = crate::validate::MAX_SUBJECT_LEN;
     match (&parameter.parameter_in, parameter.name.as_str()) {
-        (ParameterIn::Path, "stream" | "consumer")
+        (ParameterIn::Path, "stream" | "consumer" | "name")
         | (ParameterIn::Header, "Nats-Expected-Stream") => {
             text(schema, max_name, NAME_PATTERN);
         }
@@ -480,13 +487,32 @@ fn constrain_bodies(schemas: &mut Schemas, limits: &Limits) {
     if let Some(Schema::Object(up_to)) = property_mut(schemas, "PurgeRequest", "up_to_seq") {
         up_to.minimum = Some(Number::UInt(1));
     }
-    if let Some(Schema::Object(time)) = property_mut(schemas, "ConsumerConfig", "opt_start_time") {
-        time.format = Some(SchemaFormat::KnownFormat(KnownFormat::DateTime));
-        time.pattern = Some(TIME_PATTERN.to_owned());
+    for schema in ["ConsumerConfig", "PushConfig"] {
+        if let Some(Schema::Object(time)) = property_mut(schemas, schema, "opt_start_time") {
+            time.format = Some(SchemaFormat::KnownFormat(KnownFormat::DateTime));
+            time.pattern = Some(TIME_PATTERN.to_owned());
+        }
+    }
+    if let Some(Schema::Object(url)) = property_mut(schemas, "PushConfig", "url") {
+        url.min_length = Some(8);
+        url.max_length = Some(crate::destinations::MAX_URL_LEN);
+        url.pattern = Some(PUSH_URL_PATTERN.to_owned());
+    }
+    if let Some(Schema::Object(seq)) = property_mut(schemas, "PushConfig", "opt_start_seq") {
+        seq.minimum = Some(Number::UInt(1));
+    }
+    if let Some(Schema::Array(filters)) = property_mut(schemas, "PushConfig", "filter_subjects")
+        && let ArrayItems::RefOrSchema(item) = &mut filters.items
+        && let RefOr::T(Schema::Object(item)) = item.as_mut()
+    {
+        item.min_length = Some(1);
+        item.max_length = Some(crate::validate::MAX_SUBJECT_LEN);
+        item.pattern = Some(CLIENT_FILTER_PATTERN.to_owned());
     }
     for (schema, field) in [
         ("ConsumerConfig", "pause_until"),
         ("PauseRequest", "pause_until"),
+        ("PushPauseRequest", "pause_until"),
         ("SeekRequest", "time"),
         ("ScheduleRequest", "at"),
     ] {
@@ -591,6 +617,18 @@ fn constrain_bodies(schemas: &mut Schemas, limits: &Limits) {
             "PurgeRequest",
             serde_json::json!({
                 "keep": absent_or("keep", serde_json::json!({"properties": {"up_to_seq": {"type": "null"}}})),
+            }),
+        ),
+        (
+            "PushConfig",
+            serde_json::json!({
+                "opt_start_seq": absent_or("opt_start_seq", by_start("by_start_sequence", "opt_start_seq", "integer")),
+                "opt_start_time": absent_or("opt_start_time", by_start("by_start_time", "opt_start_time", "string")),
+                "deliver_policy": {"anyOf": [
+                    {"properties": {"deliver_policy": {"enum": ["all", "last", "new", "last_per_subject"]}}},
+                    by_start("by_start_sequence", "opt_start_seq", "integer"),
+                    by_start("by_start_time", "opt_start_time", "string"),
+                ]},
             }),
         ),
         (

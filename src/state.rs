@@ -57,6 +57,8 @@ pub struct Shared {
     pub fetch_limiter: RateLimiter,
     /// Open WebSocket and SSE connections, in total and per principal.
     pub connections: ConnectionLimits,
+    /// Where push subscriptions may deliver (`--push-allow`).
+    pub push_destinations: crate::destinations::Destinations,
     /// Cancelled when the server starts shutting down; long-lived tasks select on it.
     pub shutdown: CancellationToken,
     /// Long-lived tasks (streams, sockets), awaited during shutdown.

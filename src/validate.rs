@@ -109,6 +109,11 @@ pub fn name(kind: &str, name: &str) -> Result<(), ApiError> {
 /// Names of the streams that hold key-value buckets start with this (`KV_<bucket>`).
 pub const KV_STREAM_PREFIX: &str = "KV_";
 
+/// jetway's own key-value bucket (push subscriptions: their definitions, secrets included, and
+/// status). No token reads it or its stream through the API, and no bucket of that name can be
+/// created through it.
+pub const INTERNAL_BUCKET: &str = "jetway_push";
+
 /// Longest key-value bucket name (its stream is `KV_<bucket>`).
 pub const MAX_BUCKET_LEN: usize = 64;
 /// Longest key (its subject is `$KV.<bucket>.<key>`, within a subject's limit).
@@ -133,6 +138,9 @@ pub fn bucket(name: &str) -> Result<(), ApiError> {
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
         return bad("bucket names are letters, digits, '-' and '_'");
+    }
+    if name == INTERNAL_BUCKET {
+        return bad("the name is reserved for jetway's own bucket");
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod health;
 pub mod kv;
 pub mod messages;
 pub mod publish;
+pub mod push;
 pub mod schedules;
 pub mod stream_publish;
 pub mod streams;
@@ -73,6 +74,15 @@ pub fn v1_routes(limits: &Limits) -> OpenApiRouter<AppState> {
         .merge(limited(routes!(acks::ack_messages), ACKS_BODY))
         .merge(limited(
             routes!(counters::increment_counter, counters::get_counter),
+            SMALL_BODY,
+        ))
+        .routes(routes!(push::list_push))
+        .merge(limited(
+            routes!(push::put_push, push::get_push, push::delete_push),
+            SMALL_BODY,
+        ))
+        .merge(limited(
+            routes!(push::pause_push, push::resume_push),
             SMALL_BODY,
         ))
         .routes(routes!(kv::list_buckets))

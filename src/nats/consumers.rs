@@ -33,6 +33,9 @@ pub const DEAD_LETTER_METADATA_KEY: &str = "jetway.dead_letter_subject";
 /// Consumer metadata key marking consumers created through jetway (their health is exported
 /// as metrics).
 pub const MANAGED_METADATA_KEY: &str = "jetway.managed";
+/// Consumer metadata key marking the consumer of a push subscription (jetway delivers it; it
+/// is changed only through the push API).
+pub const PUSH_METADATA_KEY: &str = "jetway.push";
 
 /// Where a new consumer starts in the stream.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -261,6 +264,11 @@ pub struct PauseState {
 }
 
 impl PauseState {
+    /// A consumer's pause state.
+    pub fn of(info: &consumer::Info) -> Self {
+        Self::new(info.paused, info.config.pause_until, info.pause_remaining)
+    }
+
     fn new(paused: bool, until: Option<OffsetDateTime>, remaining: Option<Duration>) -> Self {
         Self {
             paused,
@@ -428,6 +436,7 @@ impl ConsumerConfig {
             .collect();
         let dead_letter_subject = metadata.remove(DEAD_LETTER_METADATA_KEY);
         metadata.remove(MANAGED_METADATA_KEY);
+        metadata.remove(PUSH_METADATA_KEY);
         // JetStream adds its own metadata keys (`_nats.*`); they are not the user's.
         metadata.retain(|key, _| !key.starts_with("_nats"));
         let filter_subjects = filter_subjects(config);
@@ -608,9 +617,45 @@ impl Nats {
         config: &ConsumerConfig,
     ) -> Result<(consumer::Info, bool), ApiError> {
         config.validate()?;
+        self.put_consumer_config(stream, name, config.to_nats(name)?, false)
+            .await
+    }
+
+    /// Creates or updates the consumer of a push subscription (marked with
+    /// [`PUSH_METADATA_KEY`]); answers whether it was created.
+    pub async fn put_push_consumer(
+        &self,
+        stream: &str,
+        name: &str,
+        config: &ConsumerConfig,
+    ) -> Result<(consumer::Info, bool), ApiError> {
+        config.validate()?;
         let mut nats_config = config.to_nats(name)?;
+        nats_config
+            .metadata
+            .insert(PUSH_METADATA_KEY.to_owned(), "true".to_owned());
+        self.put_consumer_config(stream, name, nats_config, true)
+            .await
+    }
+
+    async fn put_consumer_config(
+        &self,
+        stream: &str,
+        name: &str,
+        mut nats_config: consumer::Config,
+        push: bool,
+    ) -> Result<(consumer::Info, bool), ApiError> {
         let exists = match self.consumer_info(stream, name).await {
             Ok(existing) => {
+                if !push && existing.config.metadata.contains_key(PUSH_METADATA_KEY) {
+                    return Err(ApiError::ConsumerConflict {
+                        detail: format!(
+                            "consumer '{name}' of stream '{stream}' belongs to a push \
+                             subscription; change it through /v1/streams/{stream}/push/{name}"
+                        ),
+                        jetstream_code: None,
+                    });
+                }
                 // An update without `pause_until` leaves the pause as it is: resuming is its
                 // own request.
                 if nats_config.pause_until.is_none() {

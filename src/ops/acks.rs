@@ -126,6 +126,7 @@ async fn apply_unrecorded(
                 target.stream_seq,
                 target.delivered,
                 Reason::Terminated,
+                &[],
             )
             .await;
         match copied {
@@ -148,6 +149,43 @@ async fn apply_unrecorded(
         .nats
         .ack(target, action, delay, state.config.ack_timeout)
         .await
+}
+
+/// Gives up on a delivery for a transport that delivers by itself (push): the dead-letter copy
+/// (when the consumer has a dead-letter subject) with `extra` headers saying why, then `term`.
+/// A copy that cannot be stored leaves the message unterminated. Answers whether a copy was
+/// stored.
+pub async fn give_up(
+    state: &AppState,
+    target: &AckTarget,
+    extra: &[(&str, String)],
+) -> Result<bool, ApiError> {
+    let copied = match state
+        .dead_letters
+        .copy(
+            &target.stream,
+            &target.consumer,
+            target.stream_seq,
+            target.delivered,
+            Reason::MaxDeliveries,
+            extra,
+        )
+        .await
+    {
+        Ok(copied) => copied,
+        Err(ApiError::MessageNotFound(_)) => false,
+        Err(err) => return Err(err),
+    };
+    let termed = state
+        .nats
+        .ack(target, AckAction::Term, None, state.config.ack_timeout)
+        .await;
+    state.metrics.ack(
+        "term",
+        termed.as_ref().map_or_else(|e| e.code(), |()| "confirmed"),
+    );
+    termed?;
+    Ok(copied)
 }
 
 /// [`apply_unrecorded`], counted in the metrics by action and outcome.

@@ -13,6 +13,7 @@ pub mod kv;
 pub mod messages;
 pub mod names;
 pub mod publish;
+pub mod push;
 pub mod replay;
 pub mod schedules;
 pub mod streams;

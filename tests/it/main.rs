@@ -14,6 +14,7 @@ mod layers;
 mod pinned;
 mod publish;
 mod publish_stream;
+mod push;
 
 mod cli;
 mod console;

@@ -67,6 +67,8 @@ async fn gateway_with_auth() -> (TestApp, String) {
     let app = spawn_app_with(|c: &mut Config| {
         c.no_auth = false;
         c.jwt_secret = vec![SECRET.to_owned()];
+        // The push examples' host: listed by name, it is not resolved at creation.
+        c.push_allow = vec!["hooks.example.com".to_owned()];
     })
     .await;
     let (code, token, stderr) = run_jetway(
@@ -304,7 +306,7 @@ async fn generated_typescript_client_type_checks_and_runs_the_example_with_auth_
 }
 
 /// A stream, a consumer and a bucket with the names the document's examples use (`ORDERS`,
-/// `workers`, subjects `orders.…`, bucket `flags`), so that generated requests reach real resources as well as missing ones.
+/// `workers`, subjects `orders.…`, bucket `flags`, push subscription `orders-webhook`), so that generated requests reach real resources as well as missing ones.
 async fn arrange_examples(app: &TestApp, token: &str) {
     let put = |path: &str, body: Value| {
         app.http
@@ -346,6 +348,14 @@ async fn arrange_examples(app: &TestApp, token: &str) {
     let consumer = serde_json::json!({"ack_wait": "30s"});
     json(
         put("/v1/streams/ORDERS/consumers/workers", consumer)
+            .await
+            .unwrap(),
+        201,
+    )
+    .await;
+    let push = serde_json::json!({"url": "https://hooks.example.com/orders"});
+    json(
+        put("/v1/streams/ORDERS/push/orders-webhook", push)
             .await
             .unwrap(),
         201,
