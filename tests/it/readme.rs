@@ -22,7 +22,15 @@ use serde_json::Value;
 use crate::harness::{repo_root, spawn_app_with};
 
 /// Fields whose value differs on every run (for these only the JSON type is compared).
-const VOLATILE_FIELDS: [&str; 5] = ["time", "first_time", "last_time", "created", "ack_id"];
+const VOLATILE_FIELDS: [&str; 7] = [
+    "time",
+    "first_time",
+    "last_time",
+    "created",
+    "ack_id",
+    "secret",
+    "pause_remaining",
+];
 /// Response headers whose value differs on every run.
 const VOLATILE_HEADERS: [&str; 2] = ["jetway-time", "date"];
 /// Separates the output of consecutive blocks.
@@ -302,6 +310,8 @@ async fn readme_api_by_example_runs_as_printed() {
     );
     let app = spawn_app_with(|c| {
         c.streams = dev.config.streams;
+        c.push_allow = dev.config.push_allow;
+        c.push_allow_http = dev.config.push_allow_http;
         // The SSE example reads up to the caught_up marker; curl then ends at its next write,
         // a keep-alive comment (every 15 s with make dev's configuration).
         c.sse_keepalive = Duration::from_secs(1);
