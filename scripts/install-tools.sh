@@ -17,9 +17,10 @@
 #                                                openapi-fetch and typescript into .tools/node-sdk;
 #                                                PyPI openapi-python-client, openapi-spec-validator
 #                                                and schemathesis; Debian's jq (the README test)
-#   scripts/install-tools.sh push                also the Standard Webhooks reference library
-#                                                (PyPI standardwebhooks), which verifies push
-#                                                signatures in tests/it/push.rs
+#   scripts/install-tools.sh push                also the Standard Webhooks reference libraries
+#                                                (PyPI and npm standardwebhooks), which verify
+#                                                push signatures in tests/it/push.rs, the npm one
+#                                                in docs/push.md's Node receiver
 #   scripts/install-tools.sh asyncapi browser deploy cluster sdk push
 #                                                all of them (what `make test` runs)
 #
@@ -50,6 +51,7 @@ OPENAPI_PYTHON_CLIENT_VERSION="0.29.1"
 OPENAPI_SPEC_VALIDATOR_VERSION="0.9.0"
 SCHEMATHESIS_VERSION="4.32.5"
 STANDARDWEBHOOKS_VERSION="1.1.0"
+STANDARDWEBHOOKS_NPM_VERSION="1"
 
 cd "$(dirname "$0")/.."
 
@@ -239,4 +241,5 @@ fi
 # Standard Webhooks reference library (optional) ---------------------------------
 if [[ "$want_push" == 1 ]]; then
     pip_tool standardwebhooks "$STANDARDWEBHOOKS_VERSION"
+    npm_install standardwebhooks "$STANDARDWEBHOOKS_NPM_VERSION"
 fi

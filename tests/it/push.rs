@@ -1068,3 +1068,152 @@ async fn a_replica_killed_mid_delivery_hands_over_in_order_without_loss() {
     .await;
     assert_eq!(info["state"]["dead_lettered"], 0, "{info}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// docs/push.md's receivers, run as printed.
+
+/// The first fenced block of `language` after `heading` in docs/push.md.
+fn docs_block(heading: &str, language: &str) -> String {
+    let text = std::fs::read_to_string(crate::harness::repo_root().join("docs/push.md")).unwrap();
+    let after = &text[text
+        .find(heading)
+        .unwrap_or_else(|| panic!("docs/push.md: {heading}"))..];
+    let open = format!("```{language}\n");
+    let start = after.find(&open).expect("the block") + open.len();
+    let end = start + after[start..].find("\n```").expect("the block's end");
+    after[start..=end].to_owned()
+}
+
+/// Runs a receiver of docs/push.md and checks that it accepts jetway's deliveries and refuses a
+/// forged one.
+async fn docs_receiver_verifies_deliveries(
+    program: &str,
+    file: &str,
+    code: String,
+    env: &[(&str, String)],
+) {
+    let app = spawn_app_with(allow_loopback).await;
+    let stream = format!("PUSHDOCS{}", file.replace('.', "").to_uppercase());
+    app.create_stream(&stream, &[&format!("{}.>", stream.to_lowercase())])
+        .await;
+    let dir = tempfile::TempDir::new().unwrap();
+    let script = dir.path().join(file);
+    std::fs::write(&script, code).unwrap();
+    let port = free_tcp_port();
+    let secret = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(*b"docs-receiver-secret-32-bytes!!!")
+    );
+    let mut command = tokio::process::Command::new(program);
+    command
+        .arg(&script)
+        .env("WEBHOOK_SECRET", &secret)
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().unwrap_or_else(|e| panic!("{program}: {e}"));
+    let stdout = child.stdout.take().unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    tokio::spawn(async move {
+        use tokio::io::AsyncBufReadExt;
+        let mut reader = tokio::io::BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let http = reqwest::Client::new();
+    // A forged delivery is refused with 400 (the receiver is up once it answers).
+    let forged = eventually(
+        "the receiver to answer",
+        Duration::from_secs(30),
+        || async {
+            http.post(&url)
+                .header("webhook-id", "msg_forged_1")
+                .header(
+                    "webhook-timestamp",
+                    time::OffsetDateTime::now_utc().unix_timestamp().to_string(),
+                )
+                .header(
+                    "webhook-signature",
+                    "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                )
+                .body("forged")
+                .send()
+                .await
+                .ok()
+        },
+    )
+    .await;
+    assert_eq!(
+        forged.status().as_u16(),
+        400,
+        "a forged signature is refused"
+    );
+    put_push(
+        &app.url(""),
+        &stream,
+        "docs",
+        json!({"url": url, "secret": secret}),
+        201,
+    )
+    .await;
+    let subject = format!("{}.x", stream.to_lowercase());
+    publish_n(&app, &subject, 3).await;
+    let printed = eventually(
+        "three verified deliveries",
+        Duration::from_secs(30),
+        || async {
+            let lines = lines.lock().unwrap().clone();
+            (lines.len() >= 3).then_some(lines)
+        },
+    )
+    .await;
+    assert_eq!(
+        printed,
+        vec![
+            format!("msg_{stream}_1 1 {{\"n\":1}}"),
+            format!("msg_{stream}_2 2 {{\"n\":2}}"),
+            format!("msg_{stream}_3 3 {{\"n\":3}}"),
+        ]
+    );
+    let info = wait_state(&app, &stream, "docs", "three acked", |s| s["acked"] == 3).await;
+    assert_eq!(info["state"]["failed"], 0, "{info}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_receiver_of_the_docs_verifies_deliveries() {
+    let library = installed_tool("standardwebhooks", "push");
+    let code = docs_block("### Verify the signature: Python", "python");
+    docs_receiver_verifies_deliveries(
+        "python3",
+        "receiver.py",
+        code,
+        &[("PYTHONPATH", library.display().to_string())],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_receiver_of_the_docs_verifies_deliveries() {
+    installed_tool("node/node_modules/standardwebhooks", "push");
+    let code = docs_block("### Verify the signature: Node.js", "js");
+    docs_receiver_verifies_deliveries(
+        &crate::node::node_bin().display().to_string(),
+        "receiver.js",
+        code,
+        &[(
+            "NODE_PATH",
+            crate::harness::repo_root()
+                .join(".tools/node/node_modules")
+                .display()
+                .to_string(),
+        )],
+    )
+    .await;
+}
