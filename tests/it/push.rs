@@ -1217,3 +1217,203 @@ async fn the_node_receiver_of_the_docs_verifies_deliveries() {
     )
     .await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Tenants and TLS.
+
+const TENANT_SECRET: &str = "push-tenant-secret";
+
+fn tenant_admin(sub: &str, prefix: Option<&str>) -> String {
+    let now = jsonwebtoken::get_current_timestamp();
+    let mut grants = json!({"publish": ["orders.>"], "read": ["PUSHTEN"], "admin": true});
+    if let Some(prefix) = prefix {
+        grants["prefix"] = json!(prefix);
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": sub, "exp": now + 3600, "jetway": grants}),
+        &jsonwebtoken::EncodingKey::from_secret(TENANT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_push_delivers_only_its_namespace_and_is_its_own() {
+    let app = spawn_app_with(|config| {
+        allow_loopback(config);
+        config.no_auth = false;
+        config.jwt_secret = vec![TENANT_SECRET.to_owned()];
+    })
+    .await;
+    app.create_stream("PUSHTEN", &["acme.>", "globex.>"]).await;
+    let acme = tenant_admin("acme-admin", Some("acme"));
+    let globex = tenant_admin("globex-admin", Some("globex"));
+    let receiver = Receiver::start(|_, _| Reply::Status(200)).await;
+    let created = app
+        .http
+        .put(app.url("/v1/streams/PUSHTEN/push/acme-hook"))
+        .bearer_auth(&acme)
+        .json(&json!({"url": receiver.url(), "dead_letter_subject": "orders.dlq"}))
+        .send()
+        .await
+        .unwrap();
+    let created = json(created, 201).await;
+    assert_eq!(
+        created["config"]["dead_letter_subject"], "orders.dlq",
+        "{created}"
+    );
+    let publish = |token: String, subject: &'static str| {
+        let request = app
+            .http
+            .post(app.url(&format!("/v1/publish/{subject}")))
+            .bearer_auth(token)
+            .body("{}");
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(publish(globex.clone(), "orders.theirs").await, 201);
+    assert_eq!(publish(acme.clone(), "orders.ours").await, 201);
+    let accepted = receiver.wait_accepted(1).await;
+    assert_eq!(accepted, vec![2], "only the tenant's message");
+    let delivery = &receiver.deliveries()[0];
+    assert_eq!(
+        delivery.headers["jetway-subject"], "orders.ours",
+        "shown without the prefix"
+    );
+    // The stored consumer delivers only acme's namespace; the dead-letter subject is inside it.
+    let stream = app.js.get_stream("PUSHTEN").await.unwrap();
+    let info = stream.consumer_info("acme-hook").await.unwrap();
+    assert_eq!(info.config.filter_subject, "acme.>");
+    // Another tenant neither sees nor changes it.
+    for (method, path) in [
+        (reqwest::Method::GET, "/v1/streams/PUSHTEN/push/acme-hook"),
+        (
+            reqwest::Method::DELETE,
+            "/v1/streams/PUSHTEN/push/acme-hook",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/streams/PUSHTEN/push/acme-hook/pause",
+        ),
+    ] {
+        let response = app
+            .http
+            .request(method.clone(), app.url(path))
+            .bearer_auth(&globex)
+            .send()
+            .await
+            .unwrap();
+        problem(response, 403, "forbidden").await;
+    }
+    let taken = app
+        .http
+        .put(app.url("/v1/streams/PUSHTEN/push/acme-hook"))
+        .bearer_auth(&globex)
+        .json(&json!({"url": receiver.url()}))
+        .send()
+        .await
+        .unwrap();
+    problem(taken, 403, "forbidden").await;
+    let listed = app
+        .http
+        .get(app.url("/v1/streams/PUSHTEN/push"))
+        .bearer_auth(&globex)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json(listed, 200).await["push"], json!([]));
+    // A reader without admin manages nothing.
+    let now = jsonwebtoken::get_current_timestamp();
+    let reader = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": "reader", "exp": now + 3600, "jetway": {"read": ["PUSHTEN"]}}),
+        &jsonwebtoken::EncodingKey::from_secret(TENANT_SECRET.as_bytes()),
+    )
+    .unwrap();
+    let listed = app
+        .http
+        .get(app.url("/v1/streams/PUSHTEN/push"))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap();
+    problem(listed, 403, "forbidden").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_certificate_fails_the_delivery_and_long_answers_are_cut() {
+    let app = spawn_app_with(allow_loopback).await;
+    app.create_stream("PUSHTLS", &["tls.>"]).await;
+    // An HTTPS receiver with a self-signed certificate for 127.0.0.1.
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+    let config = tokio_rustls::rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handshakes = Arc::new(AtomicUsize::new(0));
+    let counted = handshakes.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                if acceptor.accept(tcp).await.is_ok() {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    put_push(
+        &app.url(""),
+        "PUSHTLS",
+        "hook",
+        json!({"url": format!("https://127.0.0.1:{port}/hook"), "backoff": ["1h"]}),
+        201,
+    )
+    .await;
+    publish_n(&app, "tls.x", 1).await;
+    let info = wait_state(&app, "PUSHTLS", "hook", "a failed attempt", |s| {
+        s["failed"] == 1
+    })
+    .await;
+    let error = info["state"]["last_error"].as_str().unwrap().to_lowercase();
+    assert!(error.contains("certificate"), "{error}");
+    assert_eq!(
+        handshakes.load(Ordering::SeqCst),
+        0,
+        "no TLS session was completed"
+    );
+
+    // A receiver answering 500 with a megabyte: the error keeps a bounded part of it.
+    let big_body = "x".repeat(1024 * 1024);
+    let router = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let body = big_body.clone();
+            async move { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, body) }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    put_push(
+        &app.url(""),
+        "PUSHTLS",
+        "big",
+        json!({"url": format!("http://{addr}/hook"), "backoff": ["1h"]}),
+        201,
+    )
+    .await;
+    let info = wait_state(&app, "PUSHTLS", "big", "a failed attempt", |s| {
+        s["failed"] == 1
+    })
+    .await;
+    let error = info["state"]["last_error"].as_str().unwrap();
+    assert!(error.starts_with("HTTP 500: xxx"), "{error}");
+    assert!(error.len() <= 512, "{} bytes kept", error.len());
+}
