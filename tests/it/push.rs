@@ -1417,3 +1417,51 @@ async fn an_untrusted_certificate_fails_the_delivery_and_long_answers_are_cut() 
     assert!(error.starts_with("HTTP 500: xxx"), "{error}");
     assert!(error.len() <= 512, "{} bytes kept", error.len());
 }
+
+// ---------------------------------------------------------------------------------------------
+// JetStream faults on the R3 cluster.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_push_across_a_consumer_leader_kill_delivers_every_message_in_order() {
+    const COUNT: u64 = 40;
+    let mut app = spawn_app_on_with(Topology::Cluster, allow_loopback).await;
+    app.create_stream("PUSHFAULT", &["fault.>"]).await;
+    let receiver = Receiver::start(|_, _| Reply::Slow(Duration::from_millis(10), 200)).await;
+    put_push(
+        &app.url(""),
+        "PUSHFAULT",
+        "hook",
+        json!({"url": receiver.url(), "max_in_flight": 1, "timeout": "2s", "backoff": ["100ms"]}),
+        201,
+    )
+    .await;
+    publish_n(&app, "fault.x", COUNT).await;
+    receiver.wait_accepted(10).await;
+    let leader = app.consumer_leader("PUSHFAULT", "hook").await;
+    app.server.kill_node(leader);
+    let accepted = eventually(
+        "every message accepted",
+        Duration::from_secs(90),
+        || async {
+            let mut accepted = receiver.accepted();
+            accepted.dedup();
+            (accepted.len() >= COUNT as usize).then_some(accepted)
+        },
+    )
+    .await;
+    assert_eq!(
+        accepted,
+        (1..=COUNT).collect::<Vec<_>>(),
+        "in order, nothing lost"
+    );
+    let seen: Vec<u64> = receiver.deliveries().iter().map(|d| d.seq).collect();
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "a message overtook another: {seen:?}"
+    );
+    assert_eq!(receiver.most_in_flight(), 1);
+    eprintln!(
+        "ordered push across a kill of consumer leader n{leader}: {} deliveries for {COUNT} messages",
+        seen.len()
+    );
+}
