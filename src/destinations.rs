@@ -280,6 +280,11 @@ impl Destinations {
         Ok(url)
     }
 
+    /// Whether `http://` URLs are allowed (`--push-allow-http`).
+    pub fn allows_http(&self) -> bool {
+        self.allow_http
+    }
+
     /// Checks an address given literally in a URL.
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), ApiError> {
         if self.address_allowed(false, ip) {

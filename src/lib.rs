@@ -167,6 +167,7 @@ async fn build_with_auth(
             .map_err(|err| StartError::Config(config::ConfigError::Check(err)))?;
     let state = AppState::new(state::Shared {
         push_destinations,
+        push_saved: Arc::default(),
         nats,
         config: Arc::new(config),
         limits,

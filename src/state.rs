@@ -59,6 +59,9 @@ pub struct Shared {
     pub connections: ConnectionLimits,
     /// Where push subscriptions may deliver (`--push-allow`).
     pub push_destinations: crate::destinations::Destinations,
+    /// Woken when a push subscription was saved through this replica, so that its deliveries
+    /// start at once (other replicas follow jetway's bucket).
+    pub push_saved: Arc<tokio::sync::Notify>,
     /// Cancelled when the server starts shutting down; long-lived tasks select on it.
     pub shutdown: CancellationToken,
     /// Long-lived tasks (streams, sockets), awaited during shutdown.

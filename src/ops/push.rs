@@ -796,6 +796,7 @@ pub async fn put(
             jetstream_code: None,
         });
     }
+    state.push_saved.notify_one();
     tracing::info!(
         stream.name = %stream,
         push.name = %name,

@@ -106,16 +106,22 @@ pub async fn run(shared: Arc<Shared>, definition: Arc<Definition>, stop: Cancell
         })
     };
     let mut retry = Duration::from_millis(250);
+    let mut last_problem = String::new();
     while !stop.is_cancelled() {
         match worker.pull(&stop).await {
             Ok(()) => retry = Duration::from_millis(250),
             Err(err) => {
-                tracing::warn!(
-                    push.stream = %worker.definition.stream,
-                    push.name = %worker.definition.name,
-                    error = %err,
-                    "push subscription cannot pull; trying again"
-                );
+                // A problem is logged when it starts (or changes), not at every retry.
+                let problem = err.to_string();
+                if problem != last_problem {
+                    tracing::warn!(
+                        push.stream = %worker.definition.stream,
+                        push.name = %worker.definition.name,
+                        error = %err,
+                        "push subscription cannot pull; trying again"
+                    );
+                    last_problem = problem;
+                }
                 tokio::select! {
                     () = stop.cancelled() => break,
                     () = tokio::time::sleep(retry) => {}
@@ -295,6 +301,12 @@ impl Worker {
             client_error: false,
         };
         let destinations = &self.shared.state.push_destinations;
+        if self.url.scheme() == "http" && !destinations.allows_http() {
+            return failed(
+                "http:// URLs are no longer allowed (the gateway runs without --push-allow-http)"
+                    .to_owned(),
+            );
+        }
         match self.url.host() {
             Some(url::Host::Ipv4(ip)) => {
                 if let Err(err) = destinations.check_ip(ip.into()) {

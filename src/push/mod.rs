@@ -3,7 +3,8 @@
 //!
 //! Every replica runs the same supervisor: it watches the definitions in jetway's bucket (an
 //! ordered replay of their last revisions, then their changes) and runs one worker per
-//! subscription. Workers on different replicas pull the same durable consumer; JetStream decides
+//! subscription. The bucket is created with the first subscription; until then the supervisor
+//! looks for it every few seconds, and at once when a subscription is saved through its replica. Workers on different replicas pull the same durable consumer; JetStream decides
 //! who gets which message, and its `max_ack_pending` (the subscription's `max_in_flight`) bounds
 //! the deliveries in progress across all of them. Nothing about delivery lives only in one
 //! replica's memory: a replica that dies leaves its messages unacked, and JetStream hands them
@@ -70,14 +71,20 @@ async fn supervise(shared: Arc<Shared>) {
         if state.shutdown.is_cancelled() {
             break;
         }
-        if let Err(err) = watched {
-            tracing::debug!(error = %err, "push definitions not readable yet");
+        match watched {
+            // No subscription was ever created: nothing to watch yet.
+            Err(ApiError::BucketNotFound(_)) => retry = MAX_RETRY,
+            Err(err) => {
+                tracing::debug!(error = %err, "push definitions not readable yet");
+                retry = (retry * 2).min(MAX_RETRY);
+            }
+            Ok(()) => {}
         }
         tokio::select! {
             () = state.shutdown.cancelled() => break,
+            () = state.push_saved.notified() => retry = Duration::from_millis(250),
             () = tokio::time::sleep(retry) => {}
         }
-        retry = (retry * 2).min(MAX_RETRY);
     }
     for (_, worker) in running.drain() {
         worker.stop.cancel();
@@ -90,7 +97,7 @@ async fn watch(
     running: &mut HashMap<(String, String), Running>,
 ) -> Result<(), ApiError> {
     let state = &shared.state;
-    defs::ensure_bucket(&state.nats).await?;
+    state.nats.bucket_info(BUCKET).await?;
     let spec = ReplaySpec {
         stream: kv::stream_of(BUCKET),
         start: Start::LastPerSubject,
