@@ -30,6 +30,10 @@ const HISTORY = 60;
 const REFRESH_MS = 2000;
 /// Description jetway gives the ordered consumers behind WebSocket and SSE subscriptions.
 const ORDERED_DESCRIPTION = "jetway replay (ordered, ephemeral)";
+/// Description jetway gives the durable consumer behind a push subscription.
+const PUSH_DESCRIPTION = /^jetway push subscription '(.+)'$/;
+/// Characters of a push subscription's last error shown in its row (the rest in its title).
+const ERROR_SHOWN = 80;
 
 let current = null;
 
@@ -596,8 +600,20 @@ function streamPage(name) {
     syncRows(consumersTable.tbody, durable, (c) => c.name, (c) => {
       const h = history.get(c.name);
       const rate = h.rate.length ? h.rate[h.rate.length - 1] : 0;
+      const push = pushOf(c);
       return [
-        ["Consumer", { keep: el("span", {}, el("strong", { class: "mono" }, c.name), c.config.description ? [el("br"), el("small", { class: "muted" }, c.config.description)] : null) }],
+        [
+          "Consumer",
+          {
+            keep: el(
+              "span",
+              {},
+              el("strong", { class: "mono" }, c.name),
+              push ? [" ", el("span", { class: "tag push-tag", title: `Delivers push subscription ${push}: see Push subscriptions below` }, "push")] : null,
+              c.config.description ? [el("br"), el("small", { class: "muted" }, c.config.description)] : null,
+            ),
+          },
+        ],
         ["Filter", (c.config.filter_subjects || []).join(", ") || "every subject", "mono"],
         ["Lag (pending)", el("span", { class: "metric" }, el("span", { class: "num lag", dataset: { value: c.state.num_pending } }, fmtNumber(c.state.num_pending)), sparkline(h.lag, { label: `Lag of ${c.name}`, kind: "lag" })), "lag-cell"],
         ["Ack pending", fmtNumber(c.state.num_ack_pending), "num ack-pending"],
@@ -605,17 +621,29 @@ function streamPage(name) {
         ["Waiting", fmtNumber(c.state.num_waiting), "num waiting"],
         ["Delivered/s", el("span", { class: "metric" }, el("span", { class: "num" }, fmtRate(rate)), sparkline(h.rate.map((r) => Math.round(r * 10) / 10), { label: `Delivery rate of ${c.name} (msg/s)`, kind: "rate" }))],
         ["Ack floor", `#${fmtNumber(c.state.ack_floor.stream_seq)}`, "num mono"],
-        ["Actions", { keep: consumerActions(c.name) }, "actions"],
+        ["Actions", { keep: consumerActions(c.name, push) }, "actions"],
       ];
     });
   }
 
-  function consumerActions(consumer) {
+  /// The push subscription a consumer delivers, or null. Such a consumer is changed through
+  /// the push API only (the consumer API answers 409), so it has no Edit button, and its
+  /// Delete deletes the subscription with it.
+  function pushOf(consumer) {
+    const match = PUSH_DESCRIPTION.exec(consumer.config.description || "");
+    return match ? match[1] : null;
+  }
+
+  function consumerActions(consumer, push) {
     return el(
       "span",
       { class: "row tight" },
-      el("button", { type: "button", class: "secondary small", "aria-label": `Edit consumer ${consumer}`, onclick: () => editConsumer(consumer) }, "Edit"),
-      el("button", { type: "button", class: "danger small", "aria-label": `Delete consumer ${consumer}`, onclick: () => removeConsumer(consumer) }, "Delete"),
+      push ? null : el("button", { type: "button", class: "secondary small", "aria-label": `Edit consumer ${consumer}`, onclick: () => editConsumer(consumer) }, "Edit"),
+      el(
+        "button",
+        { type: "button", class: "danger small", "aria-label": `Delete consumer ${consumer}`, onclick: () => (push ? removePush(push, consumer) : removeConsumer(consumer)) },
+        "Delete",
+      ),
     );
   }
 
@@ -632,7 +660,7 @@ function streamPage(name) {
     const saved = await consumerDialog(name, info);
     if (saved) {
       toast(info ? `Saved consumer ${saved.name}.` : `Created consumer ${saved.name}.`);
-      refreshConsumers();
+      refreshLists();
     }
   }
 
@@ -648,8 +676,211 @@ function streamPage(name) {
     if (done) {
       history.delete(consumer);
       toast(`Deleted consumer ${consumer}.`);
-      refreshConsumers();
+      refreshLists();
     }
+  }
+
+  // Push subscriptions ------------------------------------------------------------------------
+  // Listed with the consumers, on the same poll. Listing them needs the admin claim: a token
+  // without it gets a short note once, and the page stops asking.
+  const pushStatus = el("div", { id: "push-status" });
+  const pushTable = table(
+    "Push subscriptions",
+    [
+      "Subscription",
+      "URL",
+      "State",
+      ["Lag", "num"],
+      ["In flight", "num"],
+      ["Acked", "num"],
+      ["Failed", "num"],
+      ["Dead-lettered", "num"],
+      "Last status",
+      "Last success",
+      ["Consecutive failures", "num"],
+      "Actions",
+    ],
+    "push",
+  );
+  pushTable.node.id = "push";
+  pushTable.node.hidden = true;
+  const pushEmpty = el("p", { class: "muted", id: "push-empty", hidden: true }, "No push subscriptions.");
+  const pushHint = el(
+    "p",
+    { class: "muted", id: "push-hint" },
+    "Push subscriptions are created and changed through the API: ",
+    el("code", {}, `PUT /v1/streams/${name}/push/{name}`),
+    ".",
+  );
+  /// Pause/Resume and Delete of each row, built once (focus survives a refresh) and updated.
+  const pushActions = new Map();
+  let pushForbidden = false;
+  let pushAsked = 0;
+  let pushShown = 0;
+
+  async function refreshPush() {
+    if (gone || pushForbidden) return "";
+    const ticket = ++pushAsked;
+    let list;
+    try {
+      ({ push: list } = await api("GET", `/v1/streams/${enc(name)}/push`));
+    } catch (err) {
+      if (ticket < pushShown) return "";
+      pushShown = ticket;
+      if (err.status === 403) {
+        pushForbidden = true;
+        pushTable.node.hidden = true;
+        pushEmpty.hidden = true;
+        pushStatus.replaceChildren(el("p", { class: "muted", id: "push-forbidden" }, "Push subscriptions are listed for tokens with the admin claim only."));
+        return "";
+      }
+      pushStatus.replaceChildren(problemBox(err));
+      return err.status === 401 || err.status === 404 ? "stop" : "";
+    }
+    // An answer older than one already shown (an action refreshes outside the poll) is dropped.
+    if (ticket < pushShown) return "";
+    pushShown = ticket;
+    pushStatus.replaceChildren();
+    list.sort((a, b) => a.name.localeCompare(b.name));
+    pushEmpty.hidden = list.length > 0;
+    pushTable.node.hidden = list.length === 0;
+    for (const key of pushActions.keys()) if (!list.some((p) => p.name === key)) pushActions.delete(key);
+    syncRows(pushTable.tbody, list, (p) => p.name, (p) => {
+      const s = p.state;
+      const c = p.config;
+      let actions = pushActions.get(p.name);
+      if (!actions) {
+        actions = pushRowActions(p.name);
+        pushActions.set(p.name, actions);
+      }
+      actions.update(p);
+      const count = (n, cls) => el("span", { class: cls, dataset: { value: n } }, fmtNumber(n));
+      return [
+        ["Subscription", el("span", {}, el("strong", { class: "mono" }, p.name), c.description ? [el("br"), el("small", { class: "muted push-description" }, c.description)] : null), "name"],
+        [
+          "URL",
+          el(
+            "span",
+            { class: "push-url" },
+            el("span", { class: "mono url" }, c.url),
+            c.filter_subjects && c.filter_subjects.length ? [el("br"), el("small", { class: "muted mono" }, `only ${c.filter_subjects.join(", ")}`)] : null,
+          ),
+        ],
+        ["State", pushState(s), "state"],
+        ["Lag", count(s.lag, "num lag"), "num"],
+        ["In flight", count(s.in_flight, "num in-flight"), "num"],
+        ["Acked", count(s.acked, "num acked"), "num"],
+        ["Failed", count(s.failed, "num failed"), "num"],
+        ["Dead-lettered", count(s.dead_lettered, "num dead-lettered"), "num"],
+        ["Last status", lastOutcome(s), "last"],
+        ["Last success", el("span", { class: "mono last-success" }, s.last_success_at ? fmtTime(s.last_success_at) : "never"), "mono"],
+        [
+          "Consecutive failures",
+          el(
+            "span",
+            { class: `num consecutive${s.consecutive_failures > 0 ? " failing" : ""}`, dataset: { value: s.consecutive_failures }, title: s.consecutive_failures > 0 ? "Attempts failed since the last accepted delivery" : null },
+            fmtNumber(s.consecutive_failures),
+          ),
+          "num",
+        ],
+        ["Actions", { keep: actions.node }, "actions"],
+      ];
+    });
+    return "";
+  }
+
+  function pushState(s) {
+    if (s.problem) {
+      return el("span", { class: "push-state" }, el("span", { class: "badge", dataset: { state: "problem" } }, "Problem"), el("br"), el("small", { class: "push-problem" }, s.problem));
+    }
+    if (s.paused) {
+      // An open-ended pause is one until 2200 (JetStream has no "forever").
+      const until = s.pause_until && s.pause_until < "2100" ? el("small", { class: "muted" }, ` until ${fmtTime(s.pause_until)}`) : null;
+      return el("span", { class: "push-state" }, el("span", { class: "badge", dataset: { state: "paused" } }, "Paused"), until);
+    }
+    return el("span", { class: "push-state" }, el("span", { class: "badge", dataset: { state: "active" } }, "Active"));
+  }
+
+  function lastOutcome(s) {
+    if (s.last_status === undefined && !s.last_error) return el("span", { class: "muted" }, s.last_attempt_at ? "no answer" : "no attempt yet");
+    const error = s.last_error || "";
+    const chars = Array.from(error);
+    const shown = chars.length > ERROR_SHOWN ? `${chars.slice(0, ERROR_SHOWN).join("")}…` : error;
+    return el(
+      "span",
+      { class: "push-last", title: s.last_attempt_at ? `Last attempt ${fmtTime(s.last_attempt_at)}` : null },
+      el("strong", { class: `mono last-status${s.last_status >= 200 && s.last_status < 300 ? "" : " failing"}` }, s.last_status === undefined ? "no answer" : String(s.last_status)),
+      error ? [el("br"), el("small", { class: "last-error", title: error }, shown)] : null,
+    );
+  }
+
+  function pushRowActions(push) {
+    let current = null;
+    let busy = false;
+    const pause = el("button", { type: "button", class: "secondary small" }, "Pause");
+    pause.addEventListener("click", async () => {
+      if (busy || !current) return;
+      const resuming = current.state.paused;
+      busy = true;
+      pause.disabled = true;
+      try {
+        await api(resuming ? "DELETE" : "POST", `/v1/streams/${enc(name)}/push/${enc(push)}/pause`);
+        toast(resuming ? `Resumed push subscription ${push}.` : `Paused push subscription ${push}.`);
+      } catch (err) {
+        pushStatus.replaceChildren(problemBox(err));
+      } finally {
+        busy = false;
+        pause.disabled = Boolean(current && current.state.problem);
+      }
+      refreshLists();
+    });
+    const remove = el("button", { type: "button", class: "danger small", "aria-label": `Delete push subscription ${push}`, onclick: () => removePush(push) }, "Delete");
+    return {
+      node: el("span", { class: "row tight" }, pause, remove),
+      update(info) {
+        current = info;
+        const label = info.state.paused ? "Resume" : "Pause";
+        if (pause.textContent !== label) pause.textContent = label;
+        pause.setAttribute("aria-label", `${label} push subscription ${push}`);
+        if (!busy) pause.disabled = Boolean(info.state.problem);
+      },
+    };
+  }
+
+  /// Deletes a push subscription (its consumer and counts too). From the consumers table,
+  /// `consumer` is given: a consumer left behind by a subscription that no longer exists is
+  /// deleted as a consumer.
+  async function removePush(push, consumer) {
+    const done = await dialog({
+      title: `Delete push subscription ${push}`,
+      body: [
+        el("p", {}, "Deletes the push subscription, its consumer and its counts: nothing more is delivered to its URL. The messages stay in the stream."),
+        consumer ? el("p", { class: "muted" }, `The consumer ${consumer} belongs to this push subscription.`) : null,
+      ],
+      confirm: "Delete push subscription",
+      danger: true,
+      confirmWith: push,
+      action: async () => {
+        try {
+          await api("DELETE", `/v1/streams/${enc(name)}/push/${enc(push)}`);
+        } catch (err) {
+          if (!(consumer && err.status === 404 && err.code === "push_not_found")) throw err;
+          await api("DELETE", `/v1/streams/${enc(name)}/consumers/${enc(consumer)}`);
+        }
+        return true;
+      },
+    });
+    if (done) {
+      history.delete(consumer || push);
+      toast(`Deleted push subscription ${push}.`);
+      refreshLists();
+    }
+  }
+
+  /// Consumers, then push subscriptions (not asked for when the consumers answered 401 or 404).
+  async function refreshLists() {
+    if ((await refreshConsumers()) === "stop") return "stop";
+    return refreshPush();
   }
 
   // Stream state ------------------------------------------------------------------------------
@@ -742,6 +973,15 @@ function streamPage(name) {
       ephemeralNote,
     ),
     el(
+      "section",
+      { class: "panel", "aria-labelledby": "push-title" },
+      el("h2", { id: "push-title" }, "Push subscriptions"),
+      pushStatus,
+      pushEmpty,
+      el("div", { class: "table-box" }, pushTable.node),
+      pushHint,
+    ),
+    el(
       "div",
       { class: "columns" },
       el("section", { class: "panel", "aria-labelledby": "publish-title" }, el("h2", { id: "publish-title" }, "Publish"), publish),
@@ -750,7 +990,7 @@ function streamPage(name) {
     subjectsList,
   );
   const stopStream = poll(refreshStream, REFRESH_MS);
-  const stopConsumers = poll(refreshConsumers, REFRESH_MS);
+  const stopConsumers = poll(refreshLists, REFRESH_MS);
   return {
     destroy() {
       gone = true;

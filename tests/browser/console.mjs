@@ -10,15 +10,16 @@
 //
 // Usage: node tests/browser/console.mjs --base http://127.0.0.1:PORT --scenario NAME
 //          [--screenshots DIR] [--token JWT] [--readonly-token JWT] [--backlog N --live N]
+//          [--phase pause|resume|delete]
 //
-// Scenarios: streams, tail, replay, gap, consumers, auth, throughput. Every wait has a
+// Scenarios: streams, tail, replay, gap, consumers, push, auth, throughput. Every wait has a
 // deadline; nothing sleeps. Exit status: 0 when the scenario ran to its end, 1 when a step
 // failed, 2 when the tooling is missing.
 
 import { join } from "node:path";
 import { options, print, repo, screenshots, watch, withBrowser, PHONE } from "./lib.mjs";
 
-const opts = options(["base", "scenario", "screenshots", "token", "readonly-token", "backlog", "live"]);
+const opts = options(["base", "scenario", "screenshots", "token", "readonly-token", "backlog", "live", "phase"]);
 if (!opts.base || !opts.scenario) {
   process.stderr.write("usage: console.mjs --base http://127.0.0.1:PORT --scenario NAME\n");
   process.exit(64);
@@ -177,6 +178,69 @@ async function apiCall(method, path, body, token = opts.token) {
   const text = await response.text();
   if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${text}`);
   return text ? JSON.parse(text) : null;
+}
+
+/// What a row of the push subscriptions table shows.
+const pushRow = (page, name) =>
+  page.evaluate((key) => {
+    const row = document.querySelector(`#push tr[data-key="${key}"]`);
+    if (!row) return null;
+    const text = (selector) => row.querySelector(selector)?.textContent ?? null;
+    const value = (selector) => {
+      const node = row.querySelector(selector);
+      return node ? Number(node.dataset.value) : null;
+    };
+    const pause = row.querySelector("td.actions button:first-child");
+    return {
+      name: text("td.name strong"),
+      description: text(".push-description"),
+      url: text(".push-url .url"),
+      state: row.querySelector(".push-state .badge")?.dataset.state ?? null,
+      state_text: text("td.state"),
+      problem: text(".push-problem"),
+      lag: value(".lag"),
+      in_flight: value(".in-flight"),
+      acked: value(".acked"),
+      failed: value(".failed"),
+      dead_lettered: value(".dead-lettered"),
+      last_status: text(".last-status"),
+      last_error: text(".last-error"),
+      last_error_title: row.querySelector(".last-error")?.title ?? null,
+      last_success: text(".last-success"),
+      consecutive_failures: value(".consecutive"),
+      consecutive_highlighted: row.querySelector(".consecutive")?.classList.contains("failing") ?? null,
+      pause_label: pause?.getAttribute("aria-label") ?? null,
+      pause_text: pause?.textContent ?? null,
+      pause_disabled: pause?.disabled ?? null,
+    };
+  }, name);
+
+/// Waits until the push subscription `key` shows `state` (active, paused, problem).
+async function waitPushState(page, key, state) {
+  await until(
+    page,
+    `${key} to be ${state}`,
+    ([k, s]) => document.querySelector(`#push tr[data-key="${k}"] .push-state .badge`)?.dataset.state === s,
+    [key, state],
+  );
+}
+
+/// Deletes a push subscription through the confirmation dialog opened by `button`.
+async function confirmPushDelete(page, button, name) {
+  await page.getByRole("button", { name: button, exact: true }).click();
+  const dialog = page.locator("dialog[open]");
+  await dialog.waitFor({ timeout: WAIT });
+  const seen = { title: await dialog.locator("h2").textContent() };
+  const confirm = dialog.getByRole("button", { name: "Delete push subscription", exact: true });
+  seen.disabled_before_typing = await confirm.isDisabled();
+  await dialog.getByLabel(`Type ${name} to confirm`).fill(name.slice(0, -1));
+  seen.disabled_when_mistyped = await confirm.isDisabled();
+  await dialog.getByLabel(`Type ${name} to confirm`).fill(name);
+  await confirm.click();
+  await dialog.waitFor({ state: "detached", timeout: WAIT });
+  await page.locator(`#push tr[data-key="${name}"]`).waitFor({ state: "detached", timeout: WAIT });
+  await page.locator(`#consumers tr[data-key="${name}"]`).waitFor({ state: "detached", timeout: WAIT });
+  return seen;
 }
 
 // --- Scenarios ------------------------------------------------------------------------------------
@@ -466,6 +530,79 @@ const scenarios = {
     report.observed.ephemeral_note = await page.evaluate(() => document.getElementById("ephemeral-note").textContent);
   },
 
+  // Push subscriptions (created through the API by the test), one phase per run so that the
+  // test can check JetStream between them: "pause" reads the rows and pauses one, "resume"
+  // resumes it, "delete" deletes every subscription through the confirmation dialogs.
+  async push(page) {
+    const phase = opts.phase ?? "pause";
+    step(`${phase}: open`);
+    await open(page, "#/streams/ORDERS");
+    await page.locator('#push tr[data-key="hook"]').waitFor({ timeout: WAIT });
+    await page.locator('#consumers tr[data-key="hook"]').waitFor({ timeout: WAIT });
+
+    if (phase === "pause") {
+      step("read the rows");
+      await page.locator('#push tr[data-key="orphan"]').waitFor({ timeout: WAIT });
+      await page.locator('#consumers tr[data-key="side"]').waitFor({ timeout: WAIT });
+      report.observed.rows = await page.evaluate(() => Array.from(document.querySelectorAll("#push tr[data-key]"), (tr) => tr.dataset.key));
+      report.observed.hook = await pushRow(page, "hook");
+      report.observed.orphan = await pushRow(page, "orphan");
+      report.observed.consumers = await page.evaluate(() =>
+        Object.fromEntries(
+          Array.from(document.querySelectorAll("#consumers tr[data-key]"), (tr) => [
+            tr.dataset.key,
+            {
+              push_badge: tr.querySelector(".push-tag")?.textContent ?? null,
+              edit: Boolean(tr.querySelector('button[aria-label^="Edit consumer"]')),
+              delete: Boolean(tr.querySelector('button[aria-label^="Delete consumer"]')),
+            },
+          ]),
+        ),
+      );
+      report.observed.hint = await page.evaluate(() => document.getElementById("push-hint").textContent);
+      await shoot(page, "push");
+      await shoot(page, "push-dark", { dark: true });
+
+      step("pause");
+      await page.getByRole("button", { name: "Pause push subscription hook" }).click();
+      await waitPushState(page, "hook", "paused");
+      await page.getByText("Paused push subscription hook.").waitFor({ timeout: WAIT });
+      report.observed.paused = await pushRow(page, "hook");
+      report.observed.api_paused = (await apiCall("GET", "/v1/streams/ORDERS/push/hook")).state.paused;
+      await shoot(page, "push-paused");
+    } else if (phase === "resume") {
+      step("paused after a reload");
+      await waitPushState(page, "hook", "paused");
+      report.observed.before = await pushRow(page, "hook");
+
+      step("resume");
+      await page.getByRole("button", { name: "Resume push subscription hook" }).click();
+      await waitPushState(page, "hook", "active");
+      await page.getByText("Resumed push subscription hook.").waitFor({ timeout: WAIT });
+      report.observed.after = await pushRow(page, "hook");
+      await shoot(page, "push-resumed");
+    } else if (phase === "delete") {
+      step("delete hook from its row");
+      report.observed.hook = await confirmPushDelete(page, "Delete push subscription hook", "hook");
+      await shoot(page, "push-deleted");
+
+      step("delete side from the consumers table");
+      report.observed.side = await confirmPushDelete(page, "Delete consumer side", "side");
+
+      step("delete orphan");
+      report.observed.orphan = await confirmPushDelete(page, "Delete push subscription orphan", "orphan");
+      await page.locator("#push-empty").waitFor({ state: "visible", timeout: WAIT });
+      report.observed.empty = await page.evaluate(() => ({
+        text: document.getElementById("push-empty").textContent,
+        table_hidden: document.getElementById("push").hidden,
+      }));
+      report.observed.consumer_rows = await page.evaluate(() => Array.from(document.querySelectorAll("#consumers tr[data-key]"), (tr) => tr.dataset.key));
+      await shoot(page, "push-empty");
+    } else {
+      throw new Error(`unknown phase ${phase}`);
+    }
+  },
+
   // Authentication on: the console asks for a token, keeps it in sessionStorage only, uses it
   // on HTTP (Authorization) and on the WebSocket (subprotocol), and shows 401/403 problems.
   async auth(page) {
@@ -489,6 +626,12 @@ const scenarios = {
     await page.click('a[href="#/streams/ORDERS"]');
     await waitLive(page, 2);
     report.observed.readonly_rows = await rowSeqs(page);
+    // Listing push subscriptions needs admin: a short note, not a problem box.
+    await page.locator("#push-forbidden").waitFor({ timeout: WAIT });
+    report.observed.push_forbidden = await page.evaluate(() => ({
+      text: document.getElementById("push-forbidden").textContent,
+      problem: document.querySelector("#push-status .problem") !== null,
+    }));
     report.observed.forbidden = await publishWithForm(page, { subject: "orders.new", payload: '{"order_id": 7}' });
 
     step("admin token");

@@ -5,10 +5,11 @@
 //! - In a real browser (Debian's headless chromium driven by playwright-core through
 //!   `tests/browser/console.mjs`), one scenario per test: creating, editing and deleting
 //!   streams; publishing through the form into the live tail; exact replay ranges; the gap
-//!   after a purge; consumer lag after a fetch and acks through the API; authentication with a
-//!   pasted token; thousands of messages a second. Each test arranges JetStream directly,
-//!   asserts on what the page showed and on what JetStream stored, and fails on any console
-//!   error, uncaught exception, failed request or page wider than a phone.
+//!   after a purge; consumer lag after a fetch and acks through the API; push subscriptions
+//!   shown, paused, resumed and deleted; authentication with a pasted token; thousands of
+//!   messages a second. Each test arranges JetStream directly, asserts on what the page showed
+//!   and on what JetStream stored, and fails on any console error, uncaught exception, failed
+//!   request or page wider than a phone.
 //!
 //! Screenshots of every page at 1280 and 390 px wide land in `target/console-screenshots/`
 //! (git-ignored). Needs `scripts/install-tools.sh browser` (make test runs it).
@@ -20,7 +21,7 @@ use async_nats::jetstream;
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 
-use crate::harness::{TestApp, json, spawn_app, spawn_app_with};
+use crate::harness::{TestApp, eventually, json, spawn_app, spawn_app_with};
 use crate::node;
 
 const SCRIPT: &str = "tests/browser/console.mjs";
@@ -522,6 +523,266 @@ async fn consumer_lag_follows_a_fetch_and_acks_through_the_api() {
     );
 }
 
+/// The endpoint of the push test: accepts #1 and #3, refuses #2 as a client error, and answers
+/// every later message with a 500 and a long explanation (for `last_error`).
+async fn billing_receiver() -> String {
+    async fn receive(headers: axum::http::HeaderMap) -> (axum::http::StatusCode, String) {
+        let seq = headers
+            .get("jetway-seq")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_default();
+        match seq {
+            1 | 3 => (axum::http::StatusCode::OK, String::new()),
+            2 => (
+                axum::http::StatusCode::BAD_REQUEST,
+                "unknown order".to_owned(),
+            ),
+            _ => (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                format!(
+                    "billing is down: {}",
+                    "the ledger database does not answer; ".repeat(4)
+                ),
+            ),
+        }
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = axum::Router::new().fallback(receive);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    format!("http://{addr}/billing")
+}
+
+async fn put_push(app: &TestApp, name: &str, body: Value) {
+    let response = app
+        .http
+        .put(app.url(&format!("/v1/streams/ORDERS/push/{name}")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    json(response, 201).await;
+}
+
+async fn push_state(app: &TestApp, name: &str) -> Value {
+    let response = app
+        .http
+        .get(app.url(&format!("/v1/streams/ORDERS/push/{name}")))
+        .send()
+        .await
+        .unwrap();
+    json(response, 200).await["state"].clone()
+}
+
+async fn consumer_paused(app: &TestApp, name: &str) -> bool {
+    let stream = app.js.get_stream("ORDERS").await.unwrap();
+    stream.consumer_info(name).await.unwrap().paused
+}
+
+#[tokio::test]
+async fn push_subscriptions_are_shown_paused_resumed_and_deleted_through_the_console() {
+    let app = spawn_app_with(|c| {
+        c.push_allow = vec!["127.0.0.1".to_owned()];
+        c.push_allow_http = true;
+    })
+    .await;
+    let stream = app.create_stream("ORDERS", &["orders.>"]).await;
+    stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("workers".to_owned()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for n in 1..=5 {
+        publish_json(&app, "orders.new", json!({ "n": n })).await;
+    }
+    let url = billing_receiver().await;
+    // #1 accepted, #2 dead-lettered at once (a 400), #3 accepted, #4 failed and waiting an hour
+    // for its retry (holding back #5): a state that stays put while the page reads it.
+    put_push(
+        &app,
+        "hook",
+        json!({
+            "url": url,
+            "description": "Orders to billing",
+            "backoff": ["1h"],
+            "dead_letter_on_client_error": true,
+        }),
+    )
+    .await;
+    put_push(
+        &app,
+        "side",
+        json!({"url": url, "filter_subjects": ["orders.none"]}),
+    )
+    .await;
+    put_push(
+        &app,
+        "orphan",
+        json!({"url": url, "filter_subjects": ["orders.none"]}),
+    )
+    .await;
+    // Its consumer deleted behind jetway's back: the subscription has a problem.
+    stream.delete_consumer("orphan").await.unwrap();
+    let state = eventually(
+        "hook to settle with #4 waiting for its retry",
+        Duration::from_secs(60),
+        || async {
+            let state = push_state(&app, "hook").await;
+            (state["acked"] == 2
+                && state["dead_lettered"] == 1
+                && state["consecutive_failures"] == 1
+                && state["last_status"] == 500
+                && state["in_flight"] == 1
+                && state["lag"] == 1)
+                .then_some(state)
+        },
+    )
+    .await;
+    let last_error = state["last_error"].as_str().unwrap().to_owned();
+    assert!(
+        last_error.starts_with("HTTP 500: billing is down: the ledger"),
+        "{state}"
+    );
+
+    // Pause: the row, then what JetStream holds.
+    let report = scenario(&app, "push", &["--phase", "pause"], no_errors).await;
+    let seen = &report["observed"];
+    assert_eq!(
+        seen["rows"],
+        json!(["hook", "orphan", "side"]),
+        "{report:#}"
+    );
+    let hook = &seen["hook"];
+    assert_eq!(hook["name"], "hook");
+    assert_eq!(hook["description"], "Orders to billing");
+    assert_eq!(hook["url"], url);
+    assert_eq!(hook["state"], "active", "{report:#}");
+    for key in [
+        "lag",
+        "in_flight",
+        "acked",
+        "failed",
+        "dead_lettered",
+        "consecutive_failures",
+    ] {
+        assert_eq!(hook[key], state[key], "{key}: {report:#}");
+    }
+    assert_eq!(hook["consecutive_highlighted"], true);
+    assert_eq!(hook["last_status"], "500");
+    assert_eq!(
+        hook["last_error_title"],
+        last_error.as_str(),
+        "full text in the title"
+    );
+    let shown = hook["last_error"].as_str().unwrap();
+    assert!(
+        shown.ends_with('…') && shown.chars().count() == 81,
+        "the error is cut: {shown}"
+    );
+    assert!(last_error.starts_with(shown.trim_end_matches('…')));
+    assert!(
+        hook["last_success"]
+            .as_str()
+            .unwrap()
+            .starts_with(&state["last_success_at"].as_str().unwrap()[..19].replace('T', " ")),
+        "{report:#}"
+    );
+    assert_eq!(hook["pause_label"], "Pause push subscription hook");
+    let orphan = &seen["orphan"];
+    assert_eq!(orphan["state"], "problem", "{report:#}");
+    assert!(
+        orphan["problem"]
+            .as_str()
+            .unwrap()
+            .contains("nothing is delivered"),
+        "{report:#}"
+    );
+    assert_eq!(orphan["pause_disabled"], true);
+    assert_eq!(orphan["last_status"], Value::Null, "never attempted");
+    assert_eq!(
+        seen["consumers"],
+        json!({
+            "hook": {"push_badge": "push", "edit": false, "delete": true},
+            "side": {"push_badge": "push", "edit": false, "delete": true},
+            "workers": {"push_badge": null, "edit": true, "delete": true},
+        }),
+        "push consumers are marked and cannot be edited: {report:#}"
+    );
+    assert!(
+        seen["hint"]
+            .as_str()
+            .unwrap()
+            .contains("PUT /v1/streams/ORDERS/push/{name}")
+    );
+    assert_eq!(seen["paused"]["state"], "paused");
+    assert_eq!(
+        seen["paused"]["pause_label"],
+        "Resume push subscription hook"
+    );
+    assert_eq!(seen["api_paused"], true);
+    assert!(consumer_paused(&app, "hook").await, "JetStream paused it");
+    assert_eq!(push_state(&app, "hook").await["paused"], true);
+
+    // Resume.
+    let report = scenario(&app, "push", &["--phase", "resume"], no_errors).await;
+    let seen = &report["observed"];
+    assert_eq!(seen["before"]["state"], "paused", "{report:#}");
+    assert_eq!(seen["after"]["state"], "active");
+    assert_eq!(seen["after"]["pause_label"], "Pause push subscription hook");
+    assert!(!consumer_paused(&app, "hook").await, "JetStream resumed it");
+    assert_eq!(push_state(&app, "hook").await["paused"], false);
+
+    // Delete: hook from its row, side from the consumers table, orphan from its row.
+    let report = scenario(&app, "push", &["--phase", "delete"], no_errors).await;
+    let seen = &report["observed"];
+    for name in ["hook", "side", "orphan"] {
+        let dialog = &seen[name];
+        assert_eq!(
+            dialog["title"],
+            format!("Delete push subscription {name}"),
+            "{report:#}"
+        );
+        assert_eq!(dialog["disabled_before_typing"], true);
+        assert_eq!(dialog["disabled_when_mistyped"], true);
+    }
+    assert_eq!(
+        seen["empty"],
+        json!({"text": "No push subscriptions.", "table_hidden": true})
+    );
+    assert_eq!(seen["consumer_rows"], json!(["workers"]), "{report:#}");
+
+    for name in ["hook", "side", "orphan"] {
+        let response = app
+            .http
+            .get(app.url(&format!("/v1/streams/ORDERS/push/{name}")))
+            .send()
+            .await
+            .unwrap();
+        crate::harness::problem(response, 404, "push_not_found").await;
+    }
+    let listed = app
+        .http
+        .get(app.url("/v1/streams/ORDERS/push"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json(listed, 200).await, json!({"push": []}));
+    let stream = app.js.get_stream("ORDERS").await.unwrap();
+    for name in ["hook", "side"] {
+        assert!(
+            stream.consumer_info(name).await.is_err(),
+            "{name}'s consumer was deleted"
+        );
+    }
+    assert!(stream.consumer_info("workers").await.is_ok());
+    assert_eq!(app.stored("ORDERS").await.len(), 5, "the messages stay");
+}
+
 fn token(sub: &str, grants: Value) -> String {
     let claims = json!({
         "sub": sub,
@@ -537,9 +798,15 @@ fn token(sub: &str, grants: Value) -> String {
 }
 
 /// Chromium logs every 4xx answer; the auth scenario expects the 401s before a token is given
-/// and after it is forgotten.
+/// and after it is forgotten, and the read-only token's 403 on the push subscriptions list.
 fn unauthorized(error: &str) -> bool {
     error.starts_with("Failed to load resource: the server responded with a status of 401")
+        || forbidden_push_list(error)
+}
+
+fn forbidden_push_list(error: &str) -> bool {
+    error.starts_with("Failed to load resource: the server responded with a status of 403")
+        && error.ends_with("/v1/streams/ORDERS/push)")
 }
 
 #[tokio::test]
@@ -584,6 +851,14 @@ async fn with_auth_on_the_console_uses_a_pasted_token_and_never_puts_it_in_a_url
         "{report:#}"
     );
     assert_eq!(seqs(&seen["readonly_rows"]), [1, 2]);
+    assert_eq!(
+        seen["push_forbidden"],
+        json!({
+            "text": "Push subscriptions are listed for tokens with the admin claim only.",
+            "problem": false,
+        }),
+        "a note, not an error: {report:#}"
+    );
     assert_eq!(seen["forbidden"]["problem"], true);
     assert!(
         seen["forbidden"]["title"]
@@ -629,10 +904,16 @@ async fn with_auth_on_the_console_uses_a_pasted_token_and_never_puts_it_in_a_url
             .all(|r| r["method"] == "GET"),
         "{requests:#?}"
     );
-    let unauthorized_errors = strings(&report["console_errors"]).len();
+    let errors = strings(&report["console_errors"]);
+    let unauthorized_errors = errors.iter().filter(|e| !forbidden_push_list(e)).count();
     assert!(
         (1..=4).contains(&unauthorized_errors),
         "the console keeps asking without a token: {report:#}"
+    );
+    assert_eq!(
+        errors.iter().filter(|e| forbidden_push_list(e)).count(),
+        1,
+        "push subscriptions are asked for once without admin: {report:#}"
     );
 
     let stored = app.stored("ORDERS").await;
