@@ -31,7 +31,6 @@ const REFRESH_MS = 2000;
 /// Description jetway gives the ordered consumers behind WebSocket and SSE subscriptions.
 const ORDERED_DESCRIPTION = "jetway replay (ordered, ephemeral)";
 /// Description jetway gives the durable consumer behind a push subscription.
-const PUSH_DESCRIPTION = /^jetway push subscription '(.+)'$/;
 /// Characters of a push subscription's last error shown in its row (the rest in its title).
 const ERROR_SHOWN = 80;
 
@@ -630,8 +629,7 @@ function streamPage(name) {
   /// the push API only (the consumer API answers 409), so it has no Edit button, and its
   /// Delete deletes the subscription with it.
   function pushOf(consumer) {
-    const match = PUSH_DESCRIPTION.exec(consumer.config.description || "");
-    return match ? match[1] : null;
+    return consumer.push_subscription ? consumer.name : null;
   }
 
   function consumerActions(consumer, push) {
@@ -794,8 +792,8 @@ function streamPage(name) {
       return el("span", { class: "push-state" }, el("span", { class: "badge", dataset: { state: "problem" } }, "Problem"), el("br"), el("small", { class: "push-problem" }, s.problem));
     }
     if (s.paused) {
-      // An open-ended pause is one until 2200 (JetStream has no "forever").
-      const until = s.pause_until && s.pause_until < "2100" ? el("small", { class: "muted" }, ` until ${fmtTime(s.pause_until)}`) : null;
+      // A pause until resumed has no end.
+      const until = s.pause_until ? el("small", { class: "muted" }, ` until ${fmtTime(s.pause_until)}`) : null;
       return el("span", { class: "push-state" }, el("span", { class: "badge", dataset: { state: "paused" } }, "Paused"), until);
     }
     return el("span", { class: "push-state" }, el("span", { class: "badge", dataset: { state: "active" } }, "Active"));

@@ -14,11 +14,8 @@ use crate::error::ApiError;
 use crate::nats::consumers::PauseState;
 use crate::ops;
 use crate::ops::names::{ConsumerName, StreamName};
-use crate::ops::push::{PushConfig, PushInfo, PushList};
+use crate::ops::push::{PAUSE_FOREVER, PushConfig, PushInfo, PushList};
 use crate::state::AppState;
-
-/// The end of an open-ended pause (JetStream keeps times in nanoseconds up to 2262).
-const PAUSE_FOREVER: &str = "2200-01-01T00:00:00Z";
 
 fn names(stream: String, name: String) -> Result<(StreamName, ConsumerName), ApiError> {
     Ok((StreamName::parse(stream)?, ConsumerName::parse(name)?))
@@ -153,8 +150,9 @@ pub struct PushPauseRequest {
 
 /// Pause a push subscription.
 ///
-/// No new delivery starts until `pause_until` (or until resumed, without a body); deliveries
-/// in progress finish. Messages keep accumulating in the stream (see `lag`).
+/// No new delivery starts until `pause_until`, or until resumed without a body (the answer then
+/// has no `pause_until`); deliveries in progress finish. Messages keep accumulating in the
+/// stream (see `lag`).
 #[utoipa::path(
     post,
     path = "/v1/streams/{stream}/push/{name}/pause",

@@ -244,6 +244,10 @@ pub struct ConsumerInfo {
     /// The priority groups and whether a client holds each one's pin.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub priority_groups: Vec<PriorityGroupState>,
+    /// The consumer of a push subscription of the same name: jetway delivers it, and it is
+    /// changed and deleted through `/v1/streams/{stream}/push/{name}` only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub push_subscription: bool,
 }
 
 /// Whether a consumer is paused, and until when.
@@ -493,6 +497,7 @@ impl ConsumerInfo {
                 ack_floor: pair(&info.ack_floor),
             },
             created: format_time(info.created),
+            push_subscription: info.config.metadata.contains_key(PUSH_METADATA_KEY),
             paused: pause.paused,
             pause_until: pause.pause_until,
             pause_remaining: pause.pause_remaining,

@@ -10,7 +10,9 @@ use crate::auth::Principal;
 use crate::duration;
 use crate::error::ApiError;
 use crate::message::{EncodingChoice, Message};
-use crate::nats::consumers::{ConsumerConfig, FetchSpec, PauseState, filter_subjects};
+use crate::nats::consumers::{
+    ConsumerConfig, FetchSpec, PUSH_METADATA_KEY, PauseState, filter_subjects,
+};
 use crate::nats::messages::Start;
 use crate::nats::pull::PullPriority;
 use crate::state::AppState;
@@ -143,6 +145,16 @@ pub async fn delete(
     name: &ConsumerName,
 ) -> Result<(), ApiError> {
     who.check_admin()?;
+    let info = state.nats.consumer_info(stream, name).await?;
+    if info.config.metadata.contains_key(PUSH_METADATA_KEY) {
+        return Err(ApiError::ConsumerConflict {
+            detail: format!(
+                "consumer '{name}' of stream '{stream}' belongs to a push subscription; delete it \
+                 with DELETE /v1/streams/{stream}/push/{name}"
+            ),
+            jetstream_code: None,
+        });
+    }
     state.nats.delete_consumer(stream, name).await?;
     state.dead_letters.forget(stream, name);
     Ok(())

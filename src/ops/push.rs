@@ -78,6 +78,23 @@ const MIN_SECRET_BYTES: usize = 24;
 const MAX_SECRET_BYTES: usize = 64;
 /// The prefix of Standard Webhooks secrets.
 pub const SECRET_PREFIX: &str = "whsec_";
+/// The end of a pause "until resumed" (JetStream keeps times in nanoseconds, up to 2262, and
+/// has no open-ended pause). Shown as a pause without an end.
+pub const PAUSE_FOREVER: &str = "2200-01-01T00:00:00Z";
+
+/// A pause state as the push API shows it: a pause until resumed has no end.
+fn shown_pause(mut pause: PauseState) -> PauseState {
+    if pause
+        .pause_until
+        .as_deref()
+        .is_some_and(|until| until >= PAUSE_FOREVER)
+    {
+        pause.pause_until = None;
+        pause.pause_remaining = None;
+    }
+    pause
+}
+
 /// Longest error text kept in the status.
 pub const MAX_ERROR_LEN: usize = 512;
 
@@ -820,7 +837,7 @@ fn view(
 ) -> PushInfo {
     let consumer = ConsumerConfig::from_nats(&info.config);
     let counts = counts.unwrap_or_default();
-    let pause = PauseState::of(info);
+    let pause = shown_pause(PauseState::of(info));
     PushInfo {
         stream: definition.stream.clone(),
         name: definition.name.clone(),
@@ -1020,7 +1037,8 @@ pub async fn delete(
     Ok(())
 }
 
-/// Pauses deliveries until `until` (RFC 3339), or resumes them (`None`).
+/// Pauses deliveries until `until` (RFC 3339; [`PAUSE_FOREVER`]: until resumed), or resumes
+/// them (`None`).
 pub async fn pause(
     state: &AppState,
     who: &Principal,
@@ -1039,7 +1057,7 @@ pub async fn pause(
         .await?
         .ok_or_else(|| not_found(stream, name))?;
     check_owner(who, &definition)?;
-    let answer = state.nats.pause_consumer(stream, name, until).await?;
+    let answer = shown_pause(state.nats.pause_consumer(stream, name, until).await?);
     tracing::info!(stream.name = %stream, push.name = %name, paused = answer.paused, principal = %who.id, "push pause changed");
     Ok(answer)
 }

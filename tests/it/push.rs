@@ -705,6 +705,10 @@ async fn pausing_holds_deliveries_and_resuming_delivers_them() {
         .unwrap();
     let paused = json(paused, 200).await;
     assert_eq!(paused["paused"], true, "{paused}");
+    assert!(
+        paused.get("pause_until").is_none(),
+        "until resumed: {paused}"
+    );
     publish_n(&app, "pause.x", 3).await;
     let info = wait_state(&app, "PUSHPAUSE", "hook", "a lag of 3 while paused", |s| {
         s["lag"] == 3
@@ -840,6 +844,30 @@ async fn destinations_outside_the_allowlist_and_bad_settings_are_refused() {
         "consumer_conflict",
     )
     .await;
+    problem(
+        app.http
+            .delete(app.url("/v1/streams/PUSHBAD/consumers/hook"))
+            .send()
+            .await
+            .unwrap(),
+        409,
+        "consumer_conflict",
+    )
+    .await;
+    let consumer = json(
+        app.http
+            .get(app.url("/v1/streams/PUSHBAD/consumers/hook"))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(consumer["push_subscription"], true, "{consumer}");
+    assert!(
+        consumer["config"]["metadata"].get("jetway.push").is_none(),
+        "{consumer}"
+    );
     // jetway's own bucket (definitions and secrets) is not readable through the API.
     problem(
         app.http
