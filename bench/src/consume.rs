@@ -410,7 +410,10 @@ async fn consumer_leader(ctx: &Ctx, consumer: &str) -> Result<Option<String>> {
 }
 
 /// The consumer as nats-server sees it (asked directly, not through jetway).
-async fn consumer_info(ctx: &Ctx, consumer: &str) -> Result<async_nats::jetstream::consumer::Info> {
+pub async fn consumer_info(
+    ctx: &Ctx,
+    consumer: &str,
+) -> Result<async_nats::jetstream::consumer::Info> {
     let stream = ctx
         .js
         .get_stream(STREAM)
@@ -524,7 +527,7 @@ fn drained(m: &load::Measurement, floor: u64, fill: u64, ctx: &Ctx) -> Option<St
 }
 
 /// Attaches the notes that apply, `; `-separated.
-fn with_notes(row: Scenario, notes: impl IntoIterator<Item = Option<String>>) -> Scenario {
+pub fn with_notes(row: Scenario, notes: impl IntoIterator<Item = Option<String>>) -> Scenario {
     let notes: Vec<String> = notes.into_iter().flatten().collect();
     if notes.is_empty() {
         row

@@ -11,6 +11,7 @@ mod http;
 mod load;
 mod pipelined;
 mod procs;
+mod push;
 mod replay;
 mod report;
 mod scenarios;
@@ -302,6 +303,12 @@ async fn run(opts: Opts) -> Result<bool> {
             consume::DIRECT_FETCH_ACK,
             consume::direct_fetch_ack(&ctx, consume::DIRECT_FETCH_ACK),
         )
+        .await;
+    runner
+        .run(push::PUSH_1, push::push(&ctx, push::PUSH_1, 1))
+        .await;
+    runner
+        .run(push::PUSH_64, push::push(&ctx, push::PUSH_64, 64))
         .await;
     runner.run(replay::WS_REPLAY, replay::ws_replay(&ctx)).await;
     runner
@@ -661,9 +668,15 @@ impl Runner {
         eprint!("jetway-bench: {name} ... ");
         match scenario.await {
             Ok(row) => {
-                let ms = |us: Option<u32>| us.map_or(0.0, |us| f64::from(us) / 1000.0);
+                // A row without per-request latencies (push deliveries) shows none.
+                let ms = |us: Option<u32>| {
+                    us.map_or_else(
+                        || "–".to_owned(),
+                        |us| format!("{:.3} ms", f64::from(us) / 1000.0),
+                    )
+                };
                 eprintln!(
-                    "{:.0} req/s ({:.0} msgs/s, {:.1} MB/s), p50 {:.3} ms, p99 {:.3} ms, {:.1} s",
+                    "{:.0} req/s ({:.0} msgs/s, {:.1} MB/s), p50 {}, p99 {}, {:.1} s",
                     row.req_per_s,
                     row.msgs_per_s,
                     row.mb_per_s,
@@ -786,6 +799,26 @@ impl Runner {
                 0.5,
             )
             .noisy_if([fetch, direct_fetch].into_iter()),
+            Check::report_only(
+                &format!(
+                    "{} ÷ {} (acked msgs/s)",
+                    push::PUSH_1,
+                    consume::DIRECT_FETCH_ACK
+                ),
+                push::PUSH_1,
+                ratio(self.row(push::PUSH_1), direct_fetch, |s| s.msgs_per_s),
+            )
+            .noisy_if([self.row(push::PUSH_1), direct_fetch].into_iter()),
+            Check::report_only(
+                &format!(
+                    "{} ÷ {} (acked msgs/s)",
+                    push::PUSH_64,
+                    consume::DIRECT_FETCH_ACK
+                ),
+                push::PUSH_64,
+                ratio(self.row(push::PUSH_64), direct_fetch, |s| s.msgs_per_s),
+            )
+            .noisy_if([self.row(push::PUSH_64), direct_fetch].into_iter()),
             Check::at_least(
                 &format!(
                     "{} ÷ {} (acked msgs/s)",

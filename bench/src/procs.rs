@@ -332,6 +332,12 @@ impl Gateway {
                 "JETWAY_MAX_CONNECTIONS_PER_PRINCIPAL",
                 MAX_CONNECTIONS.to_string(),
             );
+        // Push subscriptions deliver to the bench's own receiver on the loopback interface:
+        // admitted only when named (host names reach public addresses only) and, being plain
+        // HTTP, only with `http://` allowed.
+        command
+            .env("JETWAY_PUSH_ALLOW", "127.0.0.1")
+            .env("JETWAY_PUSH_ALLOW_HTTP", "true");
         for (name, value) in &spec.env {
             command.env(name, value);
         }
