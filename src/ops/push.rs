@@ -657,8 +657,16 @@ async fn remove(nats: &Nats, key: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Adds a replica's counts to the subscription's status record (compare-and-set, retried).
-pub async fn record(nats: &Nats, stream: &str, name: &str, delta: &Counts) -> Result<(), ApiError> {
+/// Adds a replica's counts to the status record of the subscription `definition` describes
+/// (compare-and-set, retried). Counts of a subscription that was deleted, or deleted and
+/// created again (another `created`), since the worker started are dropped: they would bring
+/// a deleted record back, or mix into the new subscription's.
+pub async fn record(nats: &Nats, definition: &Definition, delta: &Counts) -> Result<(), ApiError> {
+    let (stream, name) = (&definition.stream, &definition.name);
+    match load(nats, stream, name).await? {
+        Some((current, _)) if current.created == definition.created => {}
+        _ => return Ok(()),
+    }
     let key = status_key(stream, name);
     for _ in 0..8 {
         let (counts, revision) = read::<Counts>(nats, &key).await?;

@@ -187,14 +187,7 @@ impl Worker {
             _ => return,
         };
         let definition = &self.definition;
-        if let Err(err) = defs::record(
-            &self.shared.state.nats,
-            &definition.stream,
-            &definition.name,
-            &delta,
-        )
-        .await
-        {
+        if let Err(err) = defs::record(&self.shared.state.nats, definition, &delta).await {
             tracing::debug!(error = %err, push.name = %definition.name, "push status not written; kept for the next write");
             if let Ok(mut counts) = self.counts.lock() {
                 let newer = std::mem::take(&mut *counts);
@@ -266,9 +259,16 @@ impl Worker {
                 acks::apply(state, &target, AckAction::Nak, Some(delay)).await
             }
         };
-        if let Err(err) = settled {
+        match settled {
+            Ok(()) => {}
+            // The subscription was deleted meanwhile: nothing is left to settle.
+            Err(ApiError::ConsumerNotFound { .. } | ApiError::StreamNotFound(_)) => {
+                tracing::debug!(push.name = %definition.name, msg.seq = target.stream_seq, "push consumer gone before the delivery was settled");
+            }
             // Unsettled, the message comes back after ack_wait: delivered again, not lost.
-            tracing::warn!(push.name = %definition.name, msg.seq = target.stream_seq, error = %err, "push delivery not settled with JetStream; it will be redelivered");
+            Err(err) => {
+                tracing::warn!(push.name = %definition.name, msg.seq = target.stream_seq, error = %err, "push delivery not settled with JetStream; it will be redelivered");
+            }
         }
         if let Ok(mut counts) = self.counts.lock() {
             counts.attempt(attempt.status, attempt.error.clone());
