@@ -222,7 +222,7 @@ async fn publish_atomic_batch(app: &TestApp, subject: &str, count: usize) {
 async fn server_consumer(app: &TestApp, consumer: &str) -> consumer::Info {
     eventually(
         "consumer info from its leader",
-        Duration::from_secs(15),
+        Duration::from_secs(30),
         || async {
             let stream = app.js.get_stream(STREAM).await.ok()?;
             stream.consumer_info(consumer).await.ok()

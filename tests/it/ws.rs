@@ -332,14 +332,18 @@ async fn create_durable(app: &TestApp, consumer: &str, body: &Value) {
     json(response, 201).await;
 }
 
+/// A durable consumer as JetStream reports it. On a cluster a consumer can be between leaders
+/// for a while (a busy machine misses heartbeats); its state is what the next leader answers.
 async fn durable_info(app: &TestApp, consumer: &str) -> consumer::Info {
-    app.js
-        .get_stream(STREAM)
-        .await
-        .expect("stream")
-        .consumer_info(consumer)
-        .await
-        .expect("consumer info")
+    crate::harness::eventually(
+        "consumer info from its leader",
+        Duration::from_secs(30),
+        || async {
+            let stream = app.js.get_stream(STREAM).await.ok()?;
+            stream.consumer_info(consumer).await.ok()
+        },
+    )
+    .await
 }
 
 fn url_encode(value: &str) -> String {
