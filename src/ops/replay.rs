@@ -139,8 +139,9 @@ pub struct Replay {
     keys: AckKeys,
     spec: ReplaySpec,
     consumer_name: String,
-    /// Pull requests in flight, oldest first (JetStream fills them in that order). Up to two,
-    /// so that the next batch is on its way while the current one is read.
+    /// Pull requests in flight, oldest first. Up to two for an ordered replay, so that the next
+    /// batch is on its way while the current one is read; one for a durable consumer (see
+    /// [`Replay::pull_due`]).
     pulls: VecDeque<Pull>,
     last_stream_seq: u64,
     last_consumer_seq: u64,
@@ -530,9 +531,19 @@ impl Replay {
 
     /// Whether to ask for more now, and how many messages are already on their way: more are
     /// asked for while those run low, if the caller can take more than that.
+    ///
+    /// A durable consumer is pulled one request at a time. JetStream serves the waiting pulls of
+    /// a consumer in turn, one message each (nats-server requeues a partly served request at
+    /// the end of its wait queue), and a durable consumer hands out no more than its
+    /// `max_ack_pending` leaves room for: with a second pull open, every other message would
+    /// wait unread behind the first pull, unacknowledged, and once they fill `max_ack_pending`
+    /// the first pull would get nothing until it expired. An ordered consumer has no such limit:
+    /// its first pull is filled before the second is asked for, or in a live tail only one pull
+    /// waits.
     fn pull_due(&self, want: usize) -> Option<usize> {
         let expected: usize = self.pulls.iter().map(Pull::outstanding).sum();
         let top_up = self.pulls.len() < 2
+            && self.spec.consumer.is_none()
             && !self.oversized
             && expected < want
             && expected <= self.spec.batch_messages / 2;

@@ -695,6 +695,38 @@ async fn resume_with_start_seq_after_the_last_seen_gets_exactly_the_rest(topolog
 // ---------------------------------------------------------------------------------------------
 // Ack mode
 
+/// A consumer whose `max_ack_pending` is far below the replay's pull size: every message the
+/// server hands over must reach the client, so that its acks make room for the next ones. (A
+/// second pull kept open next to the first would get every other message, unread behind the
+/// first pull, and the subscription would stall until that pull expired.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_mode_with_a_small_max_ack_pending_keeps_delivering_as_acks_make_room() {
+    const COUNT: usize = 1_200;
+    let app = spawn_app_on(Topology::Single).await;
+    orders_with(&app, COUNT).await;
+    create_durable(&app, "workers", &json!({"max_ack_pending": 10})).await;
+    let mut ws = connect(&app, &stream_ws("consumer=workers")).await;
+    let mut seen = BTreeSet::new();
+    let started = std::time::Instant::now();
+    while seen.len() < COUNT {
+        let frames = until_msgs(&mut ws, 1).await;
+        for message in msgs(&frames) {
+            seen.insert(message["seq"].as_u64().expect("seq"));
+            send(
+                &mut ws,
+                &json!({"op": "ack", "ack_id": message["ack_id"], "id": format!("a{}", message["seq"])}),
+            )
+            .await;
+        }
+    }
+    assert_eq!(seen, (1..=COUNT as u64).collect());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{COUNT} messages took {:?}",
+        started.elapsed()
+    );
+}
+
 async fn ack_mode_ack_over_the_socket_moves_the_ack_floor_and_unacked_message_is_redelivered(
     topology: Topology,
 ) {
