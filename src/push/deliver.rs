@@ -25,6 +25,13 @@ const MAX_ANSWER_BYTES: usize = 4 * 1024;
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest wait before pulling again after the consumer could not be reached.
 const MAX_RETRY: Duration = Duration::from_secs(5);
+/// Most messages one pull asks for. JetStream hands a pull no more than the consumer's
+/// `max_ack_pending` (the subscription's `max_in_flight`, over every replica) leaves room for,
+/// and a durable consumer is pulled one request at a time, so a pull larger than
+/// `max_in_flight` never makes a message wait for a free slot here: it stays open and receives
+/// the next message as soon as an ack makes room, instead of one pull (a subscription at the
+/// server) per message.
+const PULL_BATCH: usize = 256;
 /// A message that waited this long for a connection has its `ack_wait` restarted first.
 const PROGRESS_AFTER: Duration = Duration::from_secs(1);
 
@@ -142,6 +149,9 @@ impl Worker {
     async fn pull(self: &Arc<Self>, stop: &CancellationToken) -> Result<(), ApiError> {
         let state = &self.shared.state;
         let definition = &self.definition;
+        let batch = usize::try_from(definition.max_in_flight)
+            .unwrap_or(1)
+            .max(PULL_BATCH);
         let spec = ReplaySpec {
             stream: definition.stream.clone(),
             start: Start::All,
@@ -151,7 +161,7 @@ impl Worker {
             pull_expires: PULL_EXPIRES,
             encoding: EncodingChoice::Auto,
             binary: true,
-            batch_messages: usize::try_from(definition.max_in_flight).unwrap_or(1),
+            batch_messages: batch,
             batch_bytes: usize::try_from(state.config.max_fetch_bytes).unwrap_or(usize::MAX),
             heartbeat: state.config.replay_heartbeat.min(PULL_EXPIRES / 2),
         };
@@ -165,10 +175,10 @@ impl Worker {
                 slot = self.slots.clone().acquire_owned() => slot,
             };
             let Ok(slot) = slot else { return Ok(()) };
-            let want = 1 + self.slots.available_permits();
+            // JetStream bounds what arrives by max_ack_pending (see PULL_BATCH).
             let event = tokio::select! {
                 () = stop.cancelled() => return Ok(()),
-                event = replay.next(want) => event?,
+                event = replay.next(batch) => event?,
             };
             let Event::Message(message) = event else {
                 continue;

@@ -74,8 +74,9 @@ struct Node {
 pub struct NatsServer {
     nodes: Vec<Node>,
     routes: Vec<String>,
-    /// A cluster's share of [`LOAD_GATE`], held while it runs.
-    _gate: Option<GateShare>,
+    /// A cluster's hold on [`LOAD_GATE`] (shared, or alone for a heavy test), kept while it
+    /// runs.
+    _gate: Option<GateHold>,
 }
 
 /// Keeps 3-node clusters and tests that load both cores with external tools (SDK generators,
@@ -94,6 +95,12 @@ pub struct Gate {
 
 pub struct GateShare(&'static Gate);
 pub struct GateAlone(&'static Gate);
+
+/// How a cluster holds the gate.
+pub enum GateHold {
+    Share(GateShare),
+    Alone(GateAlone),
+}
 
 impl Gate {
     const fn new() -> Self {
@@ -184,11 +191,27 @@ impl NatsServer {
     }
 
     pub async fn start_on(topology: Topology) -> Self {
+        Self::start_holding(topology, false).await
+    }
+
+    /// A 3-node cluster for a test heavy enough to run without any other cluster beside it
+    /// (extra gateway processes, kills): it holds [`LOAD_GATE`] alone.
+    pub async fn cluster_alone() -> Self {
+        Self::start_holding(Topology::Cluster, true).await
+    }
+
+    async fn start_holding(topology: Topology, alone: bool) -> Self {
         let count = match topology {
             Topology::Single => 1,
             Topology::Cluster => 3,
         };
-        let mut gate = (count > 1).then(|| LOAD_GATE.share());
+        let mut gate = (count > 1).then(|| {
+            if alone {
+                GateHold::Alone(LOAD_GATE.alone())
+            } else {
+                GateHold::Share(LOAD_GATE.share())
+            }
+        });
         // Cluster ports are picked before any node starts, so another test may take one in
         // between: a node that exits before listening makes the whole cluster start again on
         // fresh ports.

@@ -1006,7 +1006,8 @@ async fn start_replica(server: &NatsServer, log: &std::path::Path) -> Replica {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_mid_delivery_hands_over_in_order_without_loss() {
-    let server = NatsServer::start_on(Topology::Cluster).await;
+    // Two gateway processes beside a cluster: no other cluster runs meanwhile.
+    let server = NatsServer::cluster_alone().await;
     let logs = tempfile::TempDir::new().unwrap();
     let mut first = start_replica(&server, &logs.path().join("first.log")).await;
     let http = reqwest::Client::new();

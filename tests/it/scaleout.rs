@@ -538,7 +538,8 @@ async fn stored_by_key(js: &async_nats::jetstream::Context) -> BTreeMap<String, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_load_through_haproxy_survives_a_killed_replica_and_a_killed_nats_leader() {
-    let _gate = LOAD_GATE.share();
+    // Three gateway processes, HAProxy, load and kills: no other cluster runs meanwhile.
+    let _gate = LOAD_GATE.alone();
     let cluster = Cluster::start().await;
     let (code, token, stderr) = run_jetway(
         &[
