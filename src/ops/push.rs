@@ -685,11 +685,10 @@ pub async fn record(nats: &Nats, definition: &Definition, delta: &Counts) -> Res
 // Operations
 
 /// Checks that `who` may manage the subscription `definition`: an administrator, and a tenant
-/// only its own (created inside its namespace).
+/// only its own (created inside its namespace, so its filters are too).
 fn check_owner(who: &Principal, definition: &Definition) -> Result<(), ApiError> {
     who.check_admin()?;
-    who.check_consumer(&definition.stream, &definition.name, &definition.filters)?;
-    if who.tenant() != definition.prefix.as_deref() {
+    if who.tenant().is_some() && who.tenant() != definition.prefix.as_deref() {
         return Err(ApiError::Forbidden(format!(
             "push '{}' on stream '{}' belongs to another namespace",
             definition.name, definition.stream
@@ -830,113 +829,69 @@ pub async fn put(
         principal = %who.id,
         "push subscription saved"
     );
-    let mut shown = view(&definition, &info, None);
+    let mut shown = view(&definition, Ok(&info), None);
     if generated {
         shown.secret = Some(definition.secret.clone());
     }
     Ok((shown, existing.is_none()))
 }
 
-/// The API view of a definition with its consumer's and status's state.
+/// The API view of a definition with its status and, when it still exists, its consumer's
+/// state (without it, the start position reads `all` and `problem` says what is wrong).
 fn view(
     definition: &Definition,
-    info: &async_nats::jetstream::consumer::Info,
+    consumer: Result<&async_nats::jetstream::consumer::Info, String>,
     counts: Option<Counts>,
 ) -> PushInfo {
-    let consumer = ConsumerConfig::from_nats(&info.config);
     let counts = counts.unwrap_or_default();
-    let pause = shown_pause(PauseState::of(info));
-    PushInfo {
-        stream: definition.stream.clone(),
-        name: definition.name.clone(),
-        config: settings(definition, &consumer),
-        state: PushState {
-            paused: pause.paused,
-            pause_until: pause.pause_until,
-            lag: info.num_pending,
-            in_flight: u64::try_from(info.num_ack_pending).unwrap_or(u64::MAX),
-            delivered: counts.delivered,
-            acked: counts.acked,
-            failed: counts.failed,
-            dead_lettered: counts.dead_lettered,
-            last_status: counts.last_status,
-            last_error: counts.last_error,
-            last_attempt_at: counts.last_attempt_at.map(format_time),
-            last_success_at: counts.last_success_at.map(format_time),
-            consecutive_failures: counts.consecutive_failures,
-            problem: None,
-        },
-        created: definition.created.clone(),
-        secret: None,
+    let start = consumer
+        .as_ref()
+        .map(|info| ConsumerConfig::from_nats(&info.config))
+        .ok();
+    let mut state = PushState {
+        delivered: counts.delivered,
+        acked: counts.acked,
+        failed: counts.failed,
+        dead_lettered: counts.dead_lettered,
+        last_status: counts.last_status,
+        last_error: counts.last_error,
+        last_attempt_at: counts.last_attempt_at.map(format_time),
+        last_success_at: counts.last_success_at.map(format_time),
+        consecutive_failures: counts.consecutive_failures,
+        ..PushState::default()
+    };
+    match consumer {
+        Ok(info) => {
+            let pause = shown_pause(PauseState::of(info));
+            state.paused = pause.paused;
+            state.pause_until = pause.pause_until;
+            state.lag = info.num_pending;
+            state.in_flight = u64::try_from(info.num_ack_pending).unwrap_or(u64::MAX);
+        }
+        Err(problem) => state.problem = Some(problem),
     }
-}
-
-fn settings(definition: &Definition, consumer: &ConsumerConfig) -> PushSettings {
-    PushSettings {
-        url: definition.url.clone(),
-        filter_subjects: definition
-            .filters
-            .iter()
-            .map(|f| definition.shown(f).to_owned())
-            .collect(),
-        deliver_policy: consumer.deliver_policy,
-        opt_start_seq: consumer.opt_start_seq,
-        opt_start_time: consumer.opt_start_time.clone(),
-        max_in_flight: definition.max_in_flight,
-        timeout: definition.timeout,
-        max_deliver: definition.max_deliver,
-        backoff: definition.backoff.clone(),
-        dead_letter_subject: definition
-            .dead_letter_subject
-            .as_deref()
-            .map(|s| definition.shown(s).to_owned()),
-        dead_letter_on_client_error: definition.dead_letter_on_client_error,
-        header_names: definition.headers.keys().cloned().collect(),
-        description: definition.description.clone(),
-    }
-}
-
-/// A definition's view when its consumer is gone: settings as stored, the problem named.
-fn orphan_view(definition: &Definition, counts: Option<Counts>, problem: String) -> PushInfo {
-    let counts = counts.unwrap_or_default();
+    let shown = |subject: &String| definition.shown(subject).to_owned();
     PushInfo {
         stream: definition.stream.clone(),
         name: definition.name.clone(),
         config: PushSettings {
             url: definition.url.clone(),
-            filter_subjects: definition
-                .filters
-                .iter()
-                .map(|f| definition.shown(f).to_owned())
-                .collect(),
-            deliver_policy: DeliverFrom::All,
-            opt_start_seq: None,
-            opt_start_time: None,
+            filter_subjects: definition.filters.iter().map(shown).collect(),
+            deliver_policy: start
+                .as_ref()
+                .map_or(DeliverFrom::All, |c| c.deliver_policy),
+            opt_start_seq: start.as_ref().and_then(|c| c.opt_start_seq),
+            opt_start_time: start.and_then(|c| c.opt_start_time),
             max_in_flight: definition.max_in_flight,
             timeout: definition.timeout,
             max_deliver: definition.max_deliver,
             backoff: definition.backoff.clone(),
-            dead_letter_subject: definition
-                .dead_letter_subject
-                .as_deref()
-                .map(|s| definition.shown(s).to_owned()),
+            dead_letter_subject: definition.dead_letter_subject.as_ref().map(shown),
             dead_letter_on_client_error: definition.dead_letter_on_client_error,
             header_names: definition.headers.keys().cloned().collect(),
             description: definition.description.clone(),
         },
-        state: PushState {
-            delivered: counts.delivered,
-            acked: counts.acked,
-            failed: counts.failed,
-            dead_lettered: counts.dead_lettered,
-            last_status: counts.last_status,
-            last_error: counts.last_error,
-            last_attempt_at: counts.last_attempt_at.map(format_time),
-            last_success_at: counts.last_success_at.map(format_time),
-            consecutive_failures: counts.consecutive_failures,
-            problem: Some(problem),
-            ..PushState::default()
-        },
+        state,
         created: definition.created.clone(),
         secret: None,
     }
@@ -953,14 +908,14 @@ async fn describe(state: &AppState, definition: &Definition) -> Result<PushInfo,
         .consumer_info(&definition.stream, &definition.name)
         .await
     {
-        Ok(info) => Ok(view(definition, &info, counts)),
-        Err(err @ (ApiError::ConsumerNotFound { .. } | ApiError::StreamNotFound(_))) => {
-            Ok(orphan_view(
-                definition,
-                counts,
-                format!("{err}; nothing is delivered (PUT the subscription again, or DELETE it)"),
-            ))
-        }
+        Ok(info) => Ok(view(definition, Ok(&info), counts)),
+        Err(err @ (ApiError::ConsumerNotFound { .. } | ApiError::StreamNotFound(_))) => Ok(view(
+            definition,
+            Err(format!(
+                "{err}; nothing is delivered (PUT the subscription again, or DELETE it)"
+            )),
+            counts,
+        )),
         Err(err) => Err(err),
     }
 }
