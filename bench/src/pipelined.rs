@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use hyper::client::conn::http2::SendRequest;
@@ -266,26 +266,29 @@ pub async fn ws_publish(ctx: &Ctx) -> Result<Scenario> {
         if acked == began.len() as u64 {
             break;
         }
-        let frame = read
-            .next()
-            .await
-            .context("the socket ended")?
-            .context("WebSocket read failed")?;
-        let WsMessage::Text(frame) = frame else {
-            continue;
-        };
-        let frame: serde_json::Value =
-            serde_json::from_str(&frame).with_context(|| format!("not a frame: {frame}"))?;
-        if frame["type"] != "publish_ack" {
-            bail!("publish not stored: {frame}");
+        // Every answer already received is taken before the window is refilled, so the new ops
+        // share a flush, as a NATS client's publishes share its connection's writes.
+        let mut next = Some(read.next().await);
+        while let Some(frame) = next {
+            let frame = frame
+                .context("the socket ended")?
+                .context("WebSocket read failed")?;
+            if let WsMessage::Text(frame) = frame {
+                let frame: serde_json::Value = serde_json::from_str(&frame)
+                    .with_context(|| format!("not a frame: {frame}"))?;
+                if frame["type"] != "publish_ack" {
+                    bail!("publish not stored: {frame}");
+                }
+                let id: usize = frame["id"]
+                    .as_str()
+                    .and_then(|id| id.parse().ok())
+                    .with_context(|| format!("no id: {frame}"))?;
+                let sent_at = *began.get(id).with_context(|| format!("unknown id {id}"))?;
+                recorder.record(sent_at, Instant::now(), 1);
+                acked += 1;
+            }
+            next = read.next().now_or_never();
         }
-        let id: usize = frame["id"]
-            .as_str()
-            .and_then(|id| id.parse().ok())
-            .with_context(|| format!("no id: {frame}"))?;
-        let sent_at = *began.get(id).with_context(|| format!("unknown id {id}"))?;
-        recorder.record(sent_at, Instant::now(), 1);
-        acked += 1;
     }
     let _ = write.close().await;
     let m = recorder.finish(cpu.await?);

@@ -323,11 +323,7 @@ pub fn from_publish(
     }
     match err.kind() {
         PublishErrorKind::StreamNotFound => ApiError::SubjectNotCaptured(subject.to_owned()),
-        PublishErrorKind::TimedOut => ApiError::Timeout(format!(
-            "no PubAck from JetStream within {}; the message may or may not be stored: \
-             retry with the same Idempotency-Key to be sure it is stored once",
-            duration::format(timeout)
-        )),
+        PublishErrorKind::TimedOut => publish_timed_out(timeout),
         PublishErrorKind::BrokenPipe => ApiError::Unavailable(
             "the NATS connection dropped before JetStream acknowledged the message; \
              retry with the same Idempotency-Key"
@@ -347,6 +343,15 @@ pub fn from_publish(
         }
         PublishErrorKind::Other => ApiError::Unavailable(format!("publish failed: {err}")),
     }
+}
+
+/// No PubAck arrived within the publish timeout.
+pub fn publish_timed_out(timeout: Duration) -> ApiError {
+    ApiError::Timeout(format!(
+        "no PubAck from JetStream within {}; the message may or may not be stored: \
+         retry with the same Idempotency-Key to be sure it is stored once",
+        duration::format(timeout)
+    ))
 }
 
 fn source_is<E: std::error::Error + 'static>(err: &dyn std::error::Error) -> bool {

@@ -9,6 +9,7 @@ pub mod consumers;
 pub mod errors;
 pub mod kv;
 pub mod messages;
+pub mod pipeline;
 pub mod publish;
 pub mod pull;
 pub mod streams;

@@ -543,7 +543,10 @@ impl Nats {
     /// message, and treats a failed check there as a critical write error: the stream stops
     /// taking writes and loses its leader. One bad precondition would take the stream down for
     /// every client, so jetway refuses the header for streams with more than one replica.
-    async fn refuse_last_msg_id_on_replicated(&self, subject: &str) -> Result<(), ApiError> {
+    pub(super) async fn refuse_last_msg_id_on_replicated(
+        &self,
+        subject: &str,
+    ) -> Result<(), ApiError> {
         #[derive(serde::Deserialize)]
         struct Info {
             config: InfoConfig,

@@ -230,6 +230,45 @@ pub fn prepare_item(
     Ok(message)
 }
 
+/// A long-lived session's publishes (WebSocket `publish` ops) in flight: messages prepared with
+/// [`prepare_item`] are sent in order, and their answers come back, each with the caller's tag,
+/// as their PubAcks arrive; every outcome is counted as a single publish's is.
+pub struct Pipeline<T> {
+    state: AppState,
+    inner: crate::nats::pipeline::Pipeline<T>,
+}
+
+impl<T: Send + 'static> Pipeline<T> {
+    pub fn new(state: &AppState) -> Self {
+        Self {
+            inner: crate::nats::pipeline::Pipeline::new(&state.nats),
+            state: state.clone(),
+        }
+    }
+
+    /// Publishes awaiting their answer.
+    pub fn in_flight(&self) -> usize {
+        self.inner.in_flight()
+    }
+
+    /// Nothing in flight and no answer left to take.
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+
+    /// Sends a prepared message without waiting for its PubAck.
+    pub async fn send(&mut self, message: Outgoing, tag: T) {
+        self.inner.send(message, tag).await;
+    }
+
+    /// The next answer, `None` when nothing is in flight. Cancel-safe.
+    pub async fn next(&mut self) -> Option<(T, Result<Stored, ApiError>)> {
+        let (tag, result) = self.inner.next().await?;
+        self.state.metrics.publish(outcome(&result));
+        Some((tag, result))
+    }
+}
+
 /// Sends a prepared message without waiting for its PubAck: messages started one after the
 /// other are stored in that order. [`settle`] awaits the answer.
 pub async fn start(state: &AppState, message: Outgoing) -> InFlight {

@@ -270,9 +270,7 @@ struct Session {
     inflight: Arc<Semaphore>,
     /// Publishes awaiting their PubAck (and then queueing their answer), polled by the
     /// session's loop.
-    publishes: futures::stream::FuturesUnordered<
-        std::pin::Pin<Box<dyn std::future::Future<Output = Settled> + Send>>,
-    >,
+    publishes: ops::publish::Pipeline<String>,
     /// Cancelled when the session ends (any reason).
     done: CancellationToken,
     /// Who is connected: every subscribe, publish and ack is checked against it.
@@ -308,7 +306,7 @@ impl Session {
             out_rx: Some(out_rx),
             subs: HashMap::new(),
             inflight: Arc::new(Semaphore::new(MAX_INFLIGHT_OPS)),
-            publishes: futures::stream::FuturesUnordered::new(),
+            publishes: ops::publish::Pipeline::new(&state),
             done: state.shutdown.child_token(),
             principal,
             grants: ConsumerGrants::default(),
@@ -723,20 +721,15 @@ impl Session {
             }
         };
         // At most --publish-stream-window await their PubAck: answer some first.
-        while self.publishes.len() >= self.state.config.publish_stream_window {
-            if let Some(settled) = self.publishes.next().await {
-                self.answer(settled).await;
+        while self.publishes.in_flight() >= self.state.config.publish_stream_window {
+            match self.publishes.next().await {
+                Some(settled) => self.answer(settled).await,
+                None => break,
             }
         }
         // Sent here, in the order of the ops, so that JetStream stores them in that order;
-        // only the PubAck is awaited, by the session's loop.
-        let in_flight = ops::publish::start(&self.state, message).await;
-        let state = self.state.clone();
-        let id = id.to_owned();
-        self.publishes.push(Box::pin(async move {
-            let result = ops::publish::settle(&state, in_flight).await;
-            (id, result)
-        }));
+        // the PubAck is awaited by the session's loop.
+        self.publishes.send(message, id.to_owned()).await;
     }
 
     /// Queues the answers of `first` and of every other publish already settled, together: one

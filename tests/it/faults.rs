@@ -231,6 +231,94 @@ async fn publishers_retrying_across_a_stream_leader_kill_store_every_acknowledge
     assert_exactly_once(&tally.acked, &stored);
 }
 
+/// One socket keeps 32 `publish` ops in flight, each with its own `idempotency_key`, and sends
+/// again, with the same key, every op answered 503 or 504, while the stream leader is killed and
+/// restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_publishes_pipelined_across_a_stream_leader_kill_store_every_acknowledged_message_once()
+ {
+    const KEYS: usize = 300;
+    const WINDOW: usize = 32;
+    let mut app = cluster_app().await;
+    let mut ws = connect(&app, "/v1/ws").await;
+    let mut to_send: std::collections::VecDeque<String> =
+        (0..KEYS).map(|n| format!("w{n}")).collect();
+    let mut in_flight = BTreeSet::new();
+    let mut tally = Tally::default();
+    let mut killed: Option<(usize, usize)> = None;
+    let mut restarted = false;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while tally.acked.len() < KEYS {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {KEYS} acknowledged; in flight {in_flight:?}",
+            tally.acked.len()
+        );
+        while in_flight.len() < WINDOW
+            && let Some(key) = to_send.pop_front()
+        {
+            let op = json!({"op": "publish", "id": key, "subject": "faults.ws",
+                "data": format!("payload of {key}"), "idempotency_key": key});
+            send(&mut ws, &op).await;
+            in_flight.insert(key);
+        }
+        let frame = collect_until(&mut ws, Duration::from_secs(30), |_| true)
+            .await
+            .pop()
+            .expect("a frame");
+        let key = frame["id"]
+            .as_str()
+            .expect("an answer names its op")
+            .to_owned();
+        assert!(in_flight.remove(&key), "answered twice or unasked: {frame}");
+        match frame["type"].as_str() {
+            Some("publish_ack") => {
+                let seq = frame["seq"].as_u64().expect("seq");
+                assert!(tally.acked.insert(key, seq).is_none());
+                tally.successes.push(Instant::now());
+            }
+            Some("error") => {
+                let status = frame["problem"]["status"].as_u64().unwrap_or(0) as u16;
+                assert!(
+                    matches!(status, 503 | 504),
+                    "{key}: answer {status} is neither stored nor retryable: {frame}"
+                );
+                *tally.failures.entry(status).or_default() += 1;
+                to_send.push_back(key);
+                tokio::time::sleep(BACKOFF).await;
+            }
+            _ => panic!("unexpected frame {frame}"),
+        }
+        if killed.is_none() && tally.acked.len() >= KEYS / 3 {
+            let leader = app.stream_leader(STREAM).await;
+            app.server.kill_node(leader);
+            killed = Some((leader, tally.acked.len()));
+        }
+        if let Some((leader, at)) = killed
+            && !restarted
+            && tally.acked.len() >= at + 20
+        {
+            app.server.restart_node(leader).await;
+            restarted = true;
+        }
+    }
+    let (leader, _) = killed.expect("the leader was killed");
+    assert!(restarted, "acknowledged under a new leader");
+
+    let stored = stored_by_key(&app).await;
+    println!(
+        "stream leader n{leader} killed and restarted under a WebSocket publisher: {} \
+         acknowledged, {} stored, retried answers {:?}, longest time without an acknowledged \
+         publish {:?}",
+        tally.acked.len(),
+        stored.len(),
+        tally.failures,
+        tally.longest_gap()
+    );
+    assert_eq!(stored.len(), KEYS);
+    assert_exactly_once(&tally.acked, &stored);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_of_three_nodes_down_fail_every_publish_and_readyz_then_both_recover() {
     let mut app = cluster_app().await;

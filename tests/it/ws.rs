@@ -1197,6 +1197,169 @@ async fn multiplexed_publish_ops_sent_back_to_back_are_all_acked_and_stored_in_o
     }
 }
 
+/// A publish JetStream refuses is answered, for its op alone, with the problem the HTTP publish
+/// answers; the ops around it are stored.
+async fn multiplexed_publish_refused_by_jetstream_gets_the_http_problem_and_its_neighbours_are_stored(
+    topology: Topology,
+) {
+    let app = spawn_app_on(topology).await;
+    app.create_stream_with(jetstream::stream::Config {
+        name: "CAPPED".to_owned(),
+        subjects: vec!["capped.>".to_owned()],
+        max_messages: 1,
+        discard: jetstream::stream::DiscardPolicy::New,
+        ..Default::default()
+    })
+    .await;
+    orders_with(&app, 0).await;
+    let mut ws = connect(&app, "/v1/ws").await;
+    for (id, subject) in [
+        ("o1", "orders.new"),
+        ("c1", "capped.a"),
+        ("c2", "capped.a"),
+        ("o2", "orders.new"),
+    ] {
+        ws.feed(Message::text(
+            json!({"op": "publish", "id": id, "subject": subject, "data": id}).to_string(),
+        ))
+        .await
+        .expect("queue frame");
+    }
+    ws.flush().await.expect("send frames");
+    let frames = collect_until(&mut ws, READ_TIMEOUT, |frames| frames.len() >= 4).await;
+    let by_id: std::collections::HashMap<&str, &Value> = frames
+        .iter()
+        .map(|f| (f["id"].as_str().expect("an answer names its op"), f))
+        .collect();
+    for id in ["o1", "c1", "o2"] {
+        assert_eq!(by_id[id]["type"], "publish_ack", "{:?}", by_id[id]);
+    }
+    let refused = by_id["c2"];
+    assert_eq!(refused["type"], "error", "{refused}");
+
+    // The same refusal over HTTP.
+    let http = app
+        .http
+        .post(app.url("/v1/publish/capped.a"))
+        .body("c3")
+        .send()
+        .await
+        .expect("answer");
+    let status = http.status().as_u16();
+    let http_problem: Value = http.json().await.expect("problem");
+    assert_eq!(
+        refused["problem"]["status"], status,
+        "{refused} vs {http_problem}"
+    );
+    assert_eq!(refused["problem"]["type"], http_problem["type"]);
+    assert_eq!(
+        refused["problem"]["jetstream_code"], http_problem["jetstream_code"],
+        "{refused} vs {http_problem}"
+    );
+    assert_eq!(
+        (status, &refused["problem"]["jetstream_code"]),
+        (507, &json!(10077)),
+        "JetStream's 'maximum messages exceeded': {refused}"
+    );
+
+    let payloads: Vec<Bytes> = app
+        .stored(STREAM)
+        .await
+        .into_iter()
+        .map(|m| m.payload)
+        .collect();
+    assert_eq!(payloads, [Bytes::from("o1"), Bytes::from("o2")]);
+    let capped: Vec<Bytes> = app
+        .stored("CAPPED")
+        .await
+        .into_iter()
+        .map(|m| m.payload)
+        .collect();
+    assert_eq!(capped, [Bytes::from("c1")]);
+}
+
+/// A publish to a subject a plain NATS subscriber takes (no stream) gets no PubAck: the op is
+/// answered 504 after the publish timeout. A reply that is not a PubAck is answered 503. The
+/// socket keeps publishing meanwhile.
+#[tokio::test]
+async fn multiplexed_publish_without_a_pub_ack_times_out_and_a_reply_that_is_not_one_is_refused() {
+    const TIMEOUT: Duration = Duration::from_secs(1);
+    let app = spawn_app_with(|config| config.publish_timeout = TIMEOUT).await;
+    orders_with(&app, 0).await;
+    let mut impostor = app.nats.subscribe("plain.>").await.expect("subscribe");
+    app.nats.flush().await.expect("flush");
+    let answering = app.nats.clone();
+    let replier = tokio::spawn(async move {
+        while let Some(message) = impostor.next().await {
+            if message.subject.as_str() == "plain.answered"
+                && let Some(reply) = message.reply
+            {
+                answering
+                    .publish(reply, Bytes::from_static(b"not a PubAck"))
+                    .await
+                    .expect("reply");
+            }
+        }
+    });
+
+    let mut ws = connect(&app, "/v1/ws").await;
+    let started = Instant::now();
+    for (id, subject) in [
+        ("silent", "plain.silent"),
+        ("answered", "plain.answered"),
+        ("stored", "orders.new"),
+    ] {
+        send(
+            &mut ws,
+            &json!({"op": "publish", "id": id, "subject": subject, "data": id}),
+        )
+        .await;
+    }
+    let mut frames = collect_until(&mut ws, READ_TIMEOUT, |frames| frames.len() >= 2).await;
+    let quick = started.elapsed();
+    frames.extend(collect_until(&mut ws, READ_TIMEOUT, |_| true).await);
+    let waited = started.elapsed();
+    replier.abort();
+
+    let ids: Vec<&str> = frames
+        .iter()
+        .map(|f| f["id"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        ids[2], "silent",
+        "the unanswered op is answered last: {frames:#?}"
+    );
+    let by_id: std::collections::HashMap<&str, &Value> = ids.iter().copied().zip(&frames).collect();
+    assert_eq!(by_id["stored"]["type"], "publish_ack", "{frames:#?}");
+    assert_eq!(by_id["answered"]["problem"]["status"], 503, "{frames:#?}");
+    let silent = by_id["silent"];
+    assert_eq!(silent["problem"]["status"], 504, "{silent}");
+    assert!(
+        silent["problem"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("Idempotency-Key")),
+        "{silent}"
+    );
+    assert!(
+        quick < TIMEOUT,
+        "the other ops waited for the silent one: {quick:?}"
+    );
+    assert!(
+        waited >= TIMEOUT && waited < TIMEOUT * 3,
+        "timed out after {waited:?}, publish timeout {TIMEOUT:?}"
+    );
+    assert_eq!(app.stored(STREAM).await.len(), 1);
+
+    // The socket still publishes.
+    send(
+        &mut ws,
+        &json!({"op": "publish", "id": "after", "subject": "orders.new", "data": "after"}),
+    )
+    .await;
+    let after = until_type(&mut ws, "publish_ack").await;
+    assert_eq!(after.last().expect("ack")["seq"], 2);
+}
+
 async fn multiplexed_publish_with_a_repeated_idempotency_key_answers_duplicate_with_the_same_seq(
     topology: Topology,
 ) {
@@ -1647,6 +1810,7 @@ crate::on_r1_and_r3!(
     multiplexed_credit_for_a_subscription_grants_exactly_that_many_more_messages,
     multiplexed_publish_with_a_repeated_idempotency_key_answers_duplicate_with_the_same_seq,
     multiplexed_publish_ops_sent_back_to_back_are_all_acked_and_stored_in_op_order,
+    multiplexed_publish_refused_by_jetstream_gets_the_http_problem_and_its_neighbours_are_stored,
     binary_encoding_carries_each_payload_as_it_is_after_a_json_header,
     credit_3_sends_exactly_3_messages_until_more_credit_is_granted,
     unsubscribe_deletes_the_replay_consumer_and_stops_its_messages,
