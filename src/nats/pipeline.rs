@@ -102,14 +102,15 @@ impl<T: Send + 'static> Pipeline<T> {
         }
     }
 
-    /// Publishes awaiting their answer (sent, or being retried).
-    pub fn in_flight(&self) -> usize {
-        self.waiting.len() + self.retries.len()
+    /// Publishes whose answer was not taken yet: sent, being retried, or answered and waiting
+    /// for [`Pipeline::next`]. A caller that bounds this bounds the pipeline's memory.
+    pub fn len(&self) -> usize {
+        self.waiting.len() + self.retries.len() + self.ready.len()
     }
 
     /// Nothing in flight and no answer left to take.
     pub fn is_empty(&self) -> bool {
-        self.in_flight() == 0 && self.ready.is_empty()
+        self.len() == 0
     }
 
     /// Sends `message` without waiting for its PubAck; its answer comes out of
@@ -180,7 +181,7 @@ impl<T: Send + 'static> Pipeline<T> {
             if let Some(answer) = self.ready.pop_front() {
                 return Some(answer);
             }
-            if self.in_flight() == 0 {
+            if self.waiting.is_empty() && self.retries.is_empty() {
                 return None;
             }
             let waiting = !self.waiting.is_empty();

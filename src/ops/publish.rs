@@ -246,9 +246,9 @@ impl<T: Send + 'static> Pipeline<T> {
         }
     }
 
-    /// Publishes awaiting their answer.
-    pub fn in_flight(&self) -> usize {
-        self.inner.in_flight()
+    /// Publishes whose answer was not taken yet.
+    pub fn len(&self) -> usize {
+        self.inner.len()
     }
 
     /// Nothing in flight and no answer left to take.

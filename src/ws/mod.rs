@@ -721,7 +721,7 @@ impl Session {
             }
         };
         // At most --publish-stream-window await their PubAck: answer some first.
-        while self.publishes.in_flight() >= self.state.config.publish_stream_window {
+        while self.publishes.len() >= self.state.config.publish_stream_window {
             match self.publishes.next().await {
                 Some(settled) => self.answer(settled).await,
                 None => break,
