@@ -130,6 +130,7 @@ struct Inner {
     feed_subscribers: Family<StreamLabels, Gauge>,
     feed_catch_ups: Counter,
     feed_handovers: Counter,
+    replay_recoveries: Counter,
     push_deliveries: Family<PushOutcomeLabels, Counter>,
     push_latency: Family<PushLabels, Histogram, fn() -> Histogram>,
     push_lag: Family<PushLabels, Gauge>,
@@ -296,6 +297,11 @@ impl Default for Metrics {
                 "Subscriptions handed over from their own consumer (a replay or a catch-up) to a shared feed.",
                 Counter::default()
             ),
+            replay_recoveries: register!(
+                "jetway_replay_recoveries",
+                "Ordered replays (WebSocket and SSE subscriptions without a consumer) that recreated their consumer after a gap in its delivery sequence, a lost pull or a lost heartbeat, and went on from the last message delivered.",
+                Counter::default()
+            ),
             push_deliveries: register!(
                 "jetway_push_deliveries",
                 "Push delivery attempts by outcome: acked (2xx), retry (failed, retried later), dead_lettered (given up on).",
@@ -380,6 +386,11 @@ impl Metrics {
     /// A subscriber moved from its own consumer to a feed.
     pub fn feed_handover(&self) {
         self.0.feed_handovers.inc();
+    }
+
+    /// An ordered replay recreated its consumer.
+    pub fn replay_recovery(&self) {
+        self.0.replay_recoveries.inc();
     }
 
     /// One active WebSocket subscription, until the guard drops.

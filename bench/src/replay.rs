@@ -110,12 +110,35 @@ struct Frame<'a> {
     seq: u64,
 }
 
+/// The gateway's `jetway_replay_recoveries_total`: ordered replays that recreated their
+/// consumer (after a gap in its deliveries, or a lost pull).
+async fn recoveries(ctx: &Ctx) -> Result<u64> {
+    let text = crate::sockets::metrics(ctx).await?;
+    Ok(text
+        .lines()
+        .find_map(|line| line.strip_prefix("jetway_replay_recoveries_total "))
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .map_or(0, |value| value as u64))
+}
+
+/// [`measure`] through the gateway, with the consumer recoveries its reads caused.
+async fn measure_gateway<F, Fut>(ctx: &Ctx, read: F) -> Result<(Measurement, Read, u64)>
+where
+    F: Fn(Until) -> Fut,
+    Fut: std::future::Future<Output = Result<Read>>,
+{
+    let before = recoveries(ctx).await?;
+    let (m, seen) = measure(ctx, read).await?;
+    Ok((m, seen, recoveries(ctx).await?.saturating_sub(before)))
+}
+
 /// `ws replay`: one WebSocket from `start_seq=1` read until the last sequence.
 pub async fn ws_replay(ctx: &Ctx) -> Result<Scenario> {
     let url = format!("ws://{}/v1/streams/{STREAM}/ws?start_seq=1", ctx.gateway);
-    let (m, seen) = measure(ctx, |until| ws_read(&url, until)).await?;
+    let (m, seen, recovered) = measure_gateway(ctx, |until| ws_read(&url, until)).await?;
     let what = format!(
-        "ws /v1/streams/{STREAM}/ws?start_seq=1 read to seq {MESSAGES}, {PAYLOAD_BYTES} B each"
+        "ws /v1/streams/{STREAM}/ws?start_seq=1 read to seq {MESSAGES}, {PAYLOAD_BYTES} B each \
+         ({recovered} consumer recoveries)"
     );
     Ok(row(WS_REPLAY, "jetway", what, &m, &seen))
 }
@@ -127,10 +150,10 @@ pub async fn ws_binary_replay(ctx: &Ctx) -> Result<Scenario> {
         "ws://{}/v1/streams/{STREAM}/ws?start_seq=1&encoding=binary",
         ctx.gateway
     );
-    let (m, seen) = measure(ctx, |until| ws_read(&url, until)).await?;
+    let (m, seen, recovered) = measure_gateway(ctx, |until| ws_read(&url, until)).await?;
     let what = format!(
         "ws /v1/streams/{STREAM}/ws?start_seq=1&encoding=binary read to seq {MESSAGES}, \
-         {PAYLOAD_BYTES} B each"
+         {PAYLOAD_BYTES} B each ({recovered} consumer recoveries)"
     );
     Ok(row(WS_BINARY_REPLAY, "jetway", what, &m, &seen))
 }
@@ -201,9 +224,10 @@ pub async fn sse_replay(ctx: &Ctx) -> Result<Scenario> {
     let uri: Uri = format!("/v1/streams/{STREAM}/events?start_seq=1")
         .parse()
         .context("events path")?;
-    let (m, seen) = measure(ctx, |until| sse_read(ctx, &uri, until)).await?;
+    let (m, seen, recovered) = measure_gateway(ctx, |until| sse_read(ctx, &uri, until)).await?;
     let what = format!(
-        "GET /v1/streams/{STREAM}/events?start_seq=1 read to id {MESSAGES}, {PAYLOAD_BYTES} B each"
+        "GET /v1/streams/{STREAM}/events?start_seq=1 read to id {MESSAGES}, {PAYLOAD_BYTES} B \
+         each ({recovered} consumer recoveries)"
     );
     Ok(row(SSE_REPLAY, "jetway", what, &m, &seen))
 }

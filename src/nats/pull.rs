@@ -3,8 +3,9 @@
 //! Fetch, the WebSocket/SSE ack mode and ordered replays all pull through [`Pull`], so the rules
 //! below live here once.
 //!
-//! Each pull has its own reply inbox, so a status that trails one request is never taken for an
-//! answer to the next. A pull ends when the server has said so **and** every message it handed to
+//! Each pull has its own reply subject, so a status that trails one request is never taken for an
+//! answer to the next. [`Pulls`] keeps several pulls on one subscription (one subject each under
+//! it), so that their messages are read in the order the server sent them. A pull ends when the server has said so **and** every message it handed to
 //! the pull has arrived. The order of the two is not fixed:
 //!
 //! - On a single server (R1), or a consumer without acks, messages are sent as they are
@@ -88,9 +89,14 @@ pub enum PullEvent {
     End(PullEnd),
 }
 
-/// A pull request in flight.
+/// A pull request in flight, on a reply subscription of its own.
 pub struct Pull {
     replies: Subscriber,
+    state: PullState,
+}
+
+/// What is known of one pull request: how many messages it may still deliver, and how it ended.
+struct PullState {
     batch: usize,
     received: usize,
     /// Once the server closed the request: how many messages it handed to this pull.
@@ -100,6 +106,39 @@ pub struct Pull {
     grace: Duration,
     grace_until: Option<Instant>,
     finished: bool,
+    /// One of several pulls on a subscription ([`Pulls`]).
+    shared: bool,
+}
+
+impl PullState {
+    fn new(batch: usize, grace: Duration) -> Self {
+        Self {
+            shared: false,
+            batch: batch.max(1),
+            received: 0,
+            owed: None,
+            end: None,
+            grace,
+            grace_until: None,
+            finished: false,
+        }
+    }
+}
+
+/// Pull requests in flight on one reply subscription, each with a reply subject of its own
+/// under it (`<inbox>.<n>`), so that every reply still names its request.
+///
+/// JetStream serves the waiting pulls of a consumer in turn, one message each, so the messages
+/// of two pulls open at once interleave. On separate subscriptions they could only be read one
+/// pull after the other, out of the consumer's order; on one subscription they arrive in the
+/// order the server sent them, whichever pull each answers.
+pub struct Pulls {
+    replies: Option<Subscriber>,
+    /// `<inbox>.`, chosen with the first pull.
+    prefix: String,
+    next_id: u64,
+    /// Open requests, oldest first, by number.
+    open: std::collections::VecDeque<(u64, PullState)>,
 }
 
 impl Nats {
@@ -111,72 +150,105 @@ impl Nats {
         request: PullRequest<'_>,
     ) -> Result<Pull, ApiError> {
         self.ensure_connected()?;
-        let subject = format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}");
-        let mut body = serde_json::json!({ "batch": request.batch.max(1) });
-        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        match request.expires {
-            Some(expires) => body["expires"] = nanos(expires).into(),
-            None => body["no_wait"] = true.into(),
-        }
-        if let Some(max_bytes) = request.max_bytes {
-            body["max_bytes"] = max_bytes.into();
-        }
-        if let Some(heartbeat) = request.heartbeat {
-            body["idle_heartbeat"] = nanos(heartbeat).into();
-        }
-        if let Some(priority) = request.priority {
-            body["group"] = priority.group.into();
-            if let Some(pin) = priority.pin {
-                body["id"] = pin.into();
-            }
-            if let Some(min) = priority.min_pending {
-                body["min_pending"] = min.into();
-            }
-            if let Some(min) = priority.min_ack_pending {
-                body["min_ack_pending"] = min.into();
-            }
-            if let Some(level) = priority.priority {
-                body["priority"] = level.into();
-            }
-        }
-        let payload =
-            serde_json::to_vec(&body).map_err(|e| ApiError::internal("encode pull request", e))?;
+        let payload = request_body(&request)?;
         let inbox = self.client.new_inbox();
         let replies =
             self.client.subscribe(inbox.clone()).await.map_err(|err| {
                 ApiError::Unavailable(format!("cannot subscribe for a pull: {err}"))
             })?;
         self.client
-            .publish_with_reply(subject, inbox, payload.into())
+            .publish_with_reply(next_subject(stream, consumer), inbox, payload.into())
             .await
             .map_err(|err| ApiError::Unavailable(format!("cannot send pull request: {err}")))?;
         Ok(Pull {
             replies,
-            batch: request.batch.max(1),
-            received: 0,
-            owed: None,
-            end: None,
-            grace: self.api_timeout,
-            grace_until: None,
-            finished: false,
+            state: PullState::new(request.batch, self.api_timeout),
         })
     }
+
+    /// Sends a pull request to `stream`'s consumer `consumer`, its replies to come through
+    /// `pulls`.
+    pub async fn pull_into(
+        &self,
+        pulls: &mut Pulls,
+        stream: &str,
+        consumer: &str,
+        request: PullRequest<'_>,
+    ) -> Result<(), ApiError> {
+        self.ensure_connected()?;
+        let payload = request_body(&request)?;
+        if pulls.replies.is_none() {
+            let mut prefix = self.client.new_inbox();
+            prefix.push('.');
+            let replies = self
+                .client
+                .subscribe(format!("{prefix}*"))
+                .await
+                .map_err(|err| {
+                    ApiError::Unavailable(format!("cannot subscribe for a pull: {err}"))
+                })?;
+            pulls.prefix = prefix;
+            pulls.replies = Some(replies);
+        }
+        let id = pulls.next_id;
+        pulls.next_id += 1;
+        let reply = format!("{}{id}", pulls.prefix);
+        self.client
+            .publish_with_reply(next_subject(stream, consumer), reply, payload.into())
+            .await
+            .map_err(|err| ApiError::Unavailable(format!("cannot send pull request: {err}")))?;
+        let mut pull = PullState::new(request.batch, self.api_timeout);
+        pull.shared = true;
+        pulls.open.push_back((id, pull));
+        Ok(())
+    }
+}
+
+fn next_subject(stream: &str, consumer: &str) -> String {
+    format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}")
+}
+
+/// The JSON body of a `CONSUMER.MSG.NEXT` request.
+fn request_body(request: &PullRequest<'_>) -> Result<Vec<u8>, ApiError> {
+    let mut body = serde_json::json!({ "batch": request.batch.max(1) });
+    let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    match request.expires {
+        Some(expires) => body["expires"] = nanos(expires).into(),
+        None => body["no_wait"] = true.into(),
+    }
+    if let Some(max_bytes) = request.max_bytes {
+        body["max_bytes"] = max_bytes.into();
+    }
+    if let Some(heartbeat) = request.heartbeat {
+        body["idle_heartbeat"] = nanos(heartbeat).into();
+    }
+    if let Some(priority) = request.priority {
+        body["group"] = priority.group.into();
+        if let Some(pin) = priority.pin {
+            body["id"] = pin.into();
+        }
+        if let Some(min) = priority.min_pending {
+            body["min_pending"] = min.into();
+        }
+        if let Some(min) = priority.min_ack_pending {
+            body["min_ack_pending"] = min.into();
+        }
+        if let Some(level) = priority.priority {
+            body["priority"] = level.into();
+        }
+    }
+    serde_json::to_vec(&body).map_err(|e| ApiError::internal("encode pull request", e))
 }
 
 impl Pull {
     /// Messages this pull may still deliver.
     pub fn outstanding(&self) -> usize {
-        if self.finished {
-            return 0;
-        }
-        self.owed
-            .unwrap_or(self.batch)
-            .saturating_sub(self.received)
+        self.state.outstanding()
     }
 
     /// Messages received so far.
     pub fn received(&self) -> usize {
-        self.received
+        self.state.received
     }
 
     /// The next message, or the end of the pull. `idle` is the longest wait for any reply
@@ -184,48 +256,36 @@ impl Pull {
     /// request, owed messages are awaited for the grace period instead.
     pub async fn next(&mut self, idle: Duration) -> PullEvent {
         loop {
-            if let Some(end) = self.over() {
+            if let Some(end) = self.state.over() {
                 return PullEvent::End(end);
             }
             // While a pull streams in, the next reply is usually there already: take it without
             // reading the clock or arming a timer.
-            let ready = match self.replies.next().now_or_never() {
-                Some(Some(reply)) => Some(reply),
-                _ => None,
-            };
-            let waited = match ready {
-                Some(reply) => Ok(Some(reply)),
-                None => {
-                    let deadline = self.grace_until.unwrap_or_else(|| Instant::now() + idle);
+            let waited = match self.replies.next().now_or_never() {
+                Some(Some(reply)) => Ok(Some(reply)),
+                _ => {
+                    let deadline = self
+                        .state
+                        .grace_until
+                        .unwrap_or_else(|| Instant::now() + idle);
                     tokio::time::timeout_at(deadline, self.replies.next()).await
                 }
             };
             let reply = match waited {
                 Ok(Some(reply)) => reply,
                 Ok(None) => {
-                    self.finished = true;
-                    return PullEvent::End(PullEnd::Failed(ApiError::Unavailable(
-                        "the NATS connection closed".to_owned(),
-                    )));
+                    self.state.finished = true;
+                    return PullEvent::End(PullEnd::Failed(connection_closed()));
                 }
                 Err(_) => {
-                    if let Some(owed) = self.owed {
-                        tracing::warn!(
-                            missing = owed - self.received,
-                            "a pull ended without all the messages the server handed it; \
-                             they are redelivered after ack_wait"
-                        );
-                        self.owed = Some(self.received);
+                    if self.state.give_up_owed() {
                         continue;
                     }
-                    self.finished = true;
-                    return PullEvent::End(PullEnd::Failed(ApiError::Unavailable(
-                        "JetStream stopped answering the pull (no message, status or heartbeat)"
-                            .to_owned(),
-                    )));
+                    self.state.finished = true;
+                    return PullEvent::End(PullEnd::Failed(stopped_answering()));
                 }
             };
-            if let Some(message) = self.take(reply) {
+            if let Some(message) = self.state.take(reply) {
                 return message;
             }
         }
@@ -236,14 +296,218 @@ impl Pull {
     /// taken into account as [`Pull::next`] does.
     pub fn ready(&mut self) -> Option<PullEvent> {
         loop {
-            if self.finished || self.owed.is_some_and(|owed| self.received >= owed) {
+            if self.state.finished
+                || self
+                    .state
+                    .owed
+                    .is_some_and(|owed| self.state.received >= owed)
+            {
                 return None;
             }
             let reply = self.replies.next().now_or_never()??;
+            if let Some(message) = self.state.take(reply) {
+                return Some(message);
+            }
+        }
+    }
+}
+
+impl Pulls {
+    pub fn new() -> Self {
+        Self {
+            replies: None,
+            prefix: String::new(),
+            next_id: 0,
+            open: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Open pull requests.
+    pub fn len(&self) -> usize {
+        self.open.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
+
+    /// Messages the open pulls may still deliver.
+    pub fn outstanding(&self) -> usize {
+        self.open.iter().map(|(_, pull)| pull.outstanding()).sum()
+    }
+
+    /// Forgets every open pull. Replies to them that still arrive are read as any other: a
+    /// message is a valid delivery of its consumer, a status is ignored.
+    pub fn clear(&mut self) {
+        self.open.clear();
+    }
+
+    /// The next message (of whichever pull), or the end of one pull. `idle` is the longest wait
+    /// for any reply before the pulls count as lost; a pull the server closed waits for its owed
+    /// messages for the grace period instead.
+    pub async fn next(&mut self, idle: Duration) -> PullEvent {
+        loop {
+            if let Some(end) = self.over() {
+                return PullEvent::End(end);
+            }
+            let Some(replies) = self.replies.as_mut() else {
+                return PullEvent::End(PullEnd::Done);
+            };
+            let waited = match replies.next().now_or_never() {
+                Some(Some(reply)) => Ok(Some(reply)),
+                _ => {
+                    let deadline = self
+                        .open
+                        .iter()
+                        .filter_map(|(_, pull)| pull.grace_until)
+                        .min()
+                        .unwrap_or_else(|| Instant::now() + idle);
+                    tokio::time::timeout_at(deadline, replies.next()).await
+                }
+            };
+            let reply = match waited {
+                Ok(Some(reply)) => reply,
+                Ok(None) => {
+                    self.replies = None;
+                    self.open.clear();
+                    return PullEvent::End(PullEnd::Failed(connection_closed()));
+                }
+                Err(_) => {
+                    let now = Instant::now();
+                    let mut gave_up = false;
+                    for (_, pull) in &mut self.open {
+                        if pull.grace_until.is_some_and(|until| until <= now) {
+                            gave_up |= pull.give_up_owed();
+                        }
+                    }
+                    if gave_up {
+                        continue;
+                    }
+                    self.open.clear();
+                    return PullEvent::End(PullEnd::Failed(stopped_answering()));
+                }
+            };
+            if let Some(message) = self.take(reply) {
+                return message;
+            }
+        }
+    }
+
+    /// The next message if one has arrived already, without waiting; `None` when nothing has,
+    /// or when a pull is over ([`Pulls::next`] says how it ended).
+    pub fn ready(&mut self) -> Option<PullEvent> {
+        loop {
+            if self.open.iter().any(|(_, pull)| {
+                pull.finished || pull.owed.is_some_and(|owed| pull.received >= owed)
+            }) {
+                return None;
+            }
+            let reply = self.replies.as_mut()?.next().now_or_never()??;
             if let Some(message) = self.take(reply) {
                 return Some(message);
             }
         }
+    }
+
+    /// The end of the first open pull that is over, which is then forgotten.
+    fn over(&mut self) -> Option<PullEnd> {
+        let (index, end) = self
+            .open
+            .iter_mut()
+            .enumerate()
+            .find_map(|(index, (_, pull))| Some((index, pull.over()?)))?;
+        self.open.remove(index);
+        Some(end)
+    }
+
+    /// Takes one reply in. A status names its pull by its reply subject. A message does not
+    /// (JetStream sends it under its own subject): it is counted to the oldest open pull with
+    /// room for it, which keeps the count of every pull right once the earlier ones are done.
+    fn take(&mut self, reply: async_nats::Message) -> Option<PullEvent> {
+        if reply.status.is_none() {
+            let target = reply.reply.as_ref().and_then(|r| AckTarget::parse(r))?;
+            if let Some((_, pull)) = self.open.iter_mut().find(|(_, p)| p.outstanding() > 0) {
+                pull.count_message();
+            }
+            // Without a pull to count it to, a late delivery: still a delivery of its consumer.
+            return Some(PullEvent::Message(Box::new(reply), target));
+        }
+        let id = reply
+            .subject
+            .as_str()
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|id| id.parse::<u64>().ok());
+        if let Some((_, pull)) =
+            id.and_then(|id| self.open.iter_mut().find(|(open, _)| *open == id))
+        {
+            pull.take(reply);
+            self.rebalance();
+        }
+        None
+    }
+
+    /// Moves messages counted to a pull beyond what the server says it handed that pull on to
+    /// the pulls after it.
+    fn rebalance(&mut self) {
+        let mut excess = 0;
+        for (_, pull) in &mut self.open {
+            if excess > 0 {
+                let moved = excess.min(pull.outstanding());
+                for _ in 0..moved {
+                    pull.count_message();
+                }
+                excess -= moved;
+            }
+            if let Some(owed) = pull.owed
+                && pull.received > owed
+            {
+                excess += pull.received - owed;
+                pull.received = owed;
+            }
+        }
+    }
+}
+
+impl Default for Pulls {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn connection_closed() -> ApiError {
+    ApiError::Unavailable("the NATS connection closed".to_owned())
+}
+
+fn stopped_answering() -> ApiError {
+    ApiError::Unavailable(
+        "JetStream stopped answering the pull (no message, status or heartbeat)".to_owned(),
+    )
+}
+
+impl PullState {
+    fn outstanding(&self) -> usize {
+        if self.finished {
+            return 0;
+        }
+        self.owed
+            .unwrap_or(self.batch)
+            .saturating_sub(self.received)
+    }
+
+    /// After the grace period: the messages still owed are not coming (the server lost them on
+    /// a leader change; they are redelivered after `ack_wait`). False when nothing was owed.
+    fn give_up_owed(&mut self) -> bool {
+        let Some(owed) = self.owed else {
+            return false;
+        };
+        tracing::warn!(
+            missing = owed.saturating_sub(self.received),
+            "a pull ended without all the messages the server handed it; \
+             they are redelivered after ack_wait"
+        );
+        self.owed = Some(self.received);
+        self.grace_until = None;
+        true
     }
 
     /// How the pull ended, once it did.
@@ -260,14 +524,19 @@ impl Pull {
         None
     }
 
+    /// One more message received.
+    fn count_message(&mut self) {
+        self.received += 1;
+        if self.received >= self.batch {
+            self.owed = Some(self.batch);
+        }
+    }
+
     /// Takes one reply in: a message is returned, a status or heartbeat is recorded.
     fn take(&mut self, reply: async_nats::Message) -> Option<PullEvent> {
         let Some(status) = reply.status else {
             let target = reply.reply.as_ref().and_then(|r| AckTarget::parse(r))?;
-            self.received += 1;
-            if self.received >= self.batch {
-                self.owed = Some(self.batch);
-            }
+            self.count_message();
             return Some(PullEvent::Message(Box::new(reply), target));
         };
         let code = status.as_u16();
@@ -286,7 +555,14 @@ impl Pull {
             Some(pending) if more_may_come => self.batch.saturating_sub(pending),
             _ => self.received,
         };
-        self.owed = Some(owed.max(self.received));
+        // Alone on its subscription, a pull counts exactly what it received; among others
+        // (see [`Pulls::take`]) it may have been counted another pull's message, which
+        // [`Pulls::rebalance`] moves on.
+        self.owed = Some(if self.shared {
+            owed
+        } else {
+            owed.max(self.received)
+        });
         if self.end.is_none() {
             self.end = Some(end);
         }
@@ -360,6 +636,104 @@ fn classify(code: u16, description: &str) -> (PullEnd, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn delivery(cseq: u64) -> async_nats::Message {
+        async_nats::Message {
+            subject: "orders.new".into(),
+            reply: Some(format!("$JS.ACK.ORDERS.c.1.{cseq}.{cseq}.1700000000000000000.0").into()),
+            payload: bytes::Bytes::new(),
+            headers: None,
+            status: None,
+            description: None,
+            length: 0,
+        }
+    }
+
+    fn status(
+        pulls: &Pulls,
+        id: u64,
+        code: u16,
+        description: &str,
+        pending: Option<usize>,
+    ) -> async_nats::Message {
+        let headers = pending.map(|pending| {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(PENDING_MESSAGES, pending.to_string().as_str());
+            headers
+        });
+        async_nats::Message {
+            subject: format!("{}{id}", pulls.prefix).into(),
+            reply: None,
+            payload: bytes::Bytes::new(),
+            headers,
+            status: Some(async_nats::StatusCode::from_u16(code).expect("status")),
+            description: Some(description.to_owned()),
+            length: 0,
+        }
+    }
+
+    fn shared(pulls: &mut Pulls, batch: usize) {
+        let mut pull = PullState::new(batch, Duration::from_secs(1));
+        pull.shared = true;
+        let id = pulls.next_id;
+        pulls.next_id += 1;
+        pulls.open.push_back((id, pull));
+    }
+
+    #[test]
+    fn interleaved_messages_of_two_pulls_are_counted_oldest_first() {
+        let mut pulls = Pulls::new();
+        pulls.prefix = "_INBOX.x.".to_owned();
+        shared(&mut pulls, 3);
+        shared(&mut pulls, 3);
+        for cseq in 1..=4 {
+            assert!(matches!(
+                pulls.take(delivery(cseq)),
+                Some(PullEvent::Message(..))
+            ));
+        }
+        assert_eq!(pulls.outstanding(), 2);
+        assert!(
+            matches!(pulls.over(), Some(PullEnd::Done)),
+            "the first pull is full"
+        );
+        assert_eq!(pulls.len(), 1);
+        assert!(pulls.over().is_none());
+        // A message beyond every open pull is still a delivery.
+        for cseq in 5..=7 {
+            assert!(matches!(
+                pulls.take(delivery(cseq)),
+                Some(PullEvent::Message(..))
+            ));
+        }
+        assert!(matches!(pulls.over(), Some(PullEnd::Done)));
+        assert!(pulls.is_empty());
+    }
+
+    #[test]
+    fn a_pull_that_got_fewer_than_counted_hands_the_rest_to_the_next() {
+        let mut pulls = Pulls::new();
+        pulls.prefix = "_INBOX.x.".to_owned();
+        shared(&mut pulls, 4);
+        shared(&mut pulls, 4);
+        // Three messages arrive, all counted to the first pull; then the server says the first
+        // pull expired with two of its four undelivered: one of the three was the second's.
+        for cseq in 1..=3 {
+            pulls.take(delivery(cseq));
+        }
+        let expired = status(&pulls, 0, 408, "Request Timeout", Some(2));
+        assert!(pulls.take(expired).is_none());
+        assert!(matches!(pulls.over(), Some(PullEnd::Done)));
+        assert_eq!(
+            pulls.outstanding(),
+            3,
+            "the second pull received one of its four"
+        );
+        // A status for a pull already forgotten changes nothing.
+        let late = status(&pulls, 0, 409, "Batch Completed", Some(0));
+        assert!(pulls.take(late).is_none());
+        assert_eq!(pulls.outstanding(), 3);
+    }
 
     #[test]
     fn statuses_that_count_deliveries() {

@@ -23,7 +23,7 @@ use utoipa::ToSchema;
 use crate::ackid::{AckKeys, AckTarget};
 use crate::error::ApiError;
 use crate::message::{EncodingChoice, Message};
-use crate::nats::pull::{PIN_ID, Pull, PullEnd, PullEvent, PullPriority, PullRequest};
+use crate::nats::pull::{PIN_ID, PullEnd, PullEvent, PullPriority, PullRequest, Pulls};
 use crate::nats::{Nats, Op};
 
 /// Named start positions.
@@ -139,10 +139,10 @@ pub struct Replay {
     keys: AckKeys,
     spec: ReplaySpec,
     consumer_name: String,
-    /// Pull requests in flight, oldest first. Up to two for an ordered replay, so that the next
-    /// batch is on its way while the current one is read; one for a durable consumer (see
-    /// [`Replay::pull_due`]).
-    pulls: VecDeque<Pull>,
+    /// Pull requests in flight, on one reply subscription. Up to two for an ordered replay, so
+    /// that the next batch is on its way while the current one is read; one for a durable
+    /// consumer (see [`Replay::pull_due`]).
+    pulls: Pulls,
     last_stream_seq: u64,
     last_consumer_seq: u64,
     caught_up_sent: bool,
@@ -209,7 +209,7 @@ impl Replay {
             keys,
             consumer_name: String::new(),
             pin: None,
-            pulls: VecDeque::new(),
+            pulls: Pulls::new(),
             last_stream_seq: 0,
             last_consumer_seq: 0,
             caught_up_sent: false,
@@ -282,7 +282,7 @@ impl Replay {
             nats,
             keys,
             consumer_name: String::new(),
-            pulls: VecDeque::new(),
+            pulls: Pulls::new(),
             last_stream_seq: after,
             last_consumer_seq: 0,
             caught_up_sent: true,
@@ -449,12 +449,14 @@ impl Replay {
             }),
         };
         self.oversized = false;
-        let pull = self
-            .nats
-            .pull(&self.spec.stream, &self.consumer_name, request)
-            .await?;
-        self.pulls.push_back(pull);
-        Ok(())
+        self.nats
+            .pull_into(
+                &mut self.pulls,
+                &self.spec.stream,
+                &self.consumer_name,
+                request,
+            )
+            .await
     }
 
     /// The next event. `want` is how many messages the caller could take now (its credit); it
@@ -474,15 +476,14 @@ impl Replay {
                 self.lost(err).await?;
                 continue;
             }
-            let Some(current) = self.pulls.front_mut() else {
+            if self.pulls.is_empty() {
                 continue;
-            };
-            // Neither messages nor heartbeats for this long: the pull (or the consumer) is gone.
+            }
+            // Neither messages nor heartbeats for this long: the pulls (or the consumer) are gone.
             let idle = self.spec.heartbeat * 2 + Duration::from_secs(1);
-            let (reply, target) = match current.next(idle).await {
+            let (reply, target) = match self.pulls.next(idle).await {
                 PullEvent::Message(reply, target) => (reply, target),
                 PullEvent::End(end) => {
-                    self.pulls.pop_front();
                     match end {
                         PullEnd::Done => {}
                         PullEnd::TooLarge => self.oversized = true,
@@ -515,7 +516,7 @@ impl Replay {
             if self.loss.is_some() || self.pull_due(want).is_some() {
                 return None;
             }
-            let PullEvent::Message(reply, target) = self.pulls.front_mut()?.ready()? else {
+            let PullEvent::Message(reply, target) = self.pulls.ready()? else {
                 return None;
             };
             if target.consumer != self.consumer_name {
@@ -538,10 +539,10 @@ impl Replay {
     /// `max_ack_pending` leaves room for: with a second pull open, every other message would
     /// wait unread behind the first pull, unacknowledged, and once they fill `max_ack_pending`
     /// the first pull would get nothing until it expired. An ordered consumer has no such limit:
-    /// its first pull is filled before the second is asked for, or in a live tail only one pull
-    /// waits.
+    /// the messages of its two pulls interleave, and arrive in the consumer's order on the one
+    /// reply subscription of [`Pulls`].
     fn pull_due(&self, want: usize) -> Option<usize> {
-        let expected: usize = self.pulls.iter().map(Pull::outstanding).sum();
+        let expected = self.pulls.outstanding();
         let top_up = self.pulls.len() < 2
             && self.spec.consumer.is_none()
             && !self.oversized
@@ -568,6 +569,7 @@ impl Replay {
         }
         if self.spec.consumer.is_none() {
             tracing::debug!(reason = %why, "replay recovering");
+            self.nats.metrics().replay_recovery();
             return self.recreate().await;
         }
         let (stream, durable) = (self.spec.stream.clone(), self.consumer_name.clone());

@@ -1360,6 +1360,42 @@ async fn multiplexed_publish_without_a_pub_ack_times_out_and_a_reply_that_is_not
     assert_eq!(after.last().expect("ack")["seq"], 2);
 }
 
+/// A replay keeps two pulls open, whose deliveries JetStream interleaves: read in the order they
+/// arrive, they make a gap-free sequence, and the replay never has to recreate its consumer.
+async fn a_long_replay_reads_every_message_in_order_without_recreating_its_consumer(
+    topology: Topology,
+) {
+    const COUNT: usize = 30_000;
+    let app = spawn_app_on(topology).await;
+    app.create_stream(STREAM, &["orders.>"]).await;
+    publish_many(&app.js, "orders.new", COUNT, |i| {
+        Bytes::from(format!("{:0>512}", i + 1))
+    })
+    .await;
+    let mut ws = connect(&app, &stream_ws("start_seq=1")).await;
+    let mut next_seq = 1;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while next_seq <= COUNT as u64 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "{} of {COUNT} read", next_seq - 1);
+        let frame = next_frame_within(&mut ws, left).await;
+        if frame["type"] != "msg" {
+            continue;
+        }
+        assert_eq!(frame["seq"], next_seq, "out of order or a gap");
+        assert_eq!(
+            frame["data"].as_str().map(|d| d.trim_start_matches('0')),
+            Some(next_seq.to_string().as_str())
+        );
+        next_seq += 1;
+    }
+    assert_eq!(
+        metric(&app, "jetway_replay_recoveries_total").await,
+        0,
+        "the replay recreated its consumer"
+    );
+}
+
 async fn multiplexed_publish_with_a_repeated_idempotency_key_answers_duplicate_with_the_same_seq(
     topology: Topology,
 ) {
@@ -1810,6 +1846,7 @@ crate::on_r1_and_r3!(
     multiplexed_credit_for_a_subscription_grants_exactly_that_many_more_messages,
     multiplexed_publish_with_a_repeated_idempotency_key_answers_duplicate_with_the_same_seq,
     multiplexed_publish_ops_sent_back_to_back_are_all_acked_and_stored_in_op_order,
+    a_long_replay_reads_every_message_in_order_without_recreating_its_consumer,
     multiplexed_publish_refused_by_jetstream_gets_the_http_problem_and_its_neighbours_are_stored,
     binary_encoding_carries_each_payload_as_it_is_after_a_json_header,
     credit_3_sends_exactly_3_messages_until_more_credit_is_granted,
