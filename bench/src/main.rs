@@ -310,15 +310,17 @@ async fn run(opts: Opts) -> Result<bool> {
     runner
         .run(push::PUSH_64, push::push(&ctx, push::PUSH_64, 64))
         .await;
-    runner.run(replay::WS_REPLAY, replay::ws_replay(&ctx)).await;
+    let replays: Vec<&'static str> = [
+        replay::WS_REPLAY,
+        replay::WS_BINARY_REPLAY,
+        replay::SSE_REPLAY,
+        replay::DIRECT_REPLAY,
+    ]
+    .into_iter()
+    .filter(|name| runner.selected(name))
+    .collect();
     runner
-        .run(replay::WS_BINARY_REPLAY, replay::ws_binary_replay(&ctx))
-        .await;
-    runner
-        .run(replay::SSE_REPLAY, replay::sse_replay(&ctx))
-        .await;
-    runner
-        .run(replay::DIRECT_REPLAY, replay::direct_replay(&ctx))
+        .run_together(&replays, replay::replays(&ctx, &replays))
         .await;
     let gateway_memory = GatewayMemory {
         idle_rss_kib,
@@ -692,6 +694,39 @@ impl Runner {
                     name: name.to_owned(),
                     error: format!("{err:#}"),
                 });
+            }
+        }
+    }
+
+    /// Scenarios measured together (`names`, already selected), one row each.
+    async fn run_together(
+        &mut self,
+        names: &[&'static str],
+        scenarios: impl Future<Output = Result<Vec<Scenario>>>,
+    ) {
+        if names.is_empty() {
+            return;
+        }
+        eprint!("jetway-bench: {} (taking turns) ... ", names.join(", "));
+        match scenarios.await {
+            Ok(rows) => {
+                eprintln!("done");
+                for row in rows {
+                    eprintln!(
+                        "jetway-bench:   {}: {:.0} msgs/s ({:.1} MB/s)",
+                        row.name, row.msgs_per_s, row.mb_per_s
+                    );
+                    self.rows.push(row);
+                }
+            }
+            Err(err) => {
+                eprintln!("FAILED\njetway-bench: scenarios {names:?} FAILED: {err:#}");
+                for name in names {
+                    self.failures.push(Failure {
+                        name: (*name).to_owned(),
+                        error: format!("{err:#}"),
+                    });
+                }
             }
         }
     }

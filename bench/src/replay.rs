@@ -19,7 +19,7 @@ use serde::Deserialize;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use crate::load::Measurement;
+use crate::load::{CpuSplit, Measurement};
 use crate::report::Scenario;
 use crate::scenarios::{Ctx, STREAM};
 
@@ -56,39 +56,6 @@ struct Read {
     wire_bytes: u64,
 }
 
-/// Fills the stream, reads it for the warm-up, then reads it whole, again and again, until the
-/// measured time is spent (at least once). One pass is one "request": its latency is the time
-/// for the whole replay, msgs/s is all messages read ÷ the time of all passes.
-async fn measure<F, Fut>(ctx: &Ctx, read: F) -> Result<(Measurement, Read)>
-where
-    F: Fn(Until) -> Fut,
-    Fut: std::future::Future<Output = Result<Read>>,
-{
-    ctx.filled_stream(MESSAGES, PAYLOAD_BYTES).await?;
-    read(Until::Elapsed(ctx.timing.warmup)).await?;
-    let mark = ctx.probe.mark()?;
-    let mut passes = Vec::new();
-    let mut total = Read {
-        messages: 0,
-        wire_bytes: 0,
-    };
-    let mut elapsed = Duration::ZERO;
-    while passes.is_empty() || elapsed < ctx.timing.duration {
-        let began = Instant::now();
-        let seen = read(Until::Last).await?;
-        let took = began.elapsed();
-        if seen.messages != MESSAGES {
-            bail!("read {} messages, expected {MESSAGES}", seen.messages);
-        }
-        passes.push(took);
-        elapsed += took;
-        total.messages += seen.messages;
-        total.wire_bytes += seen.wire_bytes;
-    }
-    let cpu = mark.finish()?;
-    Ok((Measurement::passes(&passes, MESSAGES, cpu), total))
-}
-
 fn row(name: &str, path: &'static str, what: String, m: &Measurement, seen: &Read) -> Scenario {
     let per_message = seen.wire_bytes as f64 / seen.messages.max(1) as f64;
     Scenario::new(name, path, what, 1, m)
@@ -99,6 +66,165 @@ fn row(name: &str, path: &'static str, what: String, m: &Measurement, seen: &Rea
             per_message,
             seen.wire_bytes as f64 / m.elapsed.as_secs_f64().max(1e-9) / 1e6
         ))
+}
+
+/// One replay path of [`replays`] and what its passes measured.
+struct Lane {
+    name: &'static str,
+    reader: Reader,
+    passes: Vec<Duration>,
+    elapsed: Duration,
+    /// CPU percentages, each times the seconds of its pass.
+    cpu_seconds: [f64; 4],
+    seen: Read,
+    /// Ordered replays through the gateway that recreated their consumer during the passes.
+    recovered: u64,
+}
+
+enum Reader {
+    Ws(String),
+    Sse(Uri),
+    Direct,
+}
+
+impl Lane {
+    fn new(ctx: &Ctx, name: &'static str) -> Result<Self> {
+        let reader = match name {
+            WS_REPLAY => Reader::Ws(format!(
+                "ws://{}/v1/streams/{STREAM}/ws?start_seq=1",
+                ctx.gateway
+            )),
+            WS_BINARY_REPLAY => Reader::Ws(format!(
+                "ws://{}/v1/streams/{STREAM}/ws?start_seq=1&encoding=binary",
+                ctx.gateway
+            )),
+            SSE_REPLAY => Reader::Sse(
+                format!("/v1/streams/{STREAM}/events?start_seq=1")
+                    .parse()
+                    .context("events path")?,
+            ),
+            DIRECT_REPLAY => Reader::Direct,
+            other => bail!("no replay scenario '{other}'"),
+        };
+        Ok(Self {
+            name,
+            reader,
+            passes: Vec::new(),
+            elapsed: Duration::ZERO,
+            cpu_seconds: [0.0; 4],
+            seen: Read {
+                messages: 0,
+                wire_bytes: 0,
+            },
+            recovered: 0,
+        })
+    }
+
+    async fn read(&self, ctx: &Ctx, until: Until) -> Result<Read> {
+        match &self.reader {
+            Reader::Ws(url) => ws_read(url, until).await,
+            Reader::Sse(uri) => sse_read(ctx, uri, until).await,
+            Reader::Direct => direct_read(ctx, until).await,
+        }
+    }
+
+    /// One whole pass, measured.
+    async fn pass(&mut self, ctx: &Ctx) -> Result<()> {
+        let gateway = !matches!(self.reader, Reader::Direct);
+        let before = if gateway { recoveries(ctx).await? } else { 0 };
+        let mark = ctx.probe.mark()?;
+        let began = Instant::now();
+        let seen = self.read(ctx, Until::Last).await?;
+        let took = began.elapsed();
+        let cpu = mark.finish()?;
+        if seen.messages != MESSAGES {
+            bail!("read {} messages, expected {MESSAGES}", seen.messages);
+        }
+        let secs = took.as_secs_f64();
+        for (sum, pct) in self.cpu_seconds.iter_mut().zip([
+            cpu.gateway_pct,
+            cpu.nats_server_pct,
+            cpu.load_tool_pct,
+            cpu.other_pct,
+        ]) {
+            *sum += pct * secs;
+        }
+        self.passes.push(took);
+        self.elapsed += took;
+        self.seen.messages += seen.messages;
+        self.seen.wire_bytes += seen.wire_bytes;
+        if gateway {
+            self.recovered += recoveries(ctx).await?.saturating_sub(before);
+        }
+        Ok(())
+    }
+
+    fn into_row(self) -> Scenario {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        let [gateway_pct, nats_server_pct, load_tool_pct, other_pct] =
+            self.cpu_seconds.map(|sum| sum / secs);
+        let cpu = CpuSplit {
+            gateway_pct,
+            nats_server_pct,
+            load_tool_pct,
+            other_pct,
+        };
+        let m = Measurement::passes(&self.passes, MESSAGES, cpu);
+        let recovered = self.recovered;
+        let (path, what) = match &self.reader {
+            Reader::Ws(url) => (
+                "jetway",
+                format!(
+                    "ws {} read to seq {MESSAGES}, {PAYLOAD_BYTES} B each ({recovered} consumer \
+                     recoveries)",
+                    url.find("/v1/").map_or(url.as_str(), |at| &url[at..])
+                ),
+            ),
+            Reader::Sse(uri) => (
+                "jetway",
+                format!(
+                    "GET {uri} read to id {MESSAGES}, {PAYLOAD_BYTES} B each ({recovered} \
+                     consumer recoveries)"
+                ),
+            ),
+            Reader::Direct => (
+                "direct",
+                format!(
+                    "ordered pull consumer from seq 1, messages() to seq {MESSAGES}, \
+                     {PAYLOAD_BYTES} B each"
+                ),
+            ),
+        };
+        row(self.name, path, what, &m, &self.seen)
+    }
+}
+
+/// The replay scenarios in `wanted`, measured together: the stream is filled once, each path
+/// reads for the warm-up, then the paths take turns, one whole pass each, until every path has
+/// read for the measured time (at least one pass). Taking turns spreads a machine that slows
+/// down or speeds up for a while (a shared virtual machine does, by up to a fifth within a
+/// minute here) over every path alike, so their ratios compare like with like.
+pub async fn replays(ctx: &Ctx, wanted: &[&'static str]) -> Result<Vec<Scenario>> {
+    ctx.filled_stream(MESSAGES, PAYLOAD_BYTES).await?;
+    let mut lanes = wanted
+        .iter()
+        .map(|name| Lane::new(ctx, name))
+        .collect::<Result<Vec<_>>>()?;
+    for lane in &lanes {
+        lane.read(ctx, Until::Elapsed(ctx.timing.warmup))
+            .await
+            .with_context(|| format!("{}: warm-up", lane.name))?;
+    }
+    while lanes
+        .iter()
+        .any(|lane| lane.passes.is_empty() || lane.elapsed < ctx.timing.duration)
+    {
+        for lane in &mut lanes {
+            let name = lane.name;
+            lane.pass(ctx).await.with_context(|| name.to_owned())?;
+        }
+    }
+    Ok(lanes.into_iter().map(Lane::into_row).collect())
 }
 
 /// The fields of a server frame the reader looks at.
@@ -119,43 +245,6 @@ async fn recoveries(ctx: &Ctx) -> Result<u64> {
         .find_map(|line| line.strip_prefix("jetway_replay_recoveries_total "))
         .and_then(|value| value.trim().parse::<f64>().ok())
         .map_or(0, |value| value as u64))
-}
-
-/// [`measure`] through the gateway, with the consumer recoveries its reads caused.
-async fn measure_gateway<F, Fut>(ctx: &Ctx, read: F) -> Result<(Measurement, Read, u64)>
-where
-    F: Fn(Until) -> Fut,
-    Fut: std::future::Future<Output = Result<Read>>,
-{
-    let before = recoveries(ctx).await?;
-    let (m, seen) = measure(ctx, read).await?;
-    Ok((m, seen, recoveries(ctx).await?.saturating_sub(before)))
-}
-
-/// `ws replay`: one WebSocket from `start_seq=1` read until the last sequence.
-pub async fn ws_replay(ctx: &Ctx) -> Result<Scenario> {
-    let url = format!("ws://{}/v1/streams/{STREAM}/ws?start_seq=1", ctx.gateway);
-    let (m, seen, recovered) = measure_gateway(ctx, |until| ws_read(&url, until)).await?;
-    let what = format!(
-        "ws /v1/streams/{STREAM}/ws?start_seq=1 read to seq {MESSAGES}, {PAYLOAD_BYTES} B each \
-         ({recovered} consumer recoveries)"
-    );
-    Ok(row(WS_REPLAY, "jetway", what, &m, &seen))
-}
-
-/// `ws replay binary`: the same with `encoding=binary`: binary `msg` frames carrying the
-/// payload as it is after a JSON header.
-pub async fn ws_binary_replay(ctx: &Ctx) -> Result<Scenario> {
-    let url = format!(
-        "ws://{}/v1/streams/{STREAM}/ws?start_seq=1&encoding=binary",
-        ctx.gateway
-    );
-    let (m, seen, recovered) = measure_gateway(ctx, |until| ws_read(&url, until)).await?;
-    let what = format!(
-        "ws /v1/streams/{STREAM}/ws?start_seq=1&encoding=binary read to seq {MESSAGES}, \
-         {PAYLOAD_BYTES} B each ({recovered} consumer recoveries)"
-    );
-    Ok(row(WS_BINARY_REPLAY, "jetway", what, &m, &seen))
 }
 
 /// A binary `msg` frame's header (after its 4-byte length) and payload length.
@@ -216,20 +305,6 @@ async fn ws_read(url: &str, until: Until) -> Result<Read> {
         }
     }
     bail!("the socket ended at sequence {next}")
-}
-
-/// `sse replay`: one `GET …/events?start_seq=1`, its body read as it arrives, counting `id:`
-/// lines until the last sequence.
-pub async fn sse_replay(ctx: &Ctx) -> Result<Scenario> {
-    let uri: Uri = format!("/v1/streams/{STREAM}/events?start_seq=1")
-        .parse()
-        .context("events path")?;
-    let (m, seen, recovered) = measure_gateway(ctx, |until| sse_read(ctx, &uri, until)).await?;
-    let what = format!(
-        "GET /v1/streams/{STREAM}/events?start_seq=1 read to id {MESSAGES}, {PAYLOAD_BYTES} B \
-         each ({recovered} consumer recoveries)"
-    );
-    Ok(row(SSE_REPLAY, "jetway", what, &m, &seen))
 }
 
 async fn sse_read(ctx: &Ctx, uri: &Uri, until: Until) -> Result<Read> {
@@ -345,16 +420,6 @@ impl SseLines {
         }
         Ok(None)
     }
-}
-
-/// `direct ordered replay`: an async-nats ordered pull consumer from sequence 1, read with
-/// `messages()` until the last sequence.
-pub async fn direct_replay(ctx: &Ctx) -> Result<Scenario> {
-    let (m, seen) = measure(ctx, |until| direct_read(ctx, until)).await?;
-    let what = format!(
-        "ordered pull consumer from seq 1, messages() to seq {MESSAGES}, {PAYLOAD_BYTES} B each"
-    );
-    Ok(row(DIRECT_REPLAY, "direct", what, &m, &seen))
 }
 
 async fn direct_read(ctx: &Ctx, until: Until) -> Result<Read> {
