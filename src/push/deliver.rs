@@ -379,8 +379,7 @@ impl Worker {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| retry_after(v, std::time::SystemTime::now()));
         let location = response
             .headers()
             .get(reqwest::header::LOCATION)
@@ -447,4 +446,35 @@ fn header_safe(text: &str) -> String {
         line.truncate(end);
     }
     line
+}
+
+/// A `Retry-After` value: delay seconds, or an HTTP-date (the time left until it; none once it
+/// passed).
+fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    at.duration_since(now).ok().filter(|left| !left.is_zero())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_or_an_http_date() {
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").expect("date");
+        assert_eq!(retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:50:07 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now), None);
+        assert_eq!(retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now), None);
+        for bad in ["", "-1", "1.5", "tomorrow", "Sun, 06 Nov 1994 08:50:07"] {
+            assert_eq!(retry_after(bad, now), None, "{bad:?}");
+        }
+    }
 }

@@ -420,10 +420,14 @@ async fn deliveries_are_signed_carry_the_message_and_are_acked(topology: Topolog
 async fn failed_deliveries_are_retried_with_backoff_then_acked_once(topology: Topology) {
     let app = spawn_app_on_with(topology, allow_loopback).await;
     app.create_stream("PUSHRETRY", &["retry.>"]).await;
-    // 500, 429 with Retry-After: 1, then 200.
+    // 500, 429 with Retry-After: 1, 503 with Retry-After as an HTTP-date 2 s ahead, then 200.
     let receiver = Receiver::start(|_, attempt| match attempt {
         1 => Reply::Status(500),
         2 => Reply::StatusWith(429, vec![("retry-after", "1".to_owned())]),
+        3 => {
+            let at = std::time::SystemTime::now() + Duration::from_secs(2);
+            Reply::StatusWith(503, vec![("retry-after", httpdate::fmt_http_date(at))])
+        }
         _ => Reply::Status(200),
     })
     .await;
@@ -441,11 +445,11 @@ async fn failed_deliveries_are_retried_with_backoff_then_acked_once(topology: To
     let statuses: Vec<u16> = deliveries.iter().map(|d| d.status).collect();
     assert_eq!(
         statuses,
-        vec![500, 429, 200],
-        "three deliveries, acked once"
+        vec![500, 429, 503, 200],
+        "four deliveries, acked once"
     );
     let attempts: Vec<u64> = deliveries.iter().map(|d| d.attempt).collect();
-    assert_eq!(attempts, vec![1, 2, 3]);
+    assert_eq!(attempts, vec![1, 2, 3, 4]);
     let ids: Vec<&str> = deliveries
         .iter()
         .map(|d| d.headers["webhook-id"].as_str())
@@ -458,20 +462,22 @@ async fn failed_deliveries_are_retried_with_backoff_then_acked_once(topology: To
         b.headers["webhook-timestamp"].parse::<i64>().unwrap()
             - a.headers["webhook-timestamp"].parse::<i64>().unwrap()
     };
-    // Retry-After: 1 outweighs the 100ms backoff (timestamps are whole seconds).
+    // Retry-After: 1 outweighs the 100ms backoff (timestamps are whole seconds), and so does
+    // a date at least a second ahead.
     assert!(gap(&deliveries[1], &deliveries[2]) >= 1, "{deliveries:?}");
+    assert!(gap(&deliveries[2], &deliveries[3]) >= 1, "{deliveries:?}");
     eventually("the ack floor at 1", Duration::from_secs(30), || async {
         (consumer_state(&app, "PUSHRETRY", "hook").await == (1, 0)).then_some(())
     })
     .await;
     let info = wait_state(&app, "PUSHRETRY", "hook", "the status counts", |s| {
-        s["delivered"] == 3
+        s["delivered"] == 4
     })
     .await;
     let state = &info["state"];
     assert_eq!(
         (state["acked"].clone(), state["failed"].clone()),
-        (json!(1), json!(2)),
+        (json!(1), json!(3)),
         "{info}"
     );
     assert_eq!(state["consecutive_failures"], 0, "{info}");
