@@ -502,6 +502,11 @@ pub struct Config {
     #[arg(long, env = "JETWAY_PUSH_ALLOW_HTTP")]
     pub push_allow_http: bool,
 
+    /// PEM file of CA certificates that push receivers' certificates may chain to, besides the
+    /// built-in web roots (a private CA).
+    #[arg(long, env = "JETWAY_PUSH_CA", value_name = "PEM")]
+    pub push_ca: Option<PathBuf>,
+
     /// Most push deliveries in progress at once on this replica, over every push
     /// subscription (each also keeps to its own `max_in_flight`).
     #[arg(

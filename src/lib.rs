@@ -165,8 +165,11 @@ async fn build_with_auth(
     let push_destinations =
         destinations::Destinations::parse(&config.push_allow, config.push_allow_http)
             .map_err(|err| StartError::Config(config::ConfigError::Check(err)))?;
+    let push_roots = push::trust_roots(config.push_ca.as_deref())
+        .map_err(|err| StartError::Config(config::ConfigError::Check(err)))?;
     let state = AppState::new(state::Shared {
         push_destinations,
+        push_roots,
         push_saved: Arc::default(),
         nats,
         config: Arc::new(config),

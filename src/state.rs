@@ -59,6 +59,8 @@ pub struct Shared {
     pub connections: ConnectionLimits,
     /// Where push subscriptions may deliver (`--push-allow`).
     pub push_destinations: crate::destinations::Destinations,
+    /// CA certificates push receivers may chain to besides the web roots (`--push-ca`).
+    pub push_roots: Vec<reqwest::Certificate>,
     /// Woken when a push subscription was saved through this replica, so that its deliveries
     /// start at once (other replicas follow jetway's bucket).
     pub push_saved: Arc<tokio::sync::Notify>,

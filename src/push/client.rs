@@ -3,6 +3,7 @@
 //! can be pointed elsewhere later).
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,9 +36,36 @@ impl Resolve for Guarded {
     }
 }
 
-/// The client every push delivery of this replica shares.
-pub fn build(destinations: Arc<Destinations>) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
+/// The CA certificates of `--push-ca`, read at start: a file that cannot be read or holds no
+/// certificate stops the start.
+pub fn trust_roots(path: Option<&Path>) -> Result<Vec<reqwest::Certificate>, String> {
+    let Some(path) = path else {
+        return Ok(Vec::new());
+    };
+    let pem = std::fs::read(path)
+        .map_err(|err| format!("--push-ca {}: cannot read it: {err}", path.display()))?;
+    let roots = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|err| format!("--push-ca {}: not PEM certificates: {err}", path.display()))?;
+    if roots.is_empty() {
+        return Err(format!(
+            "--push-ca {}: no certificate in it (expected PEM `BEGIN CERTIFICATE` blocks)",
+            path.display()
+        ));
+    }
+    Ok(roots)
+}
+
+/// The client every push delivery of this replica shares: the built-in web roots, and `roots`
+/// besides.
+pub fn build(
+    destinations: Arc<Destinations>,
+    roots: &[reqwest::Certificate],
+) -> Result<reqwest::Client, reqwest::Error> {
+    roots
+        .iter()
+        .fold(reqwest::Client::builder(), |builder, root| {
+            builder.add_root_certificate(root.clone())
+        })
         .redirect(reqwest::redirect::Policy::none())
         .dns_resolver(Arc::new(Guarded(destinations)))
         .connect_timeout(CONNECT_TIMEOUT)

@@ -11,6 +11,7 @@
 //! to another after `ack_wait`.
 
 mod client;
+pub use client::trust_roots;
 mod deliver;
 pub mod sign;
 
@@ -47,7 +48,7 @@ struct Running {
 /// Starts the push supervisor of this replica (until shutdown).
 pub fn spawn(state: &AppState) {
     let destinations = Arc::new(state.push_destinations.clone());
-    let client = match client::build(destinations) {
+    let client = match client::build(destinations, &state.push_roots) {
         Ok(client) => client,
         Err(err) => {
             tracing::error!(error = %err, "push delivery disabled: cannot build the HTTP client");

@@ -1374,6 +1374,129 @@ async fn a_tenants_push_delivers_only_its_namespace_and_is_its_own() {
     problem(listed, 403, "forbidden").await;
 }
 
+/// An HTTPS receiver on loopback with `certificate` (chain and key), answering every request
+/// 204 and closing; answers its port and a count of the requests it read.
+async fn https_receiver(
+    chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    key: rustls_pki_types::PrivateKeyDer<'static>,
+) -> (u16, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = tokio_rustls::rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server certificate");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                // The request head, then its body by Content-Length.
+                let mut read = Vec::new();
+                let mut buf = [0u8; 4096];
+                let head_end = loop {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => read.extend_from_slice(&buf[..n]),
+                    }
+                    if let Some(at) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break at + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&read[..head_end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|line| line.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                while read.len() < head_end + length {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => read.extend_from_slice(&buf[..n]),
+                    }
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+                let answer =
+                    b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+                let _ = tls.write_all(answer).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (port, requests)
+}
+
+/// A receiver whose certificate a private CA issued is trusted once `--push-ca` names the CA;
+/// a `--push-ca` file that holds no certificate stops the start, naming the flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_certified_by_a_private_ca_is_trusted_with_push_ca() {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "jetway push test CA");
+    let ca =
+        rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().expect("key"))
+            .expect("CA");
+    let leaf_key = rcgen::KeyPair::generate().expect("key");
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("params")
+        .signed_by(&leaf_key, &*ca)
+        .expect("leaf");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).expect("write CA");
+    let key = rustls_pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).expect("key");
+    let (port, requests) = https_receiver(vec![leaf.der().clone(), ca.der().clone()], key).await;
+
+    let app = spawn_app_with(|config| {
+        allow_loopback(config);
+        config.push_ca = Some(ca_file.clone());
+    })
+    .await;
+    app.create_stream("PUSHCA", &["ca.>"]).await;
+    put_push(
+        &app.url(""),
+        "PUSHCA",
+        "hook",
+        json!({"url": format!("https://127.0.0.1:{port}/hook"), "backoff": ["100ms"]}),
+        201,
+    )
+    .await;
+    publish_n(&app, "ca.x", 2).await;
+    eventually("both messages acked", Duration::from_secs(30), || async {
+        (consumer_state(&app, "PUSHCA", "hook").await == (2, 0)).then_some(())
+    })
+    .await;
+    assert_eq!(requests.load(Ordering::SeqCst), 2, "one POST per message");
+    let info = wait_state(&app, "PUSHCA", "hook", "the status counts", |s| {
+        s["acked"] == 2
+    })
+    .await;
+    assert_eq!(info["state"]["failed"], 0, "{info}");
+
+    // The start refuses a file without a certificate, and a missing one.
+    let key_file = dir.path().join("key.pem");
+    std::fs::write(&key_file, leaf_key.serialize_pem()).expect("write key");
+    for bad in [key_file, dir.path().join("absent.pem")] {
+        let mut config = jetway::config::Config::defaults();
+        config.nats_url = app.server.urls();
+        config.no_auth = true;
+        config.push_ca = Some(bad.clone());
+        let Err(err) = jetway::build(config).await else {
+            panic!("started with --push-ca {bad:?}");
+        };
+        assert!(err.to_string().contains("--push-ca"), "{bad:?}: {err}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_untrusted_certificate_fails_the_delivery_and_long_answers_are_cut() {
     let app = spawn_app_with(allow_loopback).await;
