@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 use utoipa::ToSchema;
 
-use super::pull::{PIN_ID, PullEnd, PullEvent, PullPriority, PullRequest};
+use super::pull::{PIN_ID, PullEnd, PullEvent, PullPriority, PullRequest, Pulls};
 use super::{Nats, Op};
 use crate::ackid::{AckKeys, AckTarget};
 use crate::duration;
@@ -929,10 +929,10 @@ impl Nats {
         keys: &AckKeys,
         idle: Duration,
     ) -> PullEnd {
-        let mut pull = match self.pull(stream, consumer, request).await {
-            Ok(pull) => pull,
-            Err(err) => return PullEnd::Failed(err),
-        };
+        let mut pull = Pulls::new();
+        if let Err(err) = self.pull_into(&mut pull, stream, consumer, request).await {
+            return PullEnd::Failed(err);
+        }
         loop {
             match pull.next(idle).await {
                 PullEvent::Message(reply, target) => {

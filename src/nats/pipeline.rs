@@ -36,6 +36,11 @@ const SWEEP_MAX: Duration = Duration::from_secs(1);
 /// JetStream asks for that.
 struct Waiting<T> {
     tag: T,
+    sent: Sent,
+}
+
+/// A message handed to NATS.
+struct Sent {
     deadline: Instant,
     subject: Subject,
     headers: async_nats::HeaderMap,
@@ -43,15 +48,14 @@ struct Waiting<T> {
     checks: Checks,
 }
 
-impl<T> Waiting<T> {
-    fn into_outgoing(self) -> (T, Outgoing) {
-        let message = Outgoing {
+impl Sent {
+    fn into_outgoing(self) -> Outgoing {
+        Outgoing {
             subject: self.subject.to_string(),
             headers: self.headers,
             payload: self.payload,
             checks: self.checks,
-        };
-        (self.tag, message)
+        }
     }
 }
 
@@ -123,7 +127,7 @@ impl<T: Send + 'static> Pipeline<T> {
                 if self.waiting.is_empty() {
                     self.sweep.as_mut().reset(Instant::now() + self.sweep_every);
                 }
-                self.waiting.insert(number, sent.with_tag(tag));
+                self.waiting.insert(number, Waiting { tag, sent });
             }
             Err(err) => self.ready.push_back((tag, Err(err))),
         }
@@ -215,14 +219,16 @@ impl<T: Send + 'static> Pipeline<T> {
             .ok()?;
         let waiting = self.waiting.remove(&number)?;
         let result = if reply.status == Some(StatusCode::NO_RESPONDERS) {
-            Err(ApiError::SubjectNotCaptured(waiting.subject.to_string()))
+            Err(ApiError::SubjectNotCaptured(
+                waiting.sent.subject.to_string(),
+            ))
         } else {
-            read_pub_ack(&reply.payload, &waiting.checks)
+            read_pub_ack(&reply.payload, &waiting.sent.checks)
         };
         match result {
             Err(ApiError::SubjectNotCaptured(_) | ApiError::PublishInProgress(_)) => {
                 let nats = self.nats.clone();
-                let (tag, message) = waiting.into_outgoing();
+                let (tag, message) = (waiting.tag, waiting.sent.into_outgoing());
                 // Boxed and rare: no stream leader yet, or a retry that overtook its original.
                 self.retries.push(Box::pin(async move {
                     let result = nats.publish_all(vec![Ok(message)]).await.pop();
@@ -240,17 +246,12 @@ impl<T: Send + 'static> Pipeline<T> {
     /// Answers every message past its deadline with a timeout, and re-arms the sweep.
     fn expire(&mut self) {
         let now = Instant::now();
-        let expired: Vec<u64> = self
+        let mut expired: Vec<Waiting<T>> = self
             .waiting
-            .iter()
-            .filter(|(_, waiting)| waiting.deadline <= now)
-            .map(|(number, _)| *number)
+            .extract_if(|_, waiting| waiting.sent.deadline <= now)
+            .map(|(_, waiting)| waiting)
             .collect();
-        let mut expired: Vec<Waiting<T>> = expired
-            .into_iter()
-            .filter_map(|number| self.waiting.remove(&number))
-            .collect();
-        expired.sort_by_key(|waiting| waiting.deadline);
+        expired.sort_by_key(|waiting| waiting.sent.deadline);
         let timeout = self.nats.publish_timeout;
         for waiting in expired {
             let err = errors::publish_timed_out(timeout);
@@ -271,28 +272,6 @@ impl<T: Send + 'static> Pipeline<T> {
                     .to_owned(),
             );
             self.ready.push_back((waiting.tag, Err(err)));
-        }
-    }
-}
-
-/// A message handed to NATS, waiting for its tag.
-struct Sent {
-    deadline: Instant,
-    subject: Subject,
-    headers: async_nats::HeaderMap,
-    payload: bytes::Bytes,
-    checks: Checks,
-}
-
-impl Sent {
-    fn with_tag<T>(self, tag: T) -> Waiting<T> {
-        Waiting {
-            tag,
-            deadline: self.deadline,
-            subject: self.subject,
-            headers: self.headers,
-            payload: self.payload,
-            checks: self.checks,
         }
     }
 }

@@ -1,11 +1,13 @@
-//! The one pull primitive: a single `CONSUMER.MSG.NEXT` request and every reply to it.
+//! The one pull primitive: `CONSUMER.MSG.NEXT` requests and every reply to them.
 //!
-//! Fetch, the WebSocket/SSE ack mode and ordered replays all pull through [`Pull`], so the rules
-//! below live here once.
+//! Fetch, the WebSocket/SSE ack mode, push and ordered replays all pull through [`Pulls`], so
+//! the rules below live here once.
 //!
 //! Each pull has its own reply subject, so a status that trails one request is never taken for an
-//! answer to the next. [`Pulls`] keeps several pulls on one subscription (one subject each under
-//! it), so that their messages are read in the order the server sent them. A pull ends when the server has said so **and** every message it handed to
+//! answer to the next. The pulls of one [`Pulls`] share a subscription (one subject each under
+//! it), so that their messages are read in the order the server sent them.
+//!
+//! A pull ends when the server has said so **and** every message it handed to
 //! the pull has arrived. The order of the two is not fixed:
 //!
 //! - On a single server (R1), or a consumer without acks, messages are sent as they are
@@ -89,12 +91,6 @@ pub enum PullEvent {
     End(PullEnd),
 }
 
-/// A pull request in flight, on a reply subscription of its own.
-pub struct Pull {
-    replies: Subscriber,
-    state: PullState,
-}
-
 /// What is known of one pull request: how many messages it may still deliver, and how it ended.
 struct PullState {
     batch: usize,
@@ -106,14 +102,11 @@ struct PullState {
     grace: Duration,
     grace_until: Option<Instant>,
     finished: bool,
-    /// One of several pulls on a subscription ([`Pulls`]).
-    shared: bool,
 }
 
 impl PullState {
     fn new(batch: usize, grace: Duration) -> Self {
         Self {
-            shared: false,
             batch: batch.max(1),
             received: 0,
             owed: None,
@@ -143,29 +136,6 @@ pub struct Pulls {
 
 impl Nats {
     /// Sends a pull request to `stream`'s consumer `consumer` and returns it in flight.
-    pub async fn pull(
-        &self,
-        stream: &str,
-        consumer: &str,
-        request: PullRequest<'_>,
-    ) -> Result<Pull, ApiError> {
-        self.ensure_connected()?;
-        let payload = request_body(&request)?;
-        let inbox = self.client.new_inbox();
-        let replies =
-            self.client.subscribe(inbox.clone()).await.map_err(|err| {
-                ApiError::Unavailable(format!("cannot subscribe for a pull: {err}"))
-            })?;
-        self.client
-            .publish_with_reply(next_subject(stream, consumer), inbox, payload.into())
-            .await
-            .map_err(|err| ApiError::Unavailable(format!("cannot send pull request: {err}")))?;
-        Ok(Pull {
-            replies,
-            state: PullState::new(request.batch, self.api_timeout),
-        })
-    }
-
     /// Sends a pull request to `stream`'s consumer `consumer`, its replies to come through
     /// `pulls`.
     pub async fn pull_into(
@@ -197,9 +167,9 @@ impl Nats {
             .publish_with_reply(next_subject(stream, consumer), reply, payload.into())
             .await
             .map_err(|err| ApiError::Unavailable(format!("cannot send pull request: {err}")))?;
-        let mut pull = PullState::new(request.batch, self.api_timeout);
-        pull.shared = true;
-        pulls.open.push_back((id, pull));
+        pulls
+            .open
+            .push_back((id, PullState::new(request.batch, self.api_timeout)));
         Ok(())
     }
 }
@@ -238,78 +208,6 @@ fn request_body(request: &PullRequest<'_>) -> Result<Vec<u8>, ApiError> {
         }
     }
     serde_json::to_vec(&body).map_err(|e| ApiError::internal("encode pull request", e))
-}
-
-impl Pull {
-    /// Messages this pull may still deliver.
-    pub fn outstanding(&self) -> usize {
-        self.state.outstanding()
-    }
-
-    /// Messages received so far.
-    pub fn received(&self) -> usize {
-        self.state.received
-    }
-
-    /// The next message, or the end of the pull. `idle` is the longest wait for any reply
-    /// (message, heartbeat or status) before the pull counts as lost; once the server closed the
-    /// request, owed messages are awaited for the grace period instead.
-    pub async fn next(&mut self, idle: Duration) -> PullEvent {
-        loop {
-            if let Some(end) = self.state.over() {
-                return PullEvent::End(end);
-            }
-            // While a pull streams in, the next reply is usually there already: take it without
-            // reading the clock or arming a timer.
-            let waited = match self.replies.next().now_or_never() {
-                Some(Some(reply)) => Ok(Some(reply)),
-                _ => {
-                    let deadline = self
-                        .state
-                        .grace_until
-                        .unwrap_or_else(|| Instant::now() + idle);
-                    tokio::time::timeout_at(deadline, self.replies.next()).await
-                }
-            };
-            let reply = match waited {
-                Ok(Some(reply)) => reply,
-                Ok(None) => {
-                    self.state.finished = true;
-                    return PullEvent::End(PullEnd::Failed(connection_closed()));
-                }
-                Err(_) => {
-                    if self.state.give_up_owed() {
-                        continue;
-                    }
-                    self.state.finished = true;
-                    return PullEvent::End(PullEnd::Failed(stopped_answering()));
-                }
-            };
-            if let Some(message) = self.state.take(reply) {
-                return message;
-            }
-        }
-    }
-
-    /// The next message if one has arrived already, without waiting; `None` when nothing has
-    /// (or the pull is over: [`Pull::next`] says how it ended). Statuses that arrived first are
-    /// taken into account as [`Pull::next`] does.
-    pub fn ready(&mut self) -> Option<PullEvent> {
-        loop {
-            if self.state.finished
-                || self
-                    .state
-                    .owed
-                    .is_some_and(|owed| self.state.received >= owed)
-            {
-                return None;
-            }
-            let reply = self.replies.next().now_or_never()??;
-            if let Some(message) = self.state.take(reply) {
-                return Some(message);
-            }
-        }
-    }
 }
 
 impl Pulls {
@@ -555,14 +453,9 @@ impl PullState {
             Some(pending) if more_may_come => self.batch.saturating_sub(pending),
             _ => self.received,
         };
-        // Alone on its subscription, a pull counts exactly what it received; among others
-        // (see [`Pulls::take`]) it may have been counted another pull's message, which
-        // [`Pulls::rebalance`] moves on.
-        self.owed = Some(if self.shared {
-            owed
-        } else {
-            owed.max(self.received)
-        });
+        // A pull may have been counted another pull's message (see [`Pulls::take`]):
+        // [`Pulls::rebalance`] moves it on.
+        self.owed = Some(owed);
         if self.end.is_none() {
             self.end = Some(end);
         }
@@ -672,20 +565,20 @@ mod tests {
         }
     }
 
-    fn shared(pulls: &mut Pulls, batch: usize) {
-        let mut pull = PullState::new(batch, Duration::from_secs(1));
-        pull.shared = true;
+    fn open(pulls: &mut Pulls, batch: usize) {
         let id = pulls.next_id;
         pulls.next_id += 1;
-        pulls.open.push_back((id, pull));
+        pulls
+            .open
+            .push_back((id, PullState::new(batch, Duration::from_secs(1))));
     }
 
     #[test]
     fn interleaved_messages_of_two_pulls_are_counted_oldest_first() {
         let mut pulls = Pulls::new();
         pulls.prefix = "_INBOX.x.".to_owned();
-        shared(&mut pulls, 3);
-        shared(&mut pulls, 3);
+        open(&mut pulls, 3);
+        open(&mut pulls, 3);
         for cseq in 1..=4 {
             assert!(matches!(
                 pulls.take(delivery(cseq)),
@@ -714,8 +607,8 @@ mod tests {
     fn a_pull_that_got_fewer_than_counted_hands_the_rest_to_the_next() {
         let mut pulls = Pulls::new();
         pulls.prefix = "_INBOX.x.".to_owned();
-        shared(&mut pulls, 4);
-        shared(&mut pulls, 4);
+        open(&mut pulls, 4);
+        open(&mut pulls, 4);
         // Three messages arrive, all counted to the first pull; then the server says the first
         // pull expired with two of its four undelivered: one of the three was the second's.
         for cseq in 1..=3 {

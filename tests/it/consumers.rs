@@ -216,21 +216,6 @@ async fn publish_atomic_batch(app: &TestApp, subject: &str, count: usize) {
     }
 }
 
-/// The consumer as JetStream reports it.
-/// A consumer's state as JetStream reports it. On a cluster a consumer can be between leaders
-/// for a moment (a busy machine misses heartbeats); its state is what the next leader answers.
-async fn server_consumer(app: &TestApp, consumer: &str) -> consumer::Info {
-    eventually(
-        "consumer info from its leader",
-        Duration::from_secs(30),
-        || async {
-            let stream = app.js.get_stream(STREAM).await.ok()?;
-            stream.consumer_info(consumer).await.ok()
-        },
-    )
-    .await
-}
-
 /// Messages a stream stores, as JetStream reports it.
 async fn stored_count(app: &TestApp, stream: &str) -> u64 {
     let stream = app.js.get_stream(stream).await.expect("stream");
@@ -272,7 +257,7 @@ async fn consumer_admin_round_trip_creates_201_repeats_200_updates_200_lists_get
     assert_eq!(created["config"], config, "config not echoed as sent");
     assert_eq!(created["state"]["num_pending"], 3);
     assert_eq!(created["state"]["num_ack_pending"], 0);
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(stored.config.durable_name.as_deref(), Some(CONSUMER));
     assert_eq!(stored.config.ack_policy, consumer::AckPolicy::Explicit);
     assert_eq!(stored.config.ack_wait, Duration::from_secs(45));
@@ -304,7 +289,7 @@ async fn consumer_admin_round_trip_creates_201_repeats_200_updates_200_lists_get
     let updated = json(put_consumer(&app, STREAM, CONSUMER, &described).await, 200).await;
     assert_eq!(updated["config"]["description"], "EU order workers");
     assert_eq!(updated["created"], created["created"], "recreated");
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(
         stored.config.description.as_deref(),
         Some("EU order workers")
@@ -319,7 +304,7 @@ async fn consumer_admin_round_trip_creates_201_repeats_200_updates_200_lists_get
         "consumer_conflict",
     )
     .await;
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(stored.config.deliver_policy, consumer::DeliverPolicy::All);
 
     let list = json(
@@ -537,7 +522,7 @@ async fn consumer_with_two_filter_subjects_delivers_only_messages_on_those_subje
         ["orders.eu.1", "orders.us.1", "orders.eu.2", "orders.us.2"]
     );
     assert_eq!(seqs(&messages), [1, 2, 4, 5]);
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(stored.num_pending, 0, "the asia message is not for it");
     assert_eq!(stored.num_ack_pending, 4);
 }
@@ -579,7 +564,7 @@ async fn fetch_then_ack_returns_delivery_metadata_and_moves_the_ack_floor(topolo
         "3 messages ack-pending",
         Duration::from_secs(10),
         || async {
-            let info = server_consumer(&app, CONSUMER).await;
+            let info = app.consumer_info(STREAM, CONSUMER).await;
             (info.num_ack_pending == 3).then_some(info)
         },
     )
@@ -605,7 +590,7 @@ async fn fetch_then_ack_returns_delivery_metadata_and_moves_the_ack_floor(topolo
         assert_eq!(result["delivered"], 1);
         assert!(result.get("error").is_none(), "{result}");
     }
-    let after = server_consumer(&app, CONSUMER).await;
+    let after = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(after.num_ack_pending, 0);
     assert_eq!(after.ack_floor.stream_sequence, 3);
     assert_eq!(after.ack_floor.consumer_sequence, 3);
@@ -655,7 +640,7 @@ async fn fetch_and_ack_loop_gets_every_message_once_for_batches_of_1_10_and_100(
         }
         println!("batch {batch}: {COUNT} of {COUNT} messages in {fetches} fetches");
         assert_eq!(seen.len(), COUNT);
-        let info = server_consumer(&app, &consumer).await;
+        let info = app.consumer_info(STREAM, &consumer).await;
         assert_eq!(info.num_ack_pending, 0, "batch {batch}");
         assert_eq!(info.num_pending, 0, "batch {batch}");
         assert_eq!(info.num_redelivered, 0, "batch {batch}");
@@ -683,7 +668,7 @@ async fn fetch_with_max_messages_returns_at_most_that_many_in_stream_order(topol
     assert_eq!(pending, [4, 3, 2]);
     assert_eq!(seqs(&second), [4, 5]);
     assert!(third.is_empty(), "{third:?}");
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(stored.num_ack_pending, 5);
     assert_eq!(stored.delivered.stream_sequence, 5);
 }
@@ -702,7 +687,7 @@ async fn fetch_with_empty_body_returns_one_message_without_waiting(topology: Top
 
     let body = json(response, 200).await;
     assert_eq!(seqs(body["messages"].as_array().expect("messages")), [1]);
-    assert_eq!(server_consumer(&app, CONSUMER).await.num_ack_pending, 1);
+    assert_eq!(app.consumer_info(STREAM, CONSUMER).await.num_ack_pending, 1);
 }
 
 async fn long_poll_fetch_returns_as_soon_as_a_message_is_published(topology: Topology) {
@@ -723,7 +708,7 @@ async fn long_poll_fetch_returns_as_soon_as_a_message_is_published(topology: Top
     eventually(
         "the fetch to wait on the consumer",
         Duration::from_secs(10),
-        || async { (server_consumer(&app, CONSUMER).await.num_waiting > 0).then_some(()) },
+        || async { (app.consumer_info(STREAM, CONSUMER).await.num_waiting > 0).then_some(()) },
     )
     .await;
 
@@ -751,7 +736,7 @@ async fn fetch_with_wait_returns_empty_list_when_nothing_arrives(topology: Topol
         "answered after {elapsed:?}, before the wait ended"
     );
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(stored.delivered.stream_sequence, 0);
 }
 
@@ -771,7 +756,7 @@ async fn fetch_with_max_bytes_returns_only_the_messages_that_fit(topology: Topol
 
     // Each message counts its 1000-byte payload plus subject and reply: two fit, three do not.
     assert_eq!(seqs(&messages), [1, 2]);
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(stored.num_ack_pending, 2);
     assert_eq!(stored.num_pending, 3);
 }
@@ -790,7 +775,7 @@ async fn fetch_when_the_next_message_exceeds_max_bytes_returns_400_and_delivers_
     )
     .await;
 
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(stored.num_ack_pending, 0);
     assert_eq!(stored.num_pending, 1);
     let messages = fetch_ok(&app, CONSUMER, json!({"max_bytes": 5000})).await;
@@ -829,7 +814,7 @@ async fn fetch_with_out_of_bounds_parameters_returns_400_invalid_parameter_and_d
         problem(response, 400, "invalid_body").await;
     }
 
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(
         stored.delivered.stream_sequence, 0,
         "something was delivered"
@@ -862,7 +847,7 @@ async fn concurrent_fetches_of_available_messages_split_them_without_duplicates(
     }
     all.sort_unstable();
     assert_eq!(all, (1..=20).collect::<Vec<_>>(), "duplicates or gaps");
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(stored.num_ack_pending, 20);
     assert_eq!(stored.num_redelivered, 0);
 }
@@ -891,7 +876,7 @@ async fn concurrent_long_poll_fetches_never_return_the_same_stream_sequence_twic
     eventually(
         "4 fetches waiting on the consumer",
         Duration::from_secs(10),
-        || async { (server_consumer(&app, CONSUMER).await.num_waiting == 4).then_some(()) },
+        || async { (app.consumer_info(STREAM, CONSUMER).await.num_waiting == 4).then_some(()) },
     )
     .await;
 
@@ -918,7 +903,7 @@ async fn concurrent_long_poll_fetches_never_return_the_same_stream_sequence_twic
     while all.len() < 20 {
         let more = fetch_ok(&app, CONSUMER, json!({"max_messages": 20, "wait": "5s"})).await;
         if more.is_empty() {
-            let stored = server_consumer(&app, CONSUMER).await;
+            let stored = app.consumer_info(STREAM, CONSUMER).await;
             panic!(
                 "only {} of 20 returned ({all:?}); JetStream delivered up to stream seq {} with {} \
                  awaiting ack: the rest were handed to the gateway and not returned",
@@ -931,7 +916,7 @@ async fn concurrent_long_poll_fetches_never_return_the_same_stream_sequence_twic
     }
     all.sort_unstable();
     assert_eq!(all, (1..=20).collect::<Vec<_>>());
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(stored.num_ack_pending, 20);
     assert_eq!(stored.num_redelivered, 0);
 }
@@ -963,7 +948,7 @@ async fn long_poll_fetch_returns_every_message_jetstream_handed_over_for_it() {
         json(response, 200).await
     });
     eventually("the fetch to wait", Duration::from_secs(10), || async {
-        (server_consumer(&app, CONSUMER).await.num_waiting == 1).then_some(())
+        (app.consumer_info(STREAM, CONSUMER).await.num_waiting == 1).then_some(())
     })
     .await;
 
@@ -974,7 +959,7 @@ async fn long_poll_fetch_returns_every_message_jetstream_handed_over_for_it() {
     // What a client fetches next at once; afterwards JetStream has processed every pull of both.
     let (next, _) = fetch_timed(&app, CONSUMER, json!({"max_messages": 5})).await;
 
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     let mut returned = seqs(&again);
     returned.extend(seqs(&next));
     assert_eq!(
@@ -1034,12 +1019,12 @@ async fn nak_with_delay_redelivers_after_the_delay_and_not_before(topology: Topo
         since_nak >= Duration::from_millis(1950),
         "redelivered {since_nak:?} after the nak"
     );
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(stored.num_ack_pending, 1);
     assert_eq!(stored.num_redelivered, 1);
     ack_one(&app, &ack_id(&again[0]), "ack", 200).await;
     assert_eq!(
-        server_consumer(&app, CONSUMER)
+        app.consumer_info(STREAM, CONSUMER)
             .await
             .ack_floor
             .stream_sequence,
@@ -1059,7 +1044,7 @@ async fn nak_without_delay_redelivers_at_once_with_delivered_2(topology: Topolog
     assert_eq!(seqs(&again), [1]);
     assert_eq!(again[0]["delivered"], 2);
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
-    assert_eq!(server_consumer(&app, CONSUMER).await.num_redelivered, 1);
+    assert_eq!(app.consumer_info(STREAM, CONSUMER).await.num_redelivered, 1);
 }
 
 #[tokio::test]
@@ -1082,7 +1067,7 @@ async fn delay_with_an_action_other_than_nak_returns_400_and_applies_nothing() {
         .await;
     }
 
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(stored.num_ack_pending, 1);
     assert_eq!(stored.ack_floor.stream_sequence, 0);
 }
@@ -1106,7 +1091,7 @@ async fn unacked_message_is_redelivered_after_ack_wait_and_not_before(topology: 
         since_first >= Duration::from_secs(2),
         "redelivered {since_first:?} after the first fetch was sent"
     );
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(stored.num_redelivered, 1);
     assert_eq!(stored.num_ack_pending, 1);
 }
@@ -1136,12 +1121,12 @@ async fn progress_keeps_a_message_from_redelivery_past_its_ack_wait(topology: To
     let window = delivered_at.elapsed();
     assert!(window >= Duration::from_secs(3), "only {window:?} covered");
 
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(stored.num_redelivered, 0);
     assert_eq!(stored.num_ack_pending, 1);
     assert_eq!(stored.delivered.consumer_sequence, 1, "delivered again");
     ack_one(&app, &id, "ack", 200).await;
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(stored.ack_floor.stream_sequence, 1);
     assert_eq!(stored.num_ack_pending, 0);
 }
@@ -1162,7 +1147,7 @@ async fn term_stops_redelivery_past_ack_wait(topology: Topology) {
         "redelivered after term: {redelivered:?}"
     );
     assert!(elapsed >= Duration::from_secs(2), "window only {elapsed:?}");
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(stored.num_ack_pending, 0);
     assert_eq!(stored.num_redelivered, 0);
     assert_eq!(stored.ack_floor.stream_sequence, 1);
@@ -1254,7 +1239,7 @@ async fn term_with_dead_letter_subject_stores_the_copy_before_terminating(topolo
     );
     let copy = &copies[0];
     // The copy was stored before JetStream applied the term (the advisory copy would be later).
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     let termed_at = stored.ack_floor.last_active.expect("ack floor time");
     assert!(
         copy.time <= termed_at,
@@ -1270,7 +1255,7 @@ async fn term_with_dead_letter_subject_stores_the_copy_before_terminating(topolo
     assert_eq!(header(copy, "Jetway-Origin-Subject"), "orders.new");
     assert_eq!(header(copy, "Jetway-Origin-Consumer"), CONSUMER);
     assert_eq!(header(copy, "Nats-Msg-Id"), "jetway-dlq:ORDERS:workers:1");
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(stored.num_ack_pending, 0);
     assert_eq!(stored.ack_floor.stream_sequence, 1);
     // Past the ack wait: not redelivered, and the advisory watcher added no second copy.
@@ -1308,7 +1293,7 @@ async fn message_whose_last_delivery_expires_is_dead_lettered_at_the_next_fetch_
     let (ticks, waited) = fetch_timed(&app, "clock", json!({"wait": "2500ms"})).await;
     assert!(ticks.is_empty() && waited >= Duration::from_secs(2));
     assert_eq!(stored_count(&app, "DLQ").await, 0, "copied without a fetch");
-    assert_eq!(server_consumer(&app, CONSUMER).await.num_ack_pending, 1);
+    assert_eq!(app.consumer_info(STREAM, CONSUMER).await.num_ack_pending, 1);
 
     let (third, _) = fetch_timed(&app, CONSUMER, json!({"wait": "1s"})).await;
     assert!(third.is_empty(), "delivered past max_deliver: {third:?}");
@@ -1325,7 +1310,7 @@ async fn message_whose_last_delivery_expires_is_dead_lettered_at_the_next_fetch_
         "max_deliveries"
     );
     assert_eq!(header(&copies[0], "Jetway-Deliveries"), "2");
-    assert_eq!(server_consumer(&app, CONSUMER).await.num_ack_pending, 0);
+    assert_eq!(app.consumer_info(STREAM, CONSUMER).await.num_ack_pending, 0);
 }
 
 #[tokio::test]
@@ -1347,7 +1332,7 @@ async fn term_when_no_stream_captures_the_dead_letter_subject_is_not_applied_and
     assert_eq!(result["status"], 503, "{result}");
     assert_eq!(result["error"]["code"], "jetstream_unavailable", "{result}");
     assert_eq!(result["error"]["status"], result["status"]);
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(stored.num_ack_pending, 1, "terminated without a copy");
     assert_eq!(stored.ack_floor.stream_sequence, 0);
     let (again, _) = fetch_timed(&app, CONSUMER, json!({"wait": "10s"})).await;
@@ -1369,7 +1354,7 @@ async fn ack_id_from_one_gateway_is_accepted_by_another_with_the_same_secret(top
 
     assert_eq!(result["status"], 200);
     assert_eq!(result["stream_seq"], 1);
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(stored.ack_floor.stream_sequence, 1);
     assert_eq!(stored.num_ack_pending, 1);
 }
@@ -1393,7 +1378,7 @@ async fn ack_id_is_rejected_with_400_by_a_gateway_with_a_different_secret() {
     )
     .await;
 
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(stored.num_ack_pending, 1);
     assert_eq!(stored.ack_floor.stream_sequence, 0);
 }
@@ -1414,7 +1399,7 @@ async fn gateway_with_rotated_secrets_accepts_ack_ids_signed_with_the_old_secret
     let result = ack_one(&rotated, &ack_id(&from_old[0]), "ack", 200).await;
 
     assert_eq!(result["stream_seq"], 1);
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(stored.ack_floor.stream_sequence, 1);
     // The rotated gateway signs with the new secret, which the old one does not know yet.
     problem(
@@ -1427,10 +1412,10 @@ async fn gateway_with_rotated_secrets_accepts_ack_ids_signed_with_the_old_secret
         "invalid_ack_id",
     )
     .await;
-    assert_eq!(server_consumer(&app, CONSUMER).await.num_ack_pending, 1);
+    assert_eq!(app.consumer_info(STREAM, CONSUMER).await.num_ack_pending, 1);
     ack_one(&rotated, &ack_id(&from_rotated[0]), "ack", 200).await;
     assert_eq!(
-        server_consumer(&app, CONSUMER)
+        app.consumer_info(STREAM, CONSUMER)
             .await
             .ack_floor
             .stream_sequence,
@@ -1473,7 +1458,7 @@ async fn gateway_restarted_mid_processing_never_redelivers_the_acked_message_and
     )
     .await;
     assert!(later.is_empty(), "redelivered: {later:?}");
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(stored.ack_floor.stream_sequence, 2);
     assert_eq!(stored.num_ack_pending, 0);
     assert_eq!(stored.num_redelivered, 0);
@@ -1523,12 +1508,12 @@ async fn ack_request_with_a_forged_altered_or_truncated_id_returns_400_and_appli
         }
     }
 
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(stored.num_ack_pending, 2, "an ack was applied");
     assert_eq!(stored.ack_floor.stream_sequence, 0);
     // The valid id was valid all along.
     ack_one(&app, &valid, "ack", 200).await;
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(stored.num_ack_pending, 1);
     assert_eq!(stored.ack_floor.stream_sequence, 1);
 }
@@ -1546,7 +1531,7 @@ async fn ack_of_an_already_acked_message_returns_200_again_because_jetstream_con
 
     assert_eq!(again["status"], 200);
     assert!(again.get("error").is_none(), "{again}");
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(stored.ack_floor.stream_sequence, 1);
     assert_eq!(stored.num_ack_pending, 0);
 }
@@ -1563,7 +1548,7 @@ async fn ack_id_from_an_earlier_delivery_acks_the_redelivered_message(topology: 
     let result = ack_one(&app, &ack_id(&first[0]), "ack", 200).await;
 
     assert_eq!(result["delivered"], 1);
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(stored.num_ack_pending, 0);
     assert_eq!(stored.ack_floor.stream_sequence, 1);
 }
@@ -1643,7 +1628,7 @@ async fn ack_request_with_malformed_body_returns_400_problem_json_and_applies_no
         .expect("acks request");
     problem(untyped, 415, "unsupported_media_type").await;
 
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(stored.num_ack_pending, 1);
     assert_eq!(stored.ack_floor.stream_sequence, 0);
 }
@@ -1664,7 +1649,7 @@ async fn put_consumer_with_backoff_echoes_ack_wait_as_the_first_backoff_step_and
     assert_eq!(created["config"]["backoff"], json!(["1s", "5s", "10s"]));
     assert_eq!(created["config"]["ack_wait"], "1s");
     assert_eq!(repeated["config"], created["config"]);
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(
         stored.config.backoff,
         [1, 5, 10].map(Duration::from_secs).to_vec()
@@ -1711,7 +1696,7 @@ async fn fetch_waiting_past_max_waiting_returns_429_rate_limited_with_retry_afte
     eventually(
         "the first fetch to wait",
         Duration::from_secs(10),
-        || async { (server_consumer(&app, CONSUMER).await.num_waiting == 1).then_some(()) },
+        || async { (app.consumer_info(STREAM, CONSUMER).await.num_waiting == 1).then_some(()) },
     )
     .await;
 
@@ -1744,7 +1729,7 @@ async fn fetch_waiting_on_a_consumer_that_is_deleted_returns_404_consumer_not_fo
             .expect("fetch request")
     });
     eventually("the fetch to wait", Duration::from_secs(10), || async {
-        (server_consumer(&app, CONSUMER).await.num_waiting == 1).then_some(())
+        (app.consumer_info(STREAM, CONSUMER).await.num_waiting == 1).then_some(())
     })
     .await;
 
@@ -1814,7 +1799,7 @@ async fn term_of_a_message_deleted_from_the_stream_is_applied_without_a_copy() {
     .await;
 
     assert_eq!(body["results"][0]["status"], 200, "{body}");
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(stored.num_ack_pending, 0, "still pending: term not applied");
 }
 
@@ -1834,7 +1819,7 @@ async fn ack_id_of_a_deleted_and_recreated_consumer_for_an_undelivered_message_r
 
     assert_eq!(result["status"], 410, "{result}");
     assert_eq!(result["error"]["code"], "ack_not_confirmed");
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(
         stored.ack_floor.stream_sequence, 0,
         "the stale id acked the new consumer"
@@ -1898,11 +1883,11 @@ async fn ack_request_with_more_than_max_acks_returns_413_and_applies_nothing() {
     )
     .await;
 
-    let stored = server_consumer(&app, CONSUMER).await;
+    let stored = app.consumer_info(STREAM, CONSUMER).await;
     assert_eq!(stored.num_ack_pending, 3);
     let body = json(post_acks(&app, &json!({ "acks": acks[..2] })).await, 200).await;
     assert_eq!(body["results"].as_array().expect("results").len(), 2);
-    assert_eq!(server_consumer(&app, CONSUMER).await.num_ack_pending, 1);
+    assert_eq!(app.consumer_info(STREAM, CONSUMER).await.num_ack_pending, 1);
 }
 
 // Every test above that takes a topology runs on one server (R1) and on a 3-node cluster (R3).

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::harness::{TestApp, Topology, eventually, json, problem, spawn_app_on_with};
+use crate::harness::{TestApp, Topology, json, problem, spawn_app_on_with};
 
 const STREAM: &str = "ORDERS";
 const CONSUMER: &str = "workers";
@@ -66,15 +66,7 @@ async fn fetch(app: &TestApp, body: Value) -> (Vec<Value>, Duration) {
 
 /// The consumer as its leader reports it.
 async fn server_consumer(app: &TestApp) -> consumer::Info {
-    eventually(
-        "consumer info from its leader",
-        Duration::from_secs(15),
-        || async {
-            let stream = app.js.get_stream(STREAM).await.ok()?;
-            stream.consumer_info(CONSUMER).await.ok()
-        },
-    )
-    .await
+    app.consumer_info(STREAM, CONSUMER).await
 }
 
 fn rfc3339(time: OffsetDateTime) -> String {

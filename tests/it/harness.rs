@@ -708,6 +708,20 @@ impl TestApp {
     }
 
     /// Messages stored in a stream, read directly.
+    /// A consumer as JetStream reports it. On a cluster a consumer can be between leaders for a
+    /// while (a busy machine misses heartbeats); its state is what the next leader answers.
+    pub async fn consumer_info(&self, stream: &str, consumer: &str) -> jetstream::consumer::Info {
+        eventually(
+            "consumer info from its leader",
+            Duration::from_secs(30),
+            || async {
+                let stream = self.js.get_stream(stream).await.ok()?;
+                stream.consumer_info(consumer).await.ok()
+            },
+        )
+        .await
+    }
+
     pub async fn stored(&self, stream: &str) -> Vec<jetstream::message::StreamMessage> {
         let stream = self.js.get_stream(stream).await.expect("stream");
         let info = stream.get_info().await.expect("info");

@@ -332,20 +332,6 @@ async fn create_durable(app: &TestApp, consumer: &str, body: &Value) {
     json(response, 201).await;
 }
 
-/// A durable consumer as JetStream reports it. On a cluster a consumer can be between leaders
-/// for a while (a busy machine misses heartbeats); its state is what the next leader answers.
-async fn durable_info(app: &TestApp, consumer: &str) -> consumer::Info {
-    crate::harness::eventually(
-        "consumer info from its leader",
-        Duration::from_secs(30),
-        || async {
-            let stream = app.js.get_stream(STREAM).await.ok()?;
-            stream.consumer_info(consumer).await.ok()
-        },
-    )
-    .await
-}
-
 fn url_encode(value: &str) -> String {
     form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
@@ -764,7 +750,7 @@ async fn ack_mode_ack_over_the_socket_moves_the_ack_floor_and_unacked_message_is
     assert_eq!(result["action"], "ack");
     assert_eq!(result["ack_id"], ack_id.as_str());
     assert!(result.get("error").is_none(), "{result}");
-    let info = durable_info(&app, "workers").await;
+    let info = app.consumer_info(STREAM, "workers").await;
     assert_eq!(info.ack_floor.stream_sequence, 1, "{info:?}");
     assert_eq!(info.num_ack_pending, 1, "{info:?}");
     let redelivered = redelivery.last().expect("redelivery");
@@ -807,7 +793,7 @@ async fn ack_mode_nak_with_delay_over_the_socket_redelivers_after_the_delay(topo
         since_nak >= Duration::from_millis(950),
         "redelivered {since_nak:?} after a nak with a 1s delay"
     );
-    let info = durable_info(&app, "workers").await;
+    let info = app.consumer_info(STREAM, "workers").await;
     assert_eq!(info.num_redelivered, 1);
     assert_eq!(info.num_ack_pending, 1);
 }
@@ -842,7 +828,7 @@ async fn multiplexed_subscribe_with_consumer_delivers_ack_ids_and_acks_over_the_
     assert_eq!(message["delivered"], 1);
     assert_eq!(result["id"], "a1");
     assert_eq!(result["status"], 200, "{result}");
-    let info = durable_info(&app, "workers").await;
+    let info = app.consumer_info(STREAM, "workers").await;
     assert_eq!(info.ack_floor.stream_sequence, 1);
     assert_eq!(info.num_ack_pending, 0);
 }
